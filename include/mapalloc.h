@@ -1,0 +1,93 @@
+/* mapalloc: a size-class allocator built directly on anonymous memory mappings.
+ *
+ * Every public name starts with mapalloc_. Linking this library never replaces
+ * the process's malloc; for that, preload libmapalloc-preload.so.
+ *
+ * Semantics follow glibc where the C standard leaves a choice:
+ *  - mapalloc_malloc(0) returns a unique, freeable block (of usable size 16);
+ *  - mapalloc_realloc(p, 0) with p != NULL frees p and returns NULL;
+ *  - mapalloc_realloc(NULL, n) is mapalloc_malloc(n).
+ * Errors: a request that cannot be met (overflow, more than PTRDIFF_MAX bytes,
+ * the kernel refusing memory) returns NULL with errno = ENOMEM; an alignment
+ * that is not a power of two returns EINVAL. errno is not touched on success.
+ * A detected misuse (double free, a pointer mapalloc never returned, a size
+ * that does not match the block) aborts with one line on stderr that starts
+ * with "mapalloc:" and names the misuse and the address.
+ */
+#ifndef MAPALLOC_H
+#define MAPALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MAPALLOC_VERSION_MAJOR 0
+#define MAPALLOC_VERSION_MINOR 1
+
+#if defined(__GNUC__)
+#define MAPALLOC_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
+#else
+#define MAPALLOC_MALLOC_ATTR
+#endif
+
+/* The C allocation API. */
+void *mapalloc_malloc(size_t size) MAPALLOC_MALLOC_ATTR;
+void *mapalloc_calloc(size_t count, size_t size) MAPALLOC_MALLOC_ATTR;
+void *mapalloc_realloc(void *ptr, size_t size);
+void *mapalloc_reallocarray(void *ptr, size_t count, size_t size);
+void mapalloc_free(void *ptr);
+/* C23: size must be the size asked for (or any size between that and the
+ * usable size); a size that cannot belong to the block aborts. */
+void mapalloc_free_sized(void *ptr, size_t size);
+void mapalloc_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+/* Aligned allocation. alignment must be a power of two; blocks are always
+ * aligned to at least 16 bytes. Alignments up to 1 GiB are honoured. */
+void *mapalloc_aligned_alloc(size_t alignment, size_t size) MAPALLOC_MALLOC_ATTR;
+int mapalloc_posix_memalign(void **out, size_t alignment, size_t size);
+void *mapalloc_memalign(size_t alignment, size_t size) MAPALLOC_MALLOC_ATTR;
+void *mapalloc_valloc(size_t size) MAPALLOC_MALLOC_ATTR;
+void *mapalloc_pvalloc(size_t size) MAPALLOC_MALLOC_ATTR;
+
+/* The number of bytes of the block that may be used; 0 for NULL. */
+size_t mapalloc_usable_size(const void *ptr);
+
+/* Gives back to the kernel every page it can: empty pages of the calling
+ * thread's heap and of abandoned heaps, the cache of large mappings.
+ * Returns 1 if memory was returned, 0 otherwise (as glibc's malloc_trim). */
+int mapalloc_trim(size_t pad);
+
+/* Statistics, summed over all threads when asked. Figures in bytes. */
+struct mapalloc_stats {
+    size_t live;           /* bytes in blocks handed out and not freed (block sizes) */
+    size_t small_mapped;   /* bytes of regions mapped for small and medium blocks */
+    size_t large_mapped;   /* bytes mapped for large blocks, including the cache */
+    size_t mapped;         /* all bytes mapped by mapalloc now */
+    size_t peak_mapped;    /* the highest value of mapped so far */
+    size_t resident;       /* resident bytes of the process (from /proc/self/statm) */
+    size_t live_blocks;    /* blocks handed out and not freed */
+    size_t large_blocks;   /* of which large */
+    uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls;
+    uint64_t huge_fallbacks; /* MAP_HUGETLB refused by the kernel, ordinary pages used */
+    uint64_t regions;        /* regions mapped now */
+    uint64_t abandoned_regions; /* regions of exited threads not yet adopted */
+};
+void mapalloc_stats_get(struct mapalloc_stats *out);
+
+/* Writes the statistics to fd: as text, or as one JSON object when json != 0. */
+void mapalloc_stats_print(int fd, int json);
+
+/* Options. Read once from MAPALLOC_OPTIONS ("name=value,name=value") at the
+ * first allocation; mapalloc_option_set changes one before that (returns 0 on
+ * success, -1 with errno EINVAL for an unknown name or a bad value, EBUSY once
+ * the allocator is running for options that cannot change then). */
+int mapalloc_option_set(const char *name, long value);
+long mapalloc_option_get(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,61 @@
+/* The OS layer: the only code that calls mmap, munmap, mremap, madvise or
+ * opens /dev/zero (os.c). Everything above asks it for memory.
+ *
+ * Contract:
+ *  - sizes are multiples of the OS page size (4 KiB on x86-64), alignments are
+ *    powers of two; the layer rounds nothing up behind the caller's back;
+ *  - every failure returns NULL or false and leaves errno as it was: the
+ *    layers above decide whether it becomes ENOMEM;
+ *  - no function here allocates, takes an allocator lock or calls malloc.
+ */
+#ifndef MA_OS_H
+#define MA_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* How a mapping is made. */
+enum {
+    MA_MAP_HUGE = 1u << 0,      /* try MAP_HUGETLB, fall back to ordinary pages */
+    MA_MAP_NORESERVE = 1u << 1, /* MAP_NORESERVE: no swap reserved */
+    MA_MAP_DEVZERO = 1u << 2,   /* a private mapping of /dev/zero, not MAP_ANONYMOUS */
+    MA_MAP_THP = 1u << 3,       /* madvise(MADV_HUGEPAGE) on the mapping */
+};
+
+/* The flags from the process options (huge, noreserve, devzero, thp). */
+unsigned ma_os_default_flags(void);
+
+/* A fresh, zeroed, readable and writable mapping of size bytes whose start is
+ * a multiple of alignment (over-map and trim when the first try is not). */
+void *ma_os_map(size_t size, size_t alignment, unsigned flags);
+bool ma_os_unmap(void *addr, size_t size);
+
+/* Grows or shrinks a mapping, in place when the kernel can, else (when
+ * may_move) by moving its page tables: no bytes are copied. NULL on failure,
+ * with the old mapping intact. */
+void *ma_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move);
+
+/* Gives the pages back to the kernel; the range stays mapped and reads as
+ * zero after (MADV_DONTNEED) or as zero or old contents until written
+ * (MADV_FREE, when the purge option asks for it). */
+bool ma_os_purge(void *addr, size_t size);
+
+/* Forces the range to read as zero (MADV_DONTNEED whatever the purge option). */
+bool ma_os_reset(void *addr, size_t size);
+
+size_t ma_os_page_size(void);
+
+/* Counters for the statistics (relaxed atomics, slow paths only). */
+struct ma_os_counters {
+    uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls;
+    uint64_t huge_fallbacks, devzero_maps;
+    size_t mapped, peak_mapped;
+};
+void ma_os_counters(struct ma_os_counters *out);
+
+/* Lets a test reach the /dev/zero path and the huge-page fallback whatever
+ * the options say. */
+void *ma_os_map_test(size_t size, size_t alignment, unsigned flags);
+
+#endif
