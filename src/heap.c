@@ -142,6 +142,7 @@ static size_t heap_purge(ma_heap *heap)
         ma_page *page = heap->queues[c].first;
         if (page && page->retained) {
             page->retained = 0;
+            page->free_trigger = 1;
             if (page->used == 0 && page->local_free == NULL &&
                 (atomic_load_explicit(&page->thread_free, memory_order_relaxed) & ~MA_TF_STATE_MASK) == 0) {
                 queue_remove(heap, page);
@@ -186,12 +187,12 @@ static void page_empty(ma_heap *heap, ma_page *page)
     if (page->in_full || page->notify_pending)
         return; /* it comes back through heap->notify; handled there */
     if (heap->queues[page->class_idx].first == page && page->next == NULL) {
-        if (!page->retained) {
-            page->retained = 1;
-            if (heap->dirty_bytes == 0)
-                heap->dirty_since_ms = ma_clock_ms();
-            heap->dirty_bytes += (size_t)page->capacity * page->block_size;
-        }
+        /* While retained, its frees stay on the fast path (trigger 0). */
+        page->retained = 1;
+        page->free_trigger = 0;
+        if (heap->dirty_bytes == 0)
+            heap->dirty_since_ms = ma_clock_ms();
+        heap->dirty_bytes += (size_t)page->capacity * page->block_size;
         heap_maybe_purge(heap);
         return;
     }
@@ -297,7 +298,10 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
 {
     for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
         next = page->next;
-        page->retained = 0;
+        if (page->retained) {
+            page->retained = 0;
+            page->free_trigger = 1;
+        }
         if (page->free == NULL)
             ma_page_collect(page);
         if (page->free == NULL)

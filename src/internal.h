@@ -91,7 +91,7 @@ typedef struct ma_page {
     uint8_t in_full;         /* owner: out of its queue because it was full */
     uint8_t notify_pending;  /* owner: a remote freer took the FULL notice */
     uint8_t retained;        /* owner: empty, kept as its class's only page */
-} ma_page;
+} __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
 
 typedef struct ma_region {
     uintptr_t cookie;               /* ma_region_cookie(region) while mapped */
@@ -188,7 +188,7 @@ bool ma_page_unfull(ma_page *page);         /* false: a notice is on its way ins
 void ma_page_set_never(ma_page *page);      /* abandonment: no more notices */
 void ma_page_adopt(ma_page *page, struct ma_heap *heap);
 void ma_page_free_remote(ma_page *page, ma_block *b);
-MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
+MA_NORETURN MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
 
 /* ---- heap.c: thread heaps ---- */
 extern ma_heap ma_empty_heap;
@@ -218,6 +218,6 @@ void ma_stats_at_exit(void);
 MA_NOINLINE void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align);
 MA_NOINLINE void *ma_malloc_generic(size_t size);
 MA_NOINLINE void *ma_malloc_large_path(size_t size);
-MA_COLD void ma_free_invalid(const void *p);
+MA_NORETURN MA_COLD void ma_free_invalid(const void *p);
 
 #endif
