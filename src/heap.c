@@ -143,8 +143,7 @@ static size_t heap_purge(ma_heap *heap)
         if (page && page->retained) {
             page->retained = 0;
             page->free_trigger = 1;
-            if (page->used == 0 && page->local_free == NULL &&
-                (atomic_load_explicit(&page->thread_free, memory_order_relaxed) & ~MA_TF_STATE_MASK) == 0) {
+            if (page->used == 0) { /* its blocks are all back: none can be in thread_free */
                 queue_remove(heap, page);
                 page_release(heap, page);
             }

@@ -4,6 +4,7 @@
  * thread-local-storage set-up, before any constructor: so set-up runs lazily
  * on the first slow path, allocates nothing, and calls nothing that could
  * call malloc while the state says "running". */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/auxv.h>
@@ -15,6 +16,7 @@
 
 uintptr_t ma_secret[4];
 _Atomic int ma_init_state;
+int ma_stats_fd = 2;
 static __thread bool in_init __attribute__((tls_model("initial-exec")));
 
 static uint64_t splitmix64(uint64_t *state)
@@ -69,9 +71,13 @@ void ma_init_slow(void)
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         atomic_store_explicit(&ma_init_state, 2, memory_order_release);
         in_init = false;
-        /* atexit may allocate, so it comes after the state says "done". */
-        if (ma_option(MA_OPT_STATS))
+        /* atexit may allocate, so it comes after the state says "done".
+         * Some programs (coreutils) close stderr before exit handlers run:
+         * the report goes to a copy of it taken now. */
+        if (ma_option(MA_OPT_STATS)) {
+            ma_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
             atexit(ma_stats_at_exit);
+        }
         return;
     }
     /* A recursive call from inside set-up goes on with what is ready (the

@@ -212,6 +212,7 @@ void ma_large_stats(size_t *mapped, size_t *blocks, size_t *live);
 extern ma_spinlock ma_large_lock;
 
 /* ---- stats.c ---- */
+extern int ma_stats_fd; /* where stats=1 reports at exit (init.c) */
 void ma_stats_at_exit(void);
 
 /* ---- api.c: the public functions; alloc.h holds their fast paths ---- */
