@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -34,10 +35,14 @@ static void init_secrets(void)
     long got = syscall(SYS_getrandom, seed, sizeof seed, 1 /* GRND_NONBLOCK */);
     (void)got;
 #endif
-    const uint64_t *aux = (const uint64_t *)getauxval(AT_RANDOM);
+    /* The kernel's 16 random bytes for this process: not 8-byte aligned. */
+    const void *aux = (const void *)getauxval(AT_RANDOM);
     uint64_t state = seed[0] ^ seed[1] ^ (uint64_t)(uintptr_t)&state ^ (uint64_t)getpid();
-    if (aux)
-        state ^= aux[0] ^ (aux[1] << 1);
+    if (aux) {
+        uint64_t r[2];
+        memcpy(r, aux, sizeof r);
+        state ^= r[0] ^ (r[1] << 1);
+    }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     state ^= (uint64_t)ts.tv_nsec * 0x2545f4914f6cdd1dull;
