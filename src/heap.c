@@ -292,6 +292,20 @@ static ma_page *heap_page_new(ma_heap *heap, unsigned c)
     return page_in_region(heap, r, c);
 }
 
+/* A free into a page of an exited thread's region: adopt the region, unless
+ * this thread is exiting itself (it would only abandon it again). */
+bool ma_heap_reclaim_on_free(ma_page *page)
+{
+    ma_heap *heap = ma_tls_heap;
+    if (heap == &ma_empty_heap)
+        return false;
+    ma_region *r = region_of_page(page);
+    if (!ma_region_take_if_abandoned(r))
+        return false;
+    ma_heap_adopt_region(heap, r);
+    return true;
+}
+
 /* A page of class c with a free block, at the front of its queue. */
 static ma_page *heap_find_page(ma_heap *heap, unsigned c)
 {

@@ -101,6 +101,7 @@ typedef struct ma_region {
     uint64_t used_slices;           /* bit i: slice i belongs to a page (bit 0: header) */
     uint64_t dirty_slices;          /* bit i: free, touched, not yet purged */
     unsigned map_flags;             /* MA_MAP_* it was mapped with */
+    bool abandoned;                 /* in the abandoned list (under ma_region_lock) */
     uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
     ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
 } ma_region;
@@ -175,6 +176,7 @@ size_t ma_region_purge(ma_region *r);       /* returns bytes purged */
 bool ma_region_is_empty(const ma_region *r);
 void ma_region_abandon(ma_region *r);
 ma_region *ma_region_take_abandoned(void);
+bool ma_region_take_if_abandoned(ma_region *r);
 void ma_regions_foreach(void (*fn)(ma_region *, void *), void *arg); /* under the lock */
 void ma_region_counts(size_t *regions, size_t *abandoned_regions);
 extern ma_spinlock ma_region_lock;
@@ -200,6 +202,7 @@ extern ma_spinlock ma_heap_lock;
 void ma_heap_abandon(ma_heap *heap);
 size_t ma_heap_trim(ma_heap *heap);
 void ma_heap_adopt_region(ma_heap *heap, ma_region *r);
+bool ma_heap_reclaim_on_free(ma_page *page); /* true: the page is ours now */
 
 /* ---- large.c: blocks with a mapping of their own ---- */
 void *ma_large_malloc(size_t size, size_t alignment, bool zero); /* NULL: no memory */
