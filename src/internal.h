@@ -33,6 +33,11 @@
 #define ma_unlikely(x) __builtin_expect(!!(x), 0)
 #define MA_NOINLINE __attribute__((noinline))
 #define MA_COLD __attribute__((cold, noinline))
+#if defined(__clang__)
+#define MA_OPAQUE __attribute__((noinline))
+#else
+#define MA_OPAQUE __attribute__((noipa))
+#endif
 #define MA_NORETURN __attribute__((noreturn))
 #define MA_HIDDEN __attribute__((visibility("hidden")))
 #define MA_API __attribute__((visibility("default"))) /* the public mapalloc_ names */
@@ -78,7 +83,7 @@ typedef struct ma_page {
     ma_block *local_free;    /* freed by the owner, not yet reusable */
     _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
     uint8_t *start;          /* first block */
-    uint64_t div_magic;      /* block index = (offset * div_magic) >> 40 */
+    uint64_t div_magic;      /* see ma_page_has_block */
 
     _Atomic uintptr_t thread_free; /* remote frees | MA_TF_* state */
     struct ma_page *next, *prev;  /* the heap's queue for this class */
@@ -223,5 +228,10 @@ MA_NOINLINE void ma_free_nonregion(void *p, size_t expect_size, size_t expect_al
 MA_NOINLINE void *ma_malloc_generic(size_t size);
 MA_NOINLINE void *ma_malloc_large_path(size_t size);
 MA_NORETURN MA_COLD void ma_free_invalid(const void *p);
+/* These never return either, but the compiler must not know it: a call it
+ * knows to be noreturn is never a tail jump, and the fast path would pay for
+ * a stack frame. */
+MA_OPAQUE void ma_report_invalid_free(const void *p);
+MA_OPAQUE void ma_report_double_free(const void *p);
 
 #endif

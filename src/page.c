@@ -35,7 +35,7 @@ void ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     page->block_size16 = (uint16_t)(bsize >> 4);
     page->local_free = NULL;
     page->start = start;
-    page->div_magic = (((uint64_t)1 << 40) / bsize) + 1;
+    page->div_magic = (((uint64_t)1 << MA_DIV_SHIFT) / bsize) + 1;
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
     page->next = page->prev = page->notify_next = NULL;
     page->block_size = (uint32_t)bsize;
