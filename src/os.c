@@ -92,7 +92,7 @@ static void *map_at(void *hint, size_t size, unsigned flags)
     if (flags & MA_MAP_HUGE)
         mflags |= MAP_HUGETLB;
 #endif
-    if ((flags & MA_MAP_DEVZERO) || !MA_HAVE_ANON) {
+    if (flags & MA_MAP_DEVZERO) {
         fd = get_devzero_fd();
         if (fd < 0)
             return NULL;
@@ -171,11 +171,15 @@ static void *map_impl(size_t size, size_t alignment, unsigned flags)
     if (size == 0 || (size & (MA_OS_PAGE - 1)) != 0 || (alignment & (alignment - 1)) != 0)
         return NULL;
     void *p = NULL;
+    if (!MA_HAVE_ANON)
+        flags |= MA_MAP_DEVZERO;
     if (flags & MA_MAP_HUGE) {
         /* The kernel refuses when no huge pages are reserved, or when the
-         * size is not a multiple of the huge page size: fall back, counted. */
+         * size is not a multiple of the huge page size: fall back, counted.
+         * A /dev/zero mapping never gets MAP_HUGETLB: the kernel accepts
+         * the flag there, and the first touch raises SIGBUS. */
         size_t huge_align = alignment > ((size_t)2 << 20) ? alignment : ((size_t)2 << 20);
-        if ((size & (((size_t)2 << 20) - 1)) == 0)
+        if ((size & (((size_t)2 << 20) - 1)) == 0 && !(flags & MA_MAP_DEVZERO))
             p = map_aligned(size, huge_align, flags & ~(unsigned)MA_MAP_THP);
         if (p == NULL)
             COUNT(huge_fallbacks);
