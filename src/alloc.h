@@ -88,6 +88,14 @@ static inline void *ma_page_pop(ma_page *page)
     return b;
 }
 
+/* The page of heap that serves size (size <= MA_LARGE_THRESHOLD). */
+static inline ma_page *ma_heap_page_for(ma_heap *heap, size_t size)
+{
+    if (ma_likely(size <= MA_DIRECT_MAX))
+        return heap->direct[(size + MA_SMALL_STEP - 1) >> MA_SMALL_STEP_SHIFT];
+    return heap->pages[ma_size_class(size)];
+}
+
 static inline void *ma_malloc_inline(size_t size)
 {
     ma_heap *heap = ma_tls_heap;
@@ -118,14 +126,16 @@ static inline ma_page *ma_page_of_live_block(void *p)
     return page;
 }
 
-static inline void ma_free_tagged(ma_page *page, ma_block *b, uintptr_t tag)
+/* heap: the calling thread's heap that may own the page (its ordinary heap,
+ * or its heap in the block's arena). */
+static inline void ma_free_tagged(ma_heap *heap, ma_page *page, ma_block *b, uintptr_t tag)
 {
-    if (ma_likely(atomic_load_explicit(&page->heap, memory_order_relaxed) == ma_tls_heap)) {
+    if (ma_likely(atomic_load_explicit(&page->heap, memory_order_relaxed) == heap)) {
         b->link = ma_link_encode(page, page->local_free);
         b->tag = tag;
         page->local_free = b;
         if (ma_unlikely(--page->used < page->free_trigger))
-            ma_heap_page_free_slow(page);
+            ma_heap_page_free_slow(heap, page);
     } else {
         ma_page_free_remote(page, b);
     }
@@ -133,7 +143,7 @@ static inline void ma_free_tagged(ma_page *page, ma_block *b, uintptr_t tag)
 
 static inline void ma_free_in_page(ma_page *page, ma_block *b)
 {
-    ma_free_tagged(page, b, ma_block_tag(page, b));
+    ma_free_tagged(ma_tls_heap, page, b, ma_block_tag(page, b));
 }
 
 /* The misuse exits are plain calls that never return, not noreturn ones,
@@ -156,7 +166,7 @@ static inline void ma_free_inline(void *p)
         ma_report_double_free(p);
         return;
     }
-    ma_free_tagged(page, p, tag);
+    ma_free_tagged(ma_tls_heap, page, p, tag);
 }
 
 #endif

@@ -20,7 +20,7 @@ void *ma_malloc_generic(size_t size)
 void *ma_malloc_large_path(size_t size)
 {
     ma_init();
-    void *p = ma_large_malloc(size, 0, false);
+    void *p = ma_large_malloc(size, 0, false, NULL);
     if (p == NULL)
         errno = ENOMEM;
     return p;
@@ -69,7 +69,7 @@ MA_API void *mapalloc_calloc(size_t count, size_t size)
     }
     if (total > MA_LARGE_THRESHOLD) {
         ma_init();
-        void *p = ma_large_malloc(total, 0, true); /* fresh mappings are zero already */
+        void *p = ma_large_malloc(total, 0, true, NULL); /* fresh mappings are zero already */
         if (p == NULL)
             errno = ENOMEM;
         return p;
@@ -137,7 +137,11 @@ MA_API void *mapalloc_realloc(void *ptr, size_t size)
     }
     uintptr_t u = (uintptr_t)ptr;
     size_t old_usable;
-    if (ma_in_region(u)) {
+    bool in_region = ma_in_region(u);
+    ma_arena *arena = in_region ? ma_region_of(u)->arena : ma_large_arena_of(ptr);
+    if (arena != NULL) /* the block stays in its arena */
+        return mapalloc_arena_realloc((mapalloc_arena *)arena, ptr, size);
+    if (in_region) {
         ma_page *page = ma_page_of_live_block(ptr);
         /* Staying in the same class keeps the block (and free_sized exact). */
         if (size <= MA_LARGE_THRESHOLD && ma_size_class(size) == page->class_idx)
@@ -198,7 +202,7 @@ static void *malloc_aligned(size_t alignment, size_t size)
         return p;
     }
     ma_init();
-    void *p = ma_large_malloc(size, alignment, false);
+    void *p = ma_large_malloc(size, alignment, false, NULL);
     if (p == NULL)
         errno = ENOMEM;
     return p;
@@ -275,7 +279,7 @@ MA_API int mapalloc_trim(size_t pad)
     /* Regions of exited threads: adopt, trim, and let them go again. */
     ma_heap *heap = ma_heap_get_or_create();
     if (heap) {
-        for (ma_region *r; (r = ma_region_take_abandoned()) != NULL;)
+        for (ma_region *r; (r = ma_region_take_abandoned(NULL)) != NULL;)
             ma_heap_adopt_region(heap, r);
         released += ma_heap_trim(heap);
     }

@@ -107,6 +107,7 @@ uint64_t ma_clock_ms(void)
 /* fork: every allocator lock, always in this order. */
 void ma_locks_acquire_all(void)
 {
+    ma_arenas_lock_all();
     ma_lock(&ma_heap_lock);
     ma_lock(&ma_region_lock);
     ma_lock(&ma_large_lock);
@@ -117,6 +118,7 @@ void ma_locks_release_all(void)
     ma_unlock(&ma_large_lock);
     ma_unlock(&ma_region_lock);
     ma_unlock(&ma_heap_lock);
+    ma_arenas_unlock_all();
 }
 
 void ma_locks_reset_all(void)

@@ -122,43 +122,88 @@ size_t ma_region_purge(ma_region *r)
     return purged;
 }
 
+/* The list a region waits in when no heap owns it: its arena's, or the
+ * process's. Under ma_region_lock. */
+static ma_region **abandoned_list(ma_arena *arena)
+{
+    return arena ? &arena->abandoned : &abandoned;
+}
+
+/* Arena reset: every page of the region is gone at once. The slices that
+ * held pages become dirty (resident, reusable without faults). Touches the
+ * header only: time proportional to regions, not to blocks. */
+void ma_region_wipe(ma_region *r)
+{
+    r->dirty_slices |= r->used_slices & ~(uint64_t)1;
+    r->used_slices = 1;
+    memset(r->slice_page, 0, sizeof r->slice_page);
+    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+        ma_page *page = &r->pages[i];
+        if (page->slices == 0)
+            continue;
+        page->slices = 0;
+        page->capacity = 0;
+        page->used = 0;
+        page->free = page->local_free = NULL;
+        atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
+        atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+        page->in_full = page->notify_pending = page->retained = 0;
+    }
+    atomic_store_explicit(&r->heap, NULL, memory_order_relaxed);
+    r->next = r->prev = NULL;
+}
+
 void ma_region_abandon(ma_region *r)
 {
     atomic_store_explicit(&r->heap, NULL, memory_order_release);
     ma_lock(&ma_region_lock);
+    ma_region **list = abandoned_list(r->arena);
     r->prev = NULL;
-    r->next = abandoned;
-    if (abandoned)
-        abandoned->prev = r;
-    abandoned = r;
+    r->next = *list;
+    if (*list)
+        (*list)->prev = r;
+    *list = r;
     r->abandoned = true;
-    abandoned_count++;
+    if (r->arena == NULL)
+        abandoned_count++;
     ma_unlock(&ma_region_lock);
 }
 
 static void unlink_abandoned(ma_region *r)
 {
+    ma_region **list = abandoned_list(r->arena);
     if (r->prev)
         r->prev->next = r->next;
     else
-        abandoned = r->next;
+        *list = r->next;
     if (r->next)
         r->next->prev = r->prev;
     r->next = r->prev = NULL;
     r->abandoned = false;
-    abandoned_count--;
+    if (r->arena == NULL)
+        abandoned_count--;
 }
 
-ma_region *ma_region_take_abandoned(void)
+ma_region *ma_region_take_abandoned(ma_arena *arena)
 {
-    if (atomic_load_explicit((_Atomic(ma_region *) *)&abandoned, memory_order_relaxed) == NULL)
+    ma_region **list = abandoned_list(arena);
+    if (atomic_load_explicit((_Atomic(ma_region *) *)list, memory_order_relaxed) == NULL)
         return NULL;
     ma_lock(&ma_region_lock);
-    ma_region *r = abandoned;
+    ma_region *r = *list;
     if (r)
         unlink_abandoned(r);
     ma_unlock(&ma_region_lock);
     return r;
+}
+
+/* Takes every region out of the arena's abandoned list (reset, destroy). */
+void ma_region_clear_abandoned(ma_arena *arena)
+{
+    ma_lock(&ma_region_lock);
+    while (arena->abandoned)
+        unlink_abandoned(arena->abandoned);
+    ma_unlock(&ma_region_lock);
 }
 
 bool ma_region_take_if_abandoned(ma_region *r)
