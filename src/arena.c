@@ -390,6 +390,12 @@ MA_API void mapalloc_arena_destroy(mapalloc_arena *arena)
 
 static void *arena_malloc_in(ma_arena *a, ma_heap *heap, size_t size, bool zero)
 {
+    if (ma_secure) {
+        void *p = ma_secure_malloc(heap, size, 0, a, zero);
+        if (p == NULL)
+            errno = ENOMEM;
+        return p;
+    }
     if (size > MA_LARGE_THRESHOLD) {
         void *p = ma_large_malloc(size, 0, zero, a);
         if (p == NULL)
@@ -448,7 +454,9 @@ MA_API void *mapalloc_arena_aligned_alloc(mapalloc_arena *arena, size_t alignmen
         return arena_malloc_in(a, heap, size, false);
     unsigned c = ma_aligned_class(size, alignment);
     void *p;
-    if (c < MA_CLASS_COUNT) {
+    if (ma_secure) {
+        p = ma_secure_malloc(heap, size, alignment, a, false);
+    } else if (c < MA_CLASS_COUNT) {
         p = ma_page_pop(heap->pages[c]);
         if (p == NULL)
             p = ma_heap_malloc_generic(heap, c);
@@ -493,8 +501,7 @@ MA_API void mapalloc_arena_free(mapalloc_arena *arena, void *ptr)
     ma_page *page = ma_page_of_live_block(ptr);
     if (ma_unlikely(ma_region_of(u)->arena != a))
         ma_fatal("free into the wrong arena of", ptr);
-    ma_heap *heap = arena_heap(a);
-    ma_free_tagged(heap, page, ptr, ma_block_tag(page, ptr));
+    ma_free_block(arena_heap(a), page, ptr);
 }
 
 MA_API void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t size)
@@ -516,9 +523,14 @@ MA_API void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t siz
     size_t old_usable;
     if (ma_in_region(u)) {
         ma_page *page = ma_page_of_live_block(ptr);
-        if (size <= MA_LARGE_THRESHOLD && ma_size_class(size) == page->class_idx)
+        if (ma_secure)
+            old_usable = ma_secure_size(page, ptr);
+        else if (size <= MA_LARGE_THRESHOLD && ma_size_class(size) == page->class_idx)
             return ptr;
-        old_usable = page->block_size;
+        else
+            old_usable = page->block_size;
+    } else if (ma_secure) {
+        old_usable = ma_large_requested_size(ptr);
     } else {
         if (size > MA_LARGE_THRESHOLD) {
             void *q = ma_large_realloc(ptr, size);

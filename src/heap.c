@@ -42,6 +42,8 @@ static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
 static void queue_publish(ma_heap *heap, unsigned c)
 {
     ma_page *first = heap->queues[c].first ? heap->queues[c].first : &ma_empty_page;
+    if (ma_secure)
+        first = &ma_empty_page; /* every malloc goes through secure.c */
     heap->pages[c] = first;
     size_t size = ma_class_size(c);
     if (size <= MA_DIRECT_MAX) {
@@ -104,6 +106,9 @@ static ma_region *region_of_page(const ma_page *page)
 static void page_release(ma_heap *heap, ma_page *page)
 {
     ma_region *r = region_of_page(page);
+    if (ma_secure)
+        ma_os_unguard(page->start + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
+                      MA_GUARD_SIZE);
     if (r->arena)
         ma_arena_uncommit(r->arena, (size_t)page->slices << MA_SLICE_SHIFT);
     ma_region_free_slices(r, page->first_slice, page->slices);

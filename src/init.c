@@ -73,6 +73,7 @@ void ma_init_slow(void)
         in_init = true;
         init_secrets();
         ma_options_init();
+        ma_secure = ma_option(MA_OPT_SECURE) != 0;
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         atomic_store_explicit(&ma_init_state, 2, memory_order_release);
         in_init = false;

@@ -177,6 +177,7 @@ enum ma_option_id {
     MA_OPT_LARGE_CACHE, /* how many freed large mappings are kept for reuse */
     MA_OPT_LARGE_CACHE_MB, /* the most bytes they may hold */
     MA_OPT_STATS,       /* print statistics at exit */
+    MA_OPT_SECURE,      /* the secure profile (secure.c) */
     MA_OPT_COUNT
 };
 extern long ma_options[MA_OPT_COUNT];
@@ -204,6 +205,10 @@ void ma_locks_release_all(void);
 void ma_locks_reset_all(void);
 
 /* ---- region.c: regions, slices, the region map, abandonment ---- */
+/* A byte per 4 MiB of address space: 0 no region; 1 a region whose frees
+ * take the fast path; 2 a region of the secure profile, whose frees all take
+ * the slow path (secure.c checks the block before it is pushed). */
+enum { MA_MAP_NONE = 0, MA_MAP_FAST = 1, MA_MAP_CHECKED = 2 };
 extern uint8_t ma_region_map[MA_REGION_MAP_SIZE];
 ma_region *ma_region_new(unsigned map_flags);
 void ma_region_release(ma_region *r);       /* unmap (region must be empty) */
@@ -271,12 +276,24 @@ void ma_arenas_lock_all(void);
 void ma_arenas_unlock_all(void);
 MA_NORETURN MA_COLD void ma_arena_dead(const ma_arena *arena);
 
+/* ---- secure.c: the secure profile ---- */
+#define MA_SECURE_TRAILER 8 /* requested size and keyed checksum at a block's end */
+#define MA_GUARD_SIZE MA_OS_PAGE
+extern bool ma_secure;
+unsigned ma_secure_class(size_t size, size_t alignment);
+void *ma_secure_prepare(void *p, size_t size, bool zero);
+size_t ma_secure_size(const ma_page *page, const void *p);
+void ma_secure_release(const ma_page *page, void *p);
+void ma_secure_carve(ma_page *page, uint8_t *first, unsigned count);
+void *ma_secure_malloc(ma_heap *heap, size_t size, size_t alignment, ma_arena *arena, bool zero);
+
 /* ---- stats.c ---- */
 extern int ma_stats_fd; /* where stats=1 reports at exit (init.c) */
 void ma_stats_at_exit(void);
 
 /* ---- api.c: the public functions; alloc.h holds their fast paths ---- */
 MA_NOINLINE void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align);
+void ma_free_block(struct ma_heap *heap, ma_page *page, void *p); /* validated, off the fast path */
 MA_NOINLINE void *ma_malloc_generic(size_t size);
 MA_NOINLINE void *ma_malloc_large_path(size_t size);
 MA_NORETURN MA_COLD void ma_free_invalid(const void *p);

@@ -272,14 +272,16 @@ void *ma_large_malloc(size_t size, size_t alignment, bool zero, ma_arena *arena)
 {
     if (size > (size_t)PTRDIFF_MAX - MA_OS_PAGE)
         return NULL;
-    size_t map_size = page_round(size);
+    /* The secure profile puts a guard page after the block, and keeps
+     * guarded mappings out of the cache. */
+    size_t map_size = page_round(size) + (ma_secure ? MA_GUARD_SIZE : 0);
     if (arena && !ma_arena_commit(arena, map_size))
         return NULL;
     struct cached expired[CACHE_MAX];
     unsigned n_expired = 0;
     uintptr_t addr = 0;
     size_t got = map_size;
-    if (alignment <= MA_OS_PAGE && ma_option(MA_OPT_LARGE_CACHE) > 0 && arena == NULL) {
+    if (alignment <= MA_OS_PAGE && ma_option(MA_OPT_LARGE_CACHE) > 0 && arena == NULL && !ma_secure) {
         ma_lock(&ma_large_lock);
         n_expired = cache_expire(expired, false);
         addr = cache_take(map_size, &got);
@@ -297,6 +299,8 @@ void *ma_large_malloc(size_t size, size_t alignment, bool zero, ma_arena *arena)
             return NULL;
         }
         addr = (uintptr_t)p;
+        if (ma_secure)
+            ma_os_guard((uint8_t *)p + map_size - MA_GUARD_SIZE, MA_GUARD_SIZE);
     }
     if (!record(addr, got, size, arena)) {
         ma_os_unmap((void *)addr, got);
@@ -353,7 +357,7 @@ void ma_large_free(void *p, size_t expect_size, size_t expect_align)
     }
     n = cache_expire(expired, false);
     size_t cache_limit = (size_t)ma_option(MA_OPT_LARGE_CACHE_MB) << 20;
-    if (cache_count < (unsigned)ma_option(MA_OPT_LARGE_CACHE) && size <= cache_limit) {
+    if (cache_count < (unsigned)ma_option(MA_OPT_LARGE_CACHE) && size <= cache_limit && !ma_secure) {
         /* Make room by bytes, oldest first. */
         while (cache_bytes + size > cache_limit && cache_count > 0) {
             unsigned oldest = 0;

@@ -17,7 +17,8 @@ static ma_region *all_regions;
 static ma_region *abandoned;
 static size_t region_count, abandoned_count;
 
-_Static_assert(sizeof(ma_region) <= MA_SLICE_SIZE, "the region header fits in slice 0");
+_Static_assert(sizeof(ma_region) <= MA_SLICE_SIZE - MA_GUARD_SIZE,
+               "the region header fits in slice 0, before the secure profile's guard");
 
 static uintptr_t region_cookie(const ma_region *r)
 {
@@ -33,6 +34,8 @@ ma_region *ma_region_new(unsigned map_flags)
      * never-valid descriptor pages[0] until a page claims it. */
     r->cookie = region_cookie(r);
     r->used_slices = 1;
+    if (ma_secure) /* between the header and the first page */
+        ma_os_guard((uint8_t *)r + MA_SLICE_SIZE - MA_GUARD_SIZE, MA_GUARD_SIZE);
     r->map_flags = map_flags;
     ma_lock(&ma_region_lock);
     r->all_next = all_regions;
@@ -41,8 +44,8 @@ ma_region *ma_region_new(unsigned map_flags)
     all_regions = r;
     region_count++;
     ma_unlock(&ma_region_lock);
-    atomic_store_explicit((_Atomic uint8_t *)&ma_region_map[(uintptr_t)r >> MA_REGION_SHIFT], 1,
-                          memory_order_release);
+    atomic_store_explicit((_Atomic uint8_t *)&ma_region_map[(uintptr_t)r >> MA_REGION_SHIFT],
+                          ma_secure ? MA_MAP_CHECKED : MA_MAP_FAST, memory_order_release);
     return r;
 }
 
@@ -141,6 +144,9 @@ void ma_region_wipe(ma_region *r)
         ma_page *page = &r->pages[i];
         if (page->slices == 0)
             continue;
+        if (ma_secure)
+            ma_os_unguard(page->start + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
+                          MA_GUARD_SIZE);
         page->slices = 0;
         page->capacity = 0;
         page->used = 0;
