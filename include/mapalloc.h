@@ -74,10 +74,15 @@ struct mapalloc_stats {
     uint64_t huge_fallbacks; /* MAP_HUGETLB refused by the kernel, ordinary pages used */
     uint64_t regions;        /* regions mapped now */
     uint64_t abandoned_regions; /* regions of exited threads not yet adopted */
+    uint64_t mprotect_calls;    /* guard pages of the secure profile */
 };
 void mapalloc_stats_get(struct mapalloc_stats *out);
 
-/* Writes the statistics to fd: as text, or as one JSON object when json != 0. */
+/* Writes the statistics to fd: as text, or as one JSON object when json != 0:
+ * the figures of struct mapalloc_stats, then per size class (pages, blocks
+ * in use, capacity, waste: bytes of those pages not in live blocks), per
+ * thread heap (pages, blocks, live bytes; "abandoned" for regions of exited
+ * threads) and per arena (as mapalloc_arena_stats). */
 void mapalloc_stats_print(int fd, int json);
 
 /* ---- Explicit arenas ----

@@ -552,6 +552,19 @@ MA_API void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t siz
 
 /* ---- statistics ---- */
 
+void ma_arenas_foreach(void (*fn)(const void *, const struct mapalloc_arena_stats *, void *), void *arg)
+{
+    ma_lock(&ma_arena_pool_lock);
+    for (ma_arena *a = all_arenas; a; a = a->all_next) {
+        if (atomic_load(&a->magic) != MA_ARENA_LIVE)
+            continue;
+        struct mapalloc_arena_stats st;
+        mapalloc_arena_stats((mapalloc_arena *)a, &st);
+        fn(a, &st, arg);
+    }
+    ma_unlock(&ma_arena_pool_lock);
+}
+
 MA_API void mapalloc_arena_stats(mapalloc_arena *arena, struct mapalloc_arena_stats *out)
 {
     ma_arena *a = (ma_arena *)arena;

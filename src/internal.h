@@ -279,6 +279,8 @@ bool ma_arena_commit(ma_arena *arena, size_t bytes);
 void ma_arena_uncommit(ma_arena *arena, size_t bytes);
 void ma_arena_thread_exit(void);
 void ma_arenas_lock_all(void);
+struct mapalloc_arena_stats;
+void ma_arenas_foreach(void (*fn)(const void *, const struct mapalloc_arena_stats *, void *), void *arg);
 void ma_arenas_unlock_all(void);
 MA_NORETURN MA_COLD void ma_arena_dead(const ma_arena *arena);
 
