@@ -30,9 +30,9 @@ struct arena_slot {
     uint64_t generation;
     ma_heap *heap;
 };
-static __thread struct arena_slot slots[ARENA_SLOTS] __attribute__((tls_model("initial-exec")));
-static __thread unsigned slot_next __attribute__((tls_model("initial-exec")));
-static __thread ma_heap *thread_heaps __attribute__((tls_model("initial-exec")));
+static MA_THREAD_LOCAL struct arena_slot slots[ARENA_SLOTS];
+static MA_THREAD_LOCAL unsigned slot_next;
+static MA_THREAD_LOCAL ma_heap *thread_heaps;
 
 static const unsigned known_flags = MAPALLOC_ARENA_HUGE | MAPALLOC_ARENA_NORESERVE |
                                     MAPALLOC_ARENA_DEVZERO | MAPALLOC_ARENA_RESET_RETURNS;
@@ -531,7 +531,7 @@ MA_API void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t siz
             return ptr;
         else
             old_usable = page->block_size;
-    } else if (ma_secure) {
+    } else if (ma_secure && size <= MA_LARGE_THRESHOLD) {
         old_usable = ma_large_requested_size(ptr);
     } else {
         if (size > MA_LARGE_THRESHOLD) {

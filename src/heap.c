@@ -26,7 +26,7 @@
 
 ma_page ma_empty_page;
 ma_heap ma_empty_heap = {.direct = {EMPTY_DIRECT_INIT}, .pages = {EMPTY_PAGES_INIT}};
-__thread ma_heap *ma_tls_heap __attribute__((tls_model("initial-exec"))) = &ma_empty_heap;
+MA_THREAD_LOCAL ma_heap *ma_tls_heap = &ma_empty_heap;
 
 ma_spinlock ma_heap_lock;
 static ma_heap *heap_pool;

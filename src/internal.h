@@ -45,6 +45,17 @@
 #define MA_HIDDEN __attribute__((visibility("hidden")))
 #define MA_API __attribute__((visibility("default"))) /* the public mapalloc_ names */
 
+/* Thread-local state. The preload and the static library use the
+ * initial-exec model (glibc's rule for a replacement malloc, and one
+ * instruction per access); the shared library, which may be loaded with
+ * dlopen, uses TLS descriptors (-mtls-dialect=gnu2): as cheap once loaded at
+ * start-up, and no claim on the static TLS space when dlopen'ed. */
+#ifdef MAPALLOC_TLS_DYNAMIC
+#define MA_THREAD_LOCAL __thread
+#else
+#define MA_THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
+#endif
+
 #define MA_REGION_SHIFT 22
 #define MA_REGION_SIZE ((size_t)1 << MA_REGION_SHIFT) /* 4 MiB */
 #define MA_REGION_SLICES ((unsigned)(MA_REGION_SIZE >> MA_SLICE_SHIFT)) /* 64 */

@@ -427,7 +427,8 @@ void *ma_large_realloc(void *p, size_t size)
 {
     if (size > (size_t)PTRDIFF_MAX - MA_OS_PAGE)
         return NULL;
-    size_t map_size = page_round(size);
+    size_t guard = ma_secure ? MA_GUARD_SIZE : 0; /* the guard page moves to the new end */
+    size_t map_size = page_round(size) + guard;
     ma_lock(&ma_large_lock);
     struct entry *e = live_entry(p);
     size_t old = e->size;
@@ -440,6 +441,8 @@ void *ma_large_realloc(void *p, size_t size)
     ma_unlock(&ma_large_lock);
     if (arena && map_size > old && !ma_arena_commit(arena, map_size - old))
         return NULL;
+    if (guard)
+        ma_os_unguard((uint8_t *)p + old - guard, guard);
     void *q = ma_os_remap(p, old, map_size, false);
     ma_lock(&ma_large_lock);
     if (q == NULL)
@@ -447,6 +450,8 @@ void *ma_large_realloc(void *p, size_t size)
     if (q != NULL)
         rekey((uintptr_t)p, (uintptr_t)q, map_size, size);
     ma_unlock(&ma_large_lock);
+    if (guard)
+        ma_os_guard(q ? (uint8_t *)q + map_size - guard : (uint8_t *)p + old - guard, guard);
     if (q == NULL) {
         if (arena && map_size > old)
             ma_arena_uncommit(arena, map_size - old);
