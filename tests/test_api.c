@@ -439,9 +439,9 @@ static void test_calloc_reuse(void)
     static unsigned char *p[M];
     for (size_t k = 0; k < sizeof n_list / sizeof n_list[0]; k++) {
         size_t n = n_list[k];
-        int rounds = n > MiB ? 8 : 30;
+        int rounds = n <= 64 * KiB ? 30 : 6;
         for (int r = 0; r < rounds; r++) {
-            int m = n > MiB ? 2 : M;
+            int m = n > MiB ? 2 : n > 64 * KiB ? 16 : M;
             for (int i = 0; i < m; i++) {
                 p[i] = mapalloc_malloc(n);
                 CHECK(p[i] != NULL);
@@ -685,7 +685,7 @@ static void test_free_sized(void)
         mapalloc_free_sized(p, n);
         for (size_t a = 16; a <= 2 * MiB; a <<= 3) {
             p = mapalloc_aligned_alloc(a, n);
-            CHECK(p != NULL);
+            CHECKF(p != NULL, "aligned_alloc(%zu, %zu): errno %d", a, n, errno);
             mapalloc_free_aligned_sized(p, a, n);
         }
     }
@@ -857,7 +857,29 @@ static void test_options(void)
         mapalloc_free(p[i]);
 }
 
-int main(void)
+static const struct {
+    const char *name;
+    void (*run)(void);
+} tests[] = {
+    {"options", test_options},
+    {"malloc", test_malloc_basics},
+    {"malloc_zero", test_malloc_zero},
+    {"overflow", test_overflow},
+    {"bad_alignment", test_bad_alignment},
+    {"aligned", test_aligned},
+    {"valloc", test_valloc},
+    {"calloc_reuse", test_calloc_reuse},
+    {"realloc", test_realloc_contents},
+    {"realloc_growth", test_realloc_large_growth},
+    {"errno", test_errno},
+    {"free_sized", test_free_sized},
+    {"stats", test_stats},
+    {"stats_threads", test_stats_cross_thread},
+    {"trim", test_trim},
+};
+
+/* test_api [name...]: runs the named tests, or all of them. */
+int main(int argc, char **argv)
 {
     page = (size_t)sysconf(_SC_PAGESIZE);
     /* The very first call, before anything else: errno stays. */
@@ -868,23 +890,24 @@ int main(void)
     mapalloc_free(first);
     CHECK(errno == 4242);
 
-    test_options();
-    test_malloc_basics();
-    test_malloc_zero();
-    test_overflow();
-    test_bad_alignment();
-    test_aligned();
-    test_valloc();
-    test_calloc_reuse();
-    test_realloc_contents();
-    test_realloc_large_growth();
-    test_errno();
-    test_free_sized();
-    test_stats();
-    test_stats_cross_thread();
-    test_trim();
+    size_t ntests = sizeof tests / sizeof tests[0];
+    for (int a = 1; a < argc; a++) {
+        size_t k = 0;
+        while (k < ntests && strcmp(tests[k].name, argv[a]) != 0)
+            k++;
+        CHECKF(k < ntests, "no test named %s", argv[a]);
+    }
+    for (size_t k = 0; k < ntests; k++) {
+        bool run = argc == 1;
+        for (int a = 1; a < argc; a++)
+            run = run || strcmp(tests[k].name, argv[a]) == 0;
+        if (!run)
+            continue;
+        tests[k].run();
+        printf("api %s: ok\n", tests[k].name);
+    }
     struct mapalloc_stats s = stats();
-    printf("api: ok; mapped %zu, peak %zu, mmap %llu, mremap %llu, huge_fallbacks %llu\n",
+    printf("api: mapped %zu, peak %zu, mmap %llu, mremap %llu, huge_fallbacks %llu\n",
            s.mapped, s.peak_mapped, (unsigned long long)s.mmap_calls,
            (unsigned long long)s.mremap_calls, (unsigned long long)s.huge_fallbacks);
     return 0;
