@@ -56,12 +56,18 @@ static inline ma_page *ma_page_of(uintptr_t u)
     return &r->pages[r->slice_page[(u >> MA_SLICE_SHIFT) & (MA_REGION_SLICES - 1)]];
 }
 
-/* True when u is the start of a carved block of page. */
+/* True when u is the start of a carved block of page. One multiply gives
+ * both answers: with div_magic = floor(2^42 / size) + 1, the high bits of
+ * offset * div_magic are the block index, and its low 42 bits are below
+ * div_magic exactly when the offset is a multiple of the size (offsets
+ * below 2 MiB, sizes up to 512 KiB; tests/test_page_index.c checks every
+ * one). u is always at or above page->start: its slice belongs to the page. */
+#define MA_DIV_SHIFT 42
 static inline bool ma_page_has_block(const ma_page *page, uintptr_t u)
 {
-    uintptr_t off = u - (uintptr_t)page->start;
-    uint64_t idx = ((uint64_t)off * page->div_magic) >> 40;
-    return idx < page->capacity && idx * ((uint64_t)page->block_size16 << 4) == off;
+    uint64_t prod = (uint64_t)(u - (uintptr_t)page->start) * page->div_magic;
+    return (prod >> MA_DIV_SHIFT) < page->capacity &&
+           (prod & (((uint64_t)1 << MA_DIV_SHIFT) - 1)) < page->div_magic;
 }
 
 /* ---- malloc ---- */
@@ -112,11 +118,11 @@ static inline ma_page *ma_page_of_live_block(void *p)
     return page;
 }
 
-static inline void ma_free_in_page(ma_page *page, ma_block *b)
+static inline void ma_free_tagged(ma_page *page, ma_block *b, uintptr_t tag)
 {
     if (ma_likely(atomic_load_explicit(&page->heap, memory_order_relaxed) == ma_tls_heap)) {
         b->link = ma_link_encode(page, page->local_free);
-        b->tag = ma_block_tag(page, b);
+        b->tag = tag;
         page->local_free = b;
         if (ma_unlikely(--page->used < page->free_trigger))
             ma_heap_page_free_slow(page);
@@ -125,13 +131,32 @@ static inline void ma_free_in_page(ma_page *page, ma_block *b)
     }
 }
 
+static inline void ma_free_in_page(ma_page *page, ma_block *b)
+{
+    ma_free_tagged(page, b, ma_block_tag(page, b));
+}
+
+/* The misuse exits are plain calls that never return, not noreturn ones,
+ * so that the compiler makes them tail jumps and the fast path keeps no
+ * stack frame. */
 static inline void ma_free_inline(void *p)
 {
-    if (ma_unlikely(!ma_in_region((uintptr_t)p))) {
+    uintptr_t u = (uintptr_t)p;
+    if (ma_unlikely(!ma_in_region(u))) {
         ma_free_nonregion(p, 0, 0);
         return;
     }
-    ma_free_in_page(ma_page_of_live_block(p), p);
+    ma_page *page = ma_page_of(u);
+    if (ma_unlikely(!ma_page_has_block(page, u))) {
+        ma_report_invalid_free(p);
+        return;
+    }
+    uintptr_t tag = ma_block_tag(page, p);
+    if (ma_unlikely(((ma_block *)p)->tag == tag)) {
+        ma_report_double_free(p);
+        return;
+    }
+    ma_free_tagged(page, p, tag);
 }
 
 #endif

@@ -31,6 +31,16 @@ void ma_free_invalid(const void *p)
     ma_fatal("free of invalid pointer", p);
 }
 
+void ma_report_invalid_free(const void *p)
+{
+    ma_free_invalid(p);
+}
+
+void ma_report_double_free(const void *p)
+{
+    ma_fatal("double free of", p);
+}
+
 void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align)
 {
     if (p == NULL)

@@ -143,8 +143,7 @@ static size_t heap_purge(ma_heap *heap)
         if (page && page->retained) {
             page->retained = 0;
             page->free_trigger = 1;
-            if (page->used == 0 && page->local_free == NULL &&
-                (atomic_load_explicit(&page->thread_free, memory_order_relaxed) & ~MA_TF_STATE_MASK) == 0) {
+            if (page->used == 0) { /* its blocks are all back: none can be in thread_free */
                 queue_remove(heap, page);
                 page_release(heap, page);
             }
@@ -291,6 +290,20 @@ static ma_page *heap_page_new(ma_heap *heap, unsigned c)
         return NULL;
     heap_link_region(heap, r);
     return page_in_region(heap, r, c);
+}
+
+/* A free into a page of an exited thread's region: adopt the region, unless
+ * this thread is exiting itself (it would only abandon it again). */
+bool ma_heap_reclaim_on_free(ma_page *page)
+{
+    ma_heap *heap = ma_tls_heap;
+    if (heap == &ma_empty_heap)
+        return false;
+    ma_region *r = region_of_page(page);
+    if (!ma_region_take_if_abandoned(r))
+        return false;
+    ma_heap_adopt_region(heap, r);
+    return true;
 }
 
 /* A page of class c with a free block, at the front of its queue. */

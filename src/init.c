@@ -4,8 +4,10 @@
  * thread-local-storage set-up, before any constructor: so set-up runs lazily
  * on the first slow path, allocates nothing, and calls nothing that could
  * call malloc while the state says "running". */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -15,6 +17,7 @@
 
 uintptr_t ma_secret[4];
 _Atomic int ma_init_state;
+int ma_stats_fd = 2;
 static __thread bool in_init __attribute__((tls_model("initial-exec")));
 
 static uint64_t splitmix64(uint64_t *state)
@@ -32,10 +35,14 @@ static void init_secrets(void)
     long got = syscall(SYS_getrandom, seed, sizeof seed, 1 /* GRND_NONBLOCK */);
     (void)got;
 #endif
-    const uint64_t *aux = (const uint64_t *)getauxval(AT_RANDOM);
+    /* The kernel's 16 random bytes for this process: not 8-byte aligned. */
+    const void *aux = (const void *)getauxval(AT_RANDOM);
     uint64_t state = seed[0] ^ seed[1] ^ (uint64_t)(uintptr_t)&state ^ (uint64_t)getpid();
-    if (aux)
-        state ^= aux[0] ^ (aux[1] << 1);
+    if (aux) {
+        uint64_t r[2];
+        memcpy(r, aux, sizeof r);
+        state ^= r[0] ^ (r[1] << 1);
+    }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     state ^= (uint64_t)ts.tv_nsec * 0x2545f4914f6cdd1dull;
@@ -69,9 +76,13 @@ void ma_init_slow(void)
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         atomic_store_explicit(&ma_init_state, 2, memory_order_release);
         in_init = false;
-        /* atexit may allocate, so it comes after the state says "done". */
-        if (ma_option(MA_OPT_STATS))
+        /* atexit may allocate, so it comes after the state says "done".
+         * Some programs (coreutils) close stderr before exit handlers run:
+         * the report goes to a copy of it taken now. */
+        if (ma_option(MA_OPT_STATS)) {
+            ma_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
             atexit(ma_stats_at_exit);
+        }
         return;
     }
     /* A recursive call from inside set-up goes on with what is ready (the

@@ -33,6 +33,11 @@
 #define ma_unlikely(x) __builtin_expect(!!(x), 0)
 #define MA_NOINLINE __attribute__((noinline))
 #define MA_COLD __attribute__((cold, noinline))
+#if defined(__clang__)
+#define MA_OPAQUE __attribute__((noinline))
+#else
+#define MA_OPAQUE __attribute__((noipa))
+#endif
 #define MA_NORETURN __attribute__((noreturn))
 #define MA_HIDDEN __attribute__((visibility("hidden")))
 #define MA_API __attribute__((visibility("default"))) /* the public mapalloc_ names */
@@ -78,7 +83,7 @@ typedef struct ma_page {
     ma_block *local_free;    /* freed by the owner, not yet reusable */
     _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
     uint8_t *start;          /* first block */
-    uint64_t div_magic;      /* block index = (offset * div_magic) >> 40 */
+    uint64_t div_magic;      /* see ma_page_has_block */
 
     _Atomic uintptr_t thread_free; /* remote frees | MA_TF_* state */
     struct ma_page *next, *prev;  /* the heap's queue for this class */
@@ -101,6 +106,7 @@ typedef struct ma_region {
     uint64_t used_slices;           /* bit i: slice i belongs to a page (bit 0: header) */
     uint64_t dirty_slices;          /* bit i: free, touched, not yet purged */
     unsigned map_flags;             /* MA_MAP_* it was mapped with */
+    bool abandoned;                 /* in the abandoned list (under ma_region_lock) */
     uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
     ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
 } ma_region;
@@ -175,6 +181,7 @@ size_t ma_region_purge(ma_region *r);       /* returns bytes purged */
 bool ma_region_is_empty(const ma_region *r);
 void ma_region_abandon(ma_region *r);
 ma_region *ma_region_take_abandoned(void);
+bool ma_region_take_if_abandoned(ma_region *r);
 void ma_regions_foreach(void (*fn)(ma_region *, void *), void *arg); /* under the lock */
 void ma_region_counts(size_t *regions, size_t *abandoned_regions);
 extern ma_spinlock ma_region_lock;
@@ -200,6 +207,7 @@ extern ma_spinlock ma_heap_lock;
 void ma_heap_abandon(ma_heap *heap);
 size_t ma_heap_trim(ma_heap *heap);
 void ma_heap_adopt_region(ma_heap *heap, ma_region *r);
+bool ma_heap_reclaim_on_free(ma_page *page); /* true: the page is ours now */
 
 /* ---- large.c: blocks with a mapping of their own ---- */
 void *ma_large_malloc(size_t size, size_t alignment, bool zero); /* NULL: no memory */
@@ -212,6 +220,7 @@ void ma_large_stats(size_t *mapped, size_t *blocks, size_t *live);
 extern ma_spinlock ma_large_lock;
 
 /* ---- stats.c ---- */
+extern int ma_stats_fd; /* where stats=1 reports at exit (init.c) */
 void ma_stats_at_exit(void);
 
 /* ---- api.c: the public functions; alloc.h holds their fast paths ---- */
@@ -219,5 +228,10 @@ MA_NOINLINE void ma_free_nonregion(void *p, size_t expect_size, size_t expect_al
 MA_NOINLINE void *ma_malloc_generic(size_t size);
 MA_NOINLINE void *ma_malloc_large_path(size_t size);
 MA_NORETURN MA_COLD void ma_free_invalid(const void *p);
+/* These never return either, but the compiler must not know it: a call it
+ * knows to be noreturn is never a tail jump, and the fast path would pay for
+ * a stack frame. */
+MA_OPAQUE void ma_report_invalid_free(const void *p);
+MA_OPAQUE void ma_report_double_free(const void *p);
 
 #endif

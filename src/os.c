@@ -92,7 +92,7 @@ static void *map_at(void *hint, size_t size, unsigned flags)
     if (flags & MA_MAP_HUGE)
         mflags |= MAP_HUGETLB;
 #endif
-    if (flags & MA_MAP_DEVZERO) {
+    if ((flags & MA_MAP_DEVZERO) || !MA_HAVE_ANON) {
         fd = get_devzero_fd();
         if (fd < 0)
             return NULL;

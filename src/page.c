@@ -35,7 +35,7 @@ void ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     page->block_size16 = (uint16_t)(bsize >> 4);
     page->local_free = NULL;
     page->start = start;
-    page->div_magic = (((uint64_t)1 << 40) / bsize) + 1;
+    page->div_magic = (((uint64_t)1 << MA_DIV_SHIFT) / bsize) + 1;
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
     page->next = page->prev = page->notify_next = NULL;
     page->block_size = (uint32_t)bsize;
@@ -195,8 +195,16 @@ static void notify_owner(ma_page *page)
  * once per full page, a notice to the owner. */
 void ma_page_free_remote(ma_page *page, ma_block *b)
 {
-    b->tag = ma_block_tag(page, b);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    /* Nobody owns the page: take its region over, or blocks freed into it
+     * would wait for a thread that needs a new region. Done before the
+     * push, so our live block keeps the region from being emptied and
+     * unmapped by another adopter meanwhile. */
+    if ((tf & MA_TF_STATE_MASK) == MA_TF_NEVER && ma_heap_reclaim_on_free(page)) {
+        ma_free_in_page(page, b);
+        return;
+    }
+    b->tag = ma_block_tag(page, b);
     for (;;) {
         if ((tf & MA_TF_STATE_MASK) == MA_TF_FULL) {
             if (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,

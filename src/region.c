@@ -128,9 +128,25 @@ void ma_region_abandon(ma_region *r)
     ma_lock(&ma_region_lock);
     r->prev = NULL;
     r->next = abandoned;
+    if (abandoned)
+        abandoned->prev = r;
     abandoned = r;
+    r->abandoned = true;
     abandoned_count++;
     ma_unlock(&ma_region_lock);
+}
+
+static void unlink_abandoned(ma_region *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        abandoned = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+    r->abandoned = false;
+    abandoned_count--;
 }
 
 ma_region *ma_region_take_abandoned(void)
@@ -139,13 +155,20 @@ ma_region *ma_region_take_abandoned(void)
         return NULL;
     ma_lock(&ma_region_lock);
     ma_region *r = abandoned;
-    if (r) {
-        abandoned = r->next;
-        abandoned_count--;
-        r->next = NULL;
-    }
+    if (r)
+        unlink_abandoned(r);
     ma_unlock(&ma_region_lock);
     return r;
+}
+
+bool ma_region_take_if_abandoned(ma_region *r)
+{
+    ma_lock(&ma_region_lock);
+    bool taken = r->abandoned;
+    if (taken)
+        unlink_abandoned(r);
+    ma_unlock(&ma_region_lock);
+    return taken;
 }
 
 void ma_regions_foreach(void (*fn)(ma_region *, void *), void *arg)
