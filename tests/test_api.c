@@ -7,6 +7,7 @@
  * mapalloc_option_get. */
 #include "check.h"
 #include "mapalloc.h"
+#include "size_class.h" /* MA_LARGE_THRESHOLD */
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,7 +21,7 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
-#define LARGE_THRESHOLD (256 * KiB) /* src/size_class.h: MA_LARGE_THRESHOLD */
+#define LARGE_THRESHOLD MA_LARGE_THRESHOLD
 
 static size_t page;
 
@@ -137,7 +138,8 @@ static const size_t sizes[] = {
     500,       1000,       1023,       1024,       1025,       2047,        2048,
     4095,      4096,       4097,       8191,      10000,      16384,       32768,
     65535,     65536,      65537,      100000,     131072,     200000,      262143,
-    262144,    262145,     300000,     524288,     1000000,    1048576,     1048577,
+    262144,    262145,     300000,     524287,     524288,     524289,      1000000,
+    1048576,   1048577,
     3145729,   4194304,    8388608,    9000001,
 };
 #define NSIZES (sizeof sizes / sizeof sizes[0])

@@ -10,6 +10,7 @@
  */
 #include "check.h"
 #include "mapalloc.h"
+#include "size_class.h" /* MA_LARGE_THRESHOLD */
 
 #include <pthread.h>
 #include <stdint.h>
@@ -22,7 +23,7 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
-#define LARGE_THRESHOLD (256 * KiB) /* src/size_class.h: MA_LARGE_THRESHOLD */
+#define LARGE_THRESHOLD MA_LARGE_THRESHOLD
 #define SLACK (8 * MiB)             /* "within a few MiB" */
 
 static size_t page;

@@ -110,8 +110,10 @@ static void test_aligned_class(void)
 }
 
 /* Page spans: a power of two of slices, holding at least eight blocks, the
- * smallest such (or one slice); a power-of-two block divides its page, so a
- * page aligned to its length keeps those blocks naturally aligned. */
+ * smallest such (or one slice), capped at MA_MAX_PAGE_SLICES, where the
+ * biggest classes still get four blocks; a power-of-two block divides its
+ * page, so a page aligned to its length keeps those blocks naturally
+ * aligned. */
 static void test_class_slices(void)
 {
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
@@ -119,8 +121,13 @@ static void test_class_slices(void)
         size_t block = ma_class_size(c);
         size_t page = (size_t)n * MA_SLICE_SIZE;
         CHECKF(is_pow2(n) && n <= MA_MAX_PAGE_SLICES, "class %u: %u slices", c, n);
-        CHECKF(page / block >= MA_PAGE_MIN_BLOCKS, "class %u (%zu): %u slices hold %zu", c, block,
-               n, page / block);
+        size_t max_page = (size_t)MA_MAX_PAGE_SLICES * MA_SLICE_SIZE;
+        size_t want = max_page / block < MA_PAGE_MIN_BLOCKS ? max_page / block : MA_PAGE_MIN_BLOCKS;
+        CHECKF(page / block >= want && page / block >= 4, "class %u (%zu): %u slices hold %zu", c,
+               block, n, page / block);
+        if (n < MA_MAX_PAGE_SLICES)
+            CHECKF(page / block >= MA_PAGE_MIN_BLOCKS, "class %u (%zu): %u slices hold %zu", c,
+                   block, n, page / block);
         if (n > 1)
             CHECKF((page / 2) / block < MA_PAGE_MIN_BLOCKS, "class %u: %u slices, half would do",
                    c, n);
