@@ -92,7 +92,7 @@ static void *map_at(void *hint, size_t size, unsigned flags)
     if (flags & MA_MAP_HUGE)
         mflags |= MAP_HUGETLB;
 #endif
-    if ((flags & MA_MAP_DEVZERO) || !MA_HAVE_ANON) {
+    if (flags & MA_MAP_DEVZERO) {
         fd = get_devzero_fd();
         if (fd < 0)
             return NULL;
@@ -171,12 +171,18 @@ static void *map_impl(size_t size, size_t alignment, unsigned flags)
     if (size == 0 || (size & (MA_OS_PAGE - 1)) != 0 || (alignment & (alignment - 1)) != 0)
         return NULL;
     void *p = NULL;
+    if (!MA_HAVE_ANON)
+        flags |= MA_MAP_DEVZERO;
     if (flags & MA_MAP_HUGE) {
         /* The kernel refuses when no huge pages are reserved, or when the
-         * size is not a multiple of the huge page size: fall back, counted. */
+         * size is not a multiple of the huge page size: fall back, counted.
+         * The huge try never carries MAP_NORESERVE, and a /dev/zero
+         * mapping never gets MAP_HUGETLB: in both cases the kernel accepts
+         * the mapping without huge pages to back it, and the first touch
+         * raises SIGBUS instead of mmap failing. */
         size_t huge_align = alignment > ((size_t)2 << 20) ? alignment : ((size_t)2 << 20);
-        if ((size & (((size_t)2 << 20) - 1)) == 0)
-            p = map_aligned(size, huge_align, flags & ~(unsigned)MA_MAP_THP);
+        if ((size & (((size_t)2 << 20) - 1)) == 0 && !(flags & MA_MAP_DEVZERO))
+            p = map_aligned(size, huge_align, flags & ~(unsigned)(MA_MAP_THP | MA_MAP_NORESERVE));
         if (p == NULL)
             COUNT(huge_fallbacks);
         flags &= ~(unsigned)MA_MAP_HUGE;
