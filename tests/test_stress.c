@@ -280,6 +280,7 @@ static void *handoff_thread(void *arg)
         }
     atomic_fetch_sub(&producers_left, 1);
     /* Drain until nobody produces and nothing is in flight. */
+    double drain_start = 0.0;
     for (;;) {
         if (queue_pop(&inbox[a->index], &b)) {
             atomic_fetch_sub(&in_flight, 1);
@@ -288,6 +289,12 @@ static void *handoff_thread(void *arg)
         }
         if (atomic_load(&producers_left) == 0 && atomic_load(&in_flight) == 0)
             break;
+        if (atomic_load(&producers_left) == 0) {
+            if (drain_start == 0.0)
+                drain_start = now();
+            CHECKF(now() - drain_start < 20.0, "%ld blocks still in flight after 20 s",
+                   atomic_load(&in_flight));
+        }
         sched_yield();
     }
     return NULL;
@@ -301,8 +308,10 @@ static void test_handoff(void)
     atomic_store(&producers_left, HANDOFF_THREADS);
     pthread_t t[HANDOFF_THREADS];
     struct handoff_arg args[HANDOFF_THREADS];
-    for (unsigned i = 0; i < HANDOFF_THREADS; i++) {
+    /* Every queue is ready before any thread may push into it. */
+    for (unsigned i = 0; i < HANDOFF_THREADS; i++)
         queue_init(&inbox[i]);
+    for (unsigned i = 0; i < HANDOFF_THREADS; i++) {
         args[i] = (struct handoff_arg){.index = i};
         CHECK(pthread_create(&t[i], NULL, handoff_thread, &args[i]) == 0);
     }
