@@ -374,6 +374,22 @@ static void test_aligned(void)
             mapalloc_free_aligned_sized(m, a, n);
         }
     }
+    /* Size 0 at every alignment: a unique, freeable block, like malloc(0). */
+    for (size_t a = 16; a <= GiB; a <<= 1) {
+        errno = 4242;
+        void *z = mapalloc_aligned_alloc(a, 0);
+        CHECKF(z != NULL, "aligned_alloc(%zu, 0): NULL, errno %d", a, errno);
+        CHECKF(errno == 4242, "aligned_alloc(%zu, 0): errno %d", a, errno);
+        CHECK(aligned(z, a));
+        void *q = NULL;
+        CHECKF(mapalloc_posix_memalign(&q, a, 0) == 0, "posix_memalign(%zu, 0)", a);
+        CHECK(q != NULL && q != z && aligned(q, a));
+        void *m = mapalloc_memalign(a, 0);
+        CHECKF(m != NULL && aligned(m, a), "memalign(%zu, 0)", a);
+        mapalloc_free_aligned_sized(z, a, 0);
+        mapalloc_free(q);
+        mapalloc_free(m);
+    }
     /* Many small aligned blocks, interleaved with plain ones. */
     enum { N = 2000 };
     static void *p[N];
