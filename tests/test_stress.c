@@ -13,7 +13,11 @@
  *           from the parent) and exits; a child that does not exit within a
  *           timeout is a deadlock and fails the test.
  *
- * Usage: test_stress [handoff|churn|fork]... (all when none is named). Each
+ *  large    threads allocate blocks of 512 KiB to 2.5 MiB, move them with
+ *           realloc (mremap), pass half of them to other threads, check the
+ *           pattern and free them;
+ *
+ * Usage: test_stress [handoff|large|churn|fork]... (all when none is named). Each
  * part is bounded to a few seconds on two cores.
  */
 #include "check.h"
@@ -334,6 +338,135 @@ static void test_handoff(void)
            s1.mapped / MiB, s1.peak_mapped / MiB);
 }
 
+/* ---- large: mappings of their own, moved by mremap, from many threads ---- */
+
+#define LARGE_THREADS 4
+#define LARGE_ITERS 6000
+/* Most blocks carry only their first and last words (tight loops of
+ * malloc, realloc, free find races); one in LARGE_FULL_EVERY gets a word on
+ * every page (finds pages moved wrong). */
+#define LARGE_FULL_EVERY 16
+#define LARGE_LIGHT ((uint64_t)1 << 31) /* in the block id */
+
+static size_t large_stride(const struct block *b)
+{
+    return (b->id & LARGE_LIGHT) ? SIZE_MAX / 2 : 4096;
+}
+
+/* A large block gets its pattern on one word per 4 KiB page and on its last
+ * word: enough to see a page that moved wrong, cheap enough for megabytes. */
+static void large_fill(const struct block *b)
+{
+    uint64_t seed = seed_of(b);
+    for (size_t off = 0; off + 8 <= b->n; off += large_stride(b)) {
+        uint64_t w = word_at(seed, off);
+        memcpy(b->p + off, &w, 8);
+    }
+    uint64_t w = word_at(seed, b->n);
+    memcpy(b->p + b->n - 8, &w, 8);
+}
+
+/* Checks the words of [0, upto) of a block filled with the pattern of seed
+ * and size n; returns the bad offset or SIZE_MAX. */
+static size_t large_bad(const unsigned char *p, size_t n, size_t upto, uint64_t seed,
+                        size_t stride)
+{
+    for (size_t off = 0; off + 8 <= upto && off + 8 <= n - 8; off += stride) {
+        uint64_t w;
+        memcpy(&w, p + off, 8);
+        if (w != word_at(seed, off))
+            return off;
+    }
+    if (n <= upto) {
+        uint64_t w;
+        memcpy(&w, p + n - 8, 8);
+        if (w != word_at(seed, n))
+            return n - 8;
+    }
+    return SIZE_MAX;
+}
+
+static size_t large_size(uint64_t *rs)
+{
+    return MiB / 2 + 1 + (size_t)(rnd(rs) % (2 * MiB));
+}
+
+static struct queue large_inbox[LARGE_THREADS];
+static atomic_int large_left;
+
+static void large_check_free(struct block *b, const char *where)
+{
+    size_t bad = large_bad(b->p, b->n, b->n, seed_of(b), large_stride(b));
+    CHECKF(bad == SIZE_MAX, "%s: large block id %llu at %p of %zu bytes differs at %zu", where,
+           (unsigned long long)b->id, (void *)b->p, b->n, bad);
+    mapalloc_free(b->p);
+    b->p = NULL;
+}
+
+static void *large_thread(void *arg)
+{
+    unsigned index = (unsigned)(uintptr_t)arg;
+    uint64_t rs = 0xB16B00B5ULL + index * 0x9E3779B97F4A7C15ULL;
+    struct block b;
+    for (int it = 0; it < LARGE_ITERS; it++) {
+        b.n = large_size(&rs);
+        b.p = mapalloc_malloc(b.n);
+        CHECKF(b.p != NULL, "malloc(%zu)", b.n);
+        b.id = ((uint64_t)index << 32) | (uint64_t)it | (it % LARGE_FULL_EVERY ? LARGE_LIGHT : 0);
+        large_fill(&b);
+        /* Grow or shrink it, a move most of the time. */
+        size_t n = (rnd(&rs) % 2) ? b.n * 2 + 4097 : b.n / 3 + 1;
+        if (n <= MiB / 2)
+            n = MiB / 2 + 4096;
+        uint64_t old_seed = seed_of(&b);
+        unsigned char *q = mapalloc_realloc(b.p, n);
+        CHECKF(q != NULL, "realloc(%zu -> %zu)", b.n, n);
+        size_t keep = n < b.n ? n : b.n;
+        size_t bad = large_bad(q, b.n, keep, old_seed, large_stride(&b));
+        CHECKF(bad == SIZE_MAX, "realloc(%zu -> %zu) of a large block lost the word at %zu", b.n,
+               n, bad);
+        b.p = q;
+        b.n = n;
+        large_fill(&b);
+        if (rnd(&rs) % 2) {
+            unsigned to = (index + 1 + (unsigned)(rnd(&rs) % (LARGE_THREADS - 1))) % LARGE_THREADS;
+            if (queue_push(&large_inbox[to], &b))
+                b.p = NULL;
+        }
+        if (b.p != NULL)
+            large_check_free(&b, "large (own)");
+        while (queue_pop(&large_inbox[index], &b))
+            large_check_free(&b, "large (from another thread)");
+    }
+    atomic_fetch_sub(&large_left, 1);
+    while (atomic_load(&large_left) > 0) {
+        while (queue_pop(&large_inbox[index], &b))
+            large_check_free(&b, "large (from another thread)");
+        sched_yield();
+    }
+    while (queue_pop(&large_inbox[index], &b))
+        large_check_free(&b, "large (from another thread)");
+    return NULL;
+}
+
+static void test_large(void)
+{
+    for (unsigned i = 0; i < LARGE_THREADS; i++)
+        queue_init(&large_inbox[i]);
+    atomic_store(&large_left, LARGE_THREADS);
+    pthread_t t[LARGE_THREADS];
+    for (uintptr_t i = 0; i < LARGE_THREADS; i++)
+        CHECK(pthread_create(&t[i], NULL, large_thread, (void *)i) == 0);
+    for (unsigned i = 0; i < LARGE_THREADS; i++)
+        CHECK(pthread_join(t[i], NULL) == 0);
+    struct mapalloc_stats s;
+    mapalloc_stats_get(&s);
+    CHECKF(s.large_blocks == 0, "%zu large blocks still live", s.large_blocks);
+    printf("large: %d blocks allocated, moved by realloc and freed across %d threads; "
+           "mremap calls %llu\n",
+           LARGE_THREADS * LARGE_ITERS, LARGE_THREADS, (unsigned long long)s.mremap_calls);
+}
+
 /* ---- churn ---- */
 
 #define CHURN_ROUNDS 40
@@ -556,7 +689,12 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         void (*run)(void);
-    } parts[] = {{"handoff", test_handoff}, {"churn", test_churn}, {"fork", test_fork}};
+    } parts[] = {
+        {"handoff", test_handoff},
+        {"large", test_large},
+        {"churn", test_churn},
+        {"fork", test_fork},
+    };
     size_t nparts = sizeof parts / sizeof parts[0];
     for (int a = 1; a < argc; a++) {
         size_t k = 0;
