@@ -97,21 +97,21 @@ py_prog='
 import collections, hashlib, json, random, sqlite3, zlib
 r = random.Random(12345)
 d = {}
-for i in range(200000):
+for i in range(60000):
     k = "k%d" % r.randrange(50000)
     d.setdefault(k, []).append(i)
 lists = sorted(d.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:50]
 print(json.dumps(lists[:5])[:2000])
-c = collections.Counter("".join(r.choice("abcdef") for _ in range(300000)))
+c = collections.Counter("".join(r.choice("abcdef") for _ in range(100000)))
 print(sorted(c.items()))
-big = [bytes(r.randrange(256) for _ in range(r.randrange(1, 3000))) for _ in range(3000)]
+big = [bytes(r.randrange(256) for _ in range(r.randrange(1, 3000))) for _ in range(1000)]
 print(hashlib.sha256(b"".join(big)).hexdigest(), len(zlib.compress(b"".join(big))))
 db = sqlite3.connect(":memory:")
 db.execute("create table t (a integer, b text)")
-db.executemany("insert into t values (?, ?)", ((i, str(i) * 5) for i in range(50000)))
+db.executemany("insert into t values (?, ?)", ((i, str(i) * 5) for i in range(20000)))
 print(db.execute("select count(*), sum(a), max(length(b)) from t").fetchone())
 s = set()
-for i in range(100000):
+for i in range(30000):
     s.add(tuple(range(i % 10)))
 print(len(s), sum(len(str(x)) for x in d.values()))
 '
