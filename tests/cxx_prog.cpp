@@ -62,7 +62,7 @@ int check_aligned_new()
     void *raw = ::operator new(1000, std::align_val_t(1 << 16));
     if (reinterpret_cast<std::uintptr_t>(raw) % (1 << 16) != 0)
         bad++;
-    ::operator delete(raw, 1000, std::align_val_t(1 << 16));
+    ::operator delete(raw, std::align_val_t(1 << 16));
     int *n = new (std::nothrow) int[100]();
     for (int i = 0; i < 100; i++)
         bad += n[i] != 0;

@@ -20,6 +20,7 @@
 /* Sizes kept away from the compiler's object-size warnings. */
 static volatile size_t huge_size = SIZE_MAX;
 static volatile size_t over_ptrdiff = (size_t)PTRDIFF_MAX + 1;
+static volatile size_t bad_alignment = 24; /* not a power of two */
 
 static int aligned(const void *p, size_t a)
 {
@@ -125,9 +126,9 @@ static void test_errors(void)
     CHECK(strcmp(p, "intact") == 0);
     free(p);
     void *q = NULL;
-    CHECK(posix_memalign(&q, 24, 100) == EINVAL);
+    CHECK(posix_memalign(&q, bad_alignment, 100) == EINVAL);
     errno = 0;
-    CHECK(aligned_alloc(24, 100) == NULL && errno == EINVAL);
+    CHECK(aligned_alloc(bad_alignment, 100) == NULL && errno == EINVAL);
     /* errno untouched by success, free included. */
     errno = 4242;
     p = malloc(100);
