@@ -292,6 +292,8 @@ MA_API mapalloc_arena *mapalloc_arena_create(const struct mapalloc_arena_options
     atomic_store(&a->committed, 0);
     atomic_store(&a->peak, 0);
     atomic_store(&a->mapped, 0);
+    atomic_store(&a->pending_frees, 0);
+    atomic_store(&a->pending_bytes, 0);
     a->heaps = NULL;
     a->regions = NULL;
     a->abandoned = NULL;
@@ -568,8 +570,9 @@ MA_API void mapalloc_arena_stats(mapalloc_arena *arena, struct mapalloc_arena_st
     ma_unlock(&a->lock);
     size_t large_live, large_blocks;
     ma_large_arena_stats(a, &large_live, &large_blocks);
-    out->live += large_live;
-    out->blocks += large_blocks;
+    size_t pending = atomic_load(&a->pending_frees), pending_bytes = atomic_load(&a->pending_bytes);
+    out->live = (out->live > pending_bytes ? out->live - pending_bytes : 0) + large_live;
+    out->blocks = (out->blocks > pending ? out->blocks - pending : 0) + large_blocks;
     out->committed = atomic_load(&a->committed);
     out->mapped = atomic_load(&a->mapped);
     out->peak = atomic_load(&a->peak);

@@ -31,6 +31,11 @@ __thread ma_heap *ma_tls_heap __attribute__((tls_model("initial-exec"))) = &ma_e
 ma_spinlock ma_heap_lock;
 static ma_heap *heap_pool;
 static ma_heap *all_heaps;
+
+ma_heap *ma_heap_list(void)
+{
+    return all_heaps;
+}
 static pthread_key_t heap_key;
 static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
 
@@ -488,6 +493,7 @@ void ma_heap_detach(ma_heap *heap)
 void ma_heap_return_to_pool(ma_heap *heap)
 {
     heap_reset(heap);
+    ma_stats_fold(heap);
     heap->arena = NULL;
     ma_lock(&ma_heap_lock);
     heap->in_use = false;

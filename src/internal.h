@@ -133,6 +133,10 @@ typedef struct ma_heap {
     struct ma_heap *pool_next;      /* in the pool of unused heaps */
     struct ma_heap *all_next;       /* in the list of every heap ever made */
     bool in_use;
+    /* Remote frees made by this thread, and those its owner side collected
+     * (plain counters, summed by the statistics: a remote free is counted
+     * as freed at once, not when its page's owner collects it). */
+    size_t remote_frees, remote_free_bytes, collected, collected_bytes;
     /* Arena heaps only: */
     struct ma_arena *arena;         /* the arena; NULL once the arena is destroyed */
     uint64_t arena_generation;      /* the arena's generation when this heap joined */
@@ -153,6 +157,7 @@ typedef struct ma_arena {
     size_t limit, reserve;
     _Atomic size_t committed, peak;
     _Atomic size_t mapped;
+    _Atomic size_t pending_frees, pending_bytes; /* remote frees not yet collected */
     ma_spinlock lock;             /* heaps, regions */
     ma_heap *heaps;               /* one per live thread that used it */
     ma_region *regions;           /* every region it mapped */
@@ -240,6 +245,7 @@ MA_NORETURN MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
 extern ma_heap ma_empty_heap;
 extern ma_page ma_empty_page;
 ma_heap *ma_heap_get_or_create(void);
+ma_heap *ma_heap_list(void); /* every heap ever made (under ma_heap_lock) */
 ma_heap *ma_heap_new_for_arena(ma_arena *arena); /* NULL: no memory */
 void ma_heap_detach(ma_heap *heap);     /* arena destroyed: forget its pages */
 void ma_heap_return_to_pool(ma_heap *heap);
@@ -288,6 +294,10 @@ void ma_secure_carve(ma_page *page, uint8_t *first, unsigned count);
 void *ma_secure_malloc(ma_heap *heap, size_t size, size_t alignment, ma_arena *arena, bool zero);
 
 /* ---- stats.c ---- */
+void ma_stats_remote_free(const ma_page *page);
+void ma_stats_collected(const ma_page *page, size_t count);
+void ma_stats_fold(ma_heap *heap);
+void ma_stats_pending(size_t *blocks, size_t *bytes);
 extern int ma_stats_fd; /* where stats=1 reports at exit (init.c) */
 void ma_stats_at_exit(void);
 

@@ -274,7 +274,7 @@ void *ma_large_malloc(size_t size, size_t alignment, bool zero, ma_arena *arena)
         return NULL;
     /* The secure profile puts a guard page after the block, and keeps
      * guarded mappings out of the cache. */
-    size_t map_size = page_round(size) + (ma_secure ? MA_GUARD_SIZE : 0);
+    size_t map_size = (size ? page_round(size) : MA_OS_PAGE) + (ma_secure ? MA_GUARD_SIZE : 0);
     if (arena && !ma_arena_commit(arena, map_size))
         return NULL;
     struct cached expired[CACHE_MAX];
@@ -336,7 +336,8 @@ void ma_large_free(void *p, size_t expect_size, size_t expect_align)
     unsigned n = 0;
     ma_lock(&ma_large_lock);
     struct entry *e = live_entry(p);
-    if (expect_size && expect_size != e->request) {
+    /* As jemalloc's sdallocx: any size between the request and the mapping. */
+    if (expect_size && (page_round(expect_size) < page_round(e->request) || expect_size > e->size)) {
         ma_unlock(&ma_large_lock);
         ma_fatal("free_sized with a size that does not match the block", p);
     }
@@ -385,8 +386,43 @@ void ma_large_free(void *p, size_t expect_size, size_t expect_align)
     ma_os_unmap(p, size);
 }
 
+/* The table follows a block whose size changed, and moved when p != q.
+ * Lock held. Erasing before inserting keeps the table from growing. */
+static void rekey(uintptr_t p, uintptr_t q, size_t map_size, size_t request)
+{
+    struct entry *e = find(p);
+    struct entry moved = *e;
+    live_bytes += map_size - e->size;
+    mapped_bytes += map_size - e->size;
+    if (p == q) {
+        e->size = map_size;
+        e->request = request;
+        return;
+    }
+    ma_arena *arena = e->arena;
+    arena_forget(e);
+    erase(e);
+    moved.addr = q;
+    moved.size = map_size;
+    moved.request = request;
+    moved.arena = arena;
+    struct entry *n = find(q);
+    if (n)
+        *n = moved; /* a tombstone of q */
+    else {
+        n = insert_new(table, table_cap, &moved);
+        table_used++;
+    }
+    if (arena) {
+        n->arena_slot = arena->large_count;
+        arena->large[arena->large_count++] = q;
+    }
+}
+
 /* Grows or shrinks with mremap: page tables move, bytes are not copied.
- * NULL (old block intact) when the kernel refuses. */
+ * NULL (old block intact) when the kernel refuses. In place needs no lock;
+ * a move does, because the old address is free for any thread's mmap the
+ * moment mremap returns, and the table must not name it by then. */
 void *ma_large_realloc(void *p, size_t size)
 {
     if (size > (size_t)PTRDIFF_MAX - MA_OS_PAGE)
@@ -404,30 +440,23 @@ void *ma_large_realloc(void *p, size_t size)
     ma_unlock(&ma_large_lock);
     if (arena && map_size > old && !ma_arena_commit(arena, map_size - old))
         return NULL;
-    void *q = ma_os_remap(p, old, map_size, true);
+    void *q = ma_os_remap(p, old, map_size, false);
+    ma_lock(&ma_large_lock);
+    if (q == NULL)
+        q = ma_os_remap(p, old, map_size, true);
+    if (q != NULL)
+        rekey((uintptr_t)p, (uintptr_t)q, map_size, size);
+    ma_unlock(&ma_large_lock);
     if (q == NULL) {
         if (arena && map_size > old)
             ma_arena_uncommit(arena, map_size - old);
         return NULL;
     }
-    if (arena && map_size < old)
-        ma_arena_uncommit(arena, old - map_size);
-    ma_lock(&ma_large_lock);
-    e = find((uintptr_t)p);
-    arena_forget(e);
-    live_count--;
-    live_bytes -= old;
-    mapped_bytes -= old;
-    erase(e);
-    ma_unlock(&ma_large_lock);
-    if (arena)
-        atomic_fetch_sub_explicit(&arena->mapped, old, memory_order_relaxed);
-    if (!record((uintptr_t)q, map_size, size, arena)) {
-        ma_os_unmap(q, map_size); /* only if the table itself could not grow */
-        return NULL;
+    if (arena) {
+        if (map_size < old)
+            ma_arena_uncommit(arena, old - map_size);
+        atomic_fetch_add_explicit(&arena->mapped, map_size - old, memory_order_relaxed);
     }
-    if (arena)
-        atomic_fetch_add_explicit(&arena->mapped, map_size, memory_order_relaxed);
     return q;
 }
 

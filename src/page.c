@@ -122,6 +122,7 @@ static void collect_thread(ma_page *page)
     tail->link = ma_link_encode(page, page->free);
     page->free = head;
     page->used = (uint16_t)(page->used - count);
+    ma_stats_collected(page, count);
 }
 
 void ma_page_collect(ma_page *page)
@@ -214,6 +215,7 @@ void ma_page_free_remote(ma_page *page, ma_block *b)
         return;
     }
     b->tag = ma_block_tag(page, b);
+    ma_stats_remote_free(page);
     for (;;) {
         if ((tf & MA_TF_STATE_MASK) == MA_TF_FULL) {
             if (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,

@@ -11,6 +11,75 @@ struct page_sums {
     size_t live, blocks, regions_bytes;
 };
 
+/* Remote frees and their collection, counted by the thread that does each:
+ * plain counters in its heap, or atomics when it has none (it is exiting);
+ * an arena keeps its own pending count for its statistics. */
+static _Atomic size_t folded_frees, folded_free_bytes, folded_collected, folded_collected_bytes;
+
+void ma_stats_remote_free(const ma_page *page)
+{
+    ma_heap *heap = ma_tls_heap;
+    if (heap != &ma_empty_heap) {
+        heap->remote_frees++;
+        heap->remote_free_bytes += page->block_size;
+    } else {
+        atomic_fetch_add_explicit(&folded_frees, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&folded_free_bytes, page->block_size, memory_order_relaxed);
+    }
+    ma_arena *arena = ma_region_of((uintptr_t)page->start)->arena;
+    if (arena) {
+        atomic_fetch_add_explicit(&arena->pending_frees, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&arena->pending_bytes, page->block_size, memory_order_relaxed);
+    }
+}
+
+void ma_stats_collected(const ma_page *page, size_t count)
+{
+    if (count == 0)
+        return;
+    ma_heap *heap = ma_tls_heap;
+    size_t bytes = count * page->block_size;
+    if (heap != &ma_empty_heap) {
+        heap->collected += count;
+        heap->collected_bytes += bytes;
+    } else {
+        atomic_fetch_add_explicit(&folded_collected, count, memory_order_relaxed);
+        atomic_fetch_add_explicit(&folded_collected_bytes, bytes, memory_order_relaxed);
+    }
+    ma_arena *arena = ma_region_of((uintptr_t)page->start)->arena;
+    if (arena) {
+        atomic_fetch_sub_explicit(&arena->pending_frees, count, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&arena->pending_bytes, bytes, memory_order_relaxed);
+    }
+}
+
+/* A heap goes back to the pool: its counts join the process's. */
+void ma_stats_fold(ma_heap *heap)
+{
+    atomic_fetch_add_explicit(&folded_frees, heap->remote_frees, memory_order_relaxed);
+    atomic_fetch_add_explicit(&folded_free_bytes, heap->remote_free_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&folded_collected, heap->collected, memory_order_relaxed);
+    atomic_fetch_add_explicit(&folded_collected_bytes, heap->collected_bytes, memory_order_relaxed);
+    heap->remote_frees = heap->remote_free_bytes = heap->collected = heap->collected_bytes = 0;
+}
+
+/* Remote frees made and not yet collected: still counted in page->used. */
+void ma_stats_pending(size_t *blocks, size_t *bytes)
+{
+    size_t frees = atomic_load(&folded_frees), free_bytes = atomic_load(&folded_free_bytes);
+    size_t collected = atomic_load(&folded_collected), collected_bytes = atomic_load(&folded_collected_bytes);
+    ma_lock(&ma_heap_lock);
+    for (ma_heap *h = ma_heap_list(); h; h = h->all_next) {
+        frees += __atomic_load_n(&h->remote_frees, __ATOMIC_RELAXED);
+        free_bytes += __atomic_load_n(&h->remote_free_bytes, __ATOMIC_RELAXED);
+        collected += __atomic_load_n(&h->collected, __ATOMIC_RELAXED);
+        collected_bytes += __atomic_load_n(&h->collected_bytes, __ATOMIC_RELAXED);
+    }
+    ma_unlock(&ma_heap_lock);
+    *blocks = frees > collected ? frees - collected : 0;
+    *bytes = free_bytes > collected_bytes ? free_bytes - collected_bytes : 0;
+}
+
 /* Reads page->used of pages owned by other threads: a snapshot, not a
  * synchronised count. */
 static void sum_region(ma_region *r, void *arg)
@@ -56,8 +125,10 @@ MA_API void mapalloc_stats_get(struct mapalloc_stats *out)
     ma_os_counters(&os);
     size_t regions, abandoned;
     ma_region_counts(&regions, &abandoned);
-    out->live = s.live + large_live;
-    out->live_blocks = s.blocks + large_blocks;
+    size_t pending_blocks, pending_bytes;
+    ma_stats_pending(&pending_blocks, &pending_bytes);
+    out->live = (s.live > pending_bytes ? s.live - pending_bytes : 0) + large_live;
+    out->live_blocks = (s.blocks > pending_blocks ? s.blocks - pending_blocks : 0) + large_blocks;
     out->large_blocks = large_blocks;
     out->small_mapped = s.regions_bytes;
     out->large_mapped = large_mapped;
