@@ -113,6 +113,9 @@ typedef struct ma_page {
 } __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
 
 typedef struct ma_region {
+    /* First, so that a page's descriptor is region + index * 128. */
+    ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
+    uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
     uintptr_t cookie;               /* ma_region_cookie(region) while mapped */
     _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
     struct ma_region *next, *prev;  /* in the owner's list or the abandoned list */
@@ -123,8 +126,6 @@ typedef struct ma_region {
     bool abandoned;                 /* in an abandoned list (under ma_region_lock) */
     struct ma_arena *arena;         /* NULL for the ordinary heap */
     struct ma_region *arena_next, *arena_prev; /* every region of the arena */
-    uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
-    ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
 } ma_region;
 
 typedef struct ma_page_queue {
