@@ -347,7 +347,7 @@ MA_API void mapalloc_arena_reset(mapalloc_arena *arena)
             continue;
         }
         if (give_back)
-            ma_region_purge(r);
+            ma_region_purge(r, 0, 0, NULL);
         kept += MA_REGION_SIZE;
         ma_region_abandon(r);
     }

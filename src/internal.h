@@ -110,6 +110,8 @@ typedef struct ma_page {
     uint8_t in_full;         /* owner: out of its queue because it was full */
     uint8_t notify_pending;  /* owner: a remote freer took the FULL notice */
     uint8_t retained;        /* owner: empty, kept as its class's only page */
+    uint32_t retired_ms;     /* owner: when it was last seen empty and idle */
+    ma_block *retired_free, *retired_local; /* its lists then: if they moved, it was used */
 } __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
 
 typedef struct ma_region {
@@ -122,6 +124,7 @@ typedef struct ma_region {
     struct ma_region *all_next, *all_prev; /* in the list of every region (stats, trim) */
     uint64_t used_slices;           /* bit i: slice i belongs to a page (bit 0: header) */
     uint64_t dirty_slices;          /* bit i: free, touched, not yet purged */
+    uint32_t freed_ms[MA_REGION_SLICES]; /* when each dirty slice was freed (ma_clock_ms) */
     unsigned map_flags;             /* MA_MAP_* it was mapped with */
     bool abandoned;                 /* in an abandoned list (under ma_region_lock) */
     struct ma_arena *arena;         /* NULL for the ordinary heap */
@@ -141,7 +144,8 @@ typedef struct ma_heap {
     _Atomic(ma_page *) notify;      /* full pages that got a remote free */
     ma_region *regions;             /* owned regions */
     size_t dirty_bytes;             /* free but unpurged bytes in owned regions */
-    uint64_t dirty_since_ms;        /* when dirty_bytes last rose from zero */
+    size_t retained_bytes;          /* carved bytes of retained empty pages */
+    uint64_t next_purge_ms;         /* the next time a purge pass may run */
     struct ma_heap *pool_next;      /* in the pool of unused heaps */
     struct ma_heap *all_next;       /* in the list of every heap ever made */
     bool in_use;
@@ -230,8 +234,10 @@ extern uint8_t ma_region_map[MA_REGION_MAP_SIZE];
 ma_region *ma_region_new(unsigned map_flags);
 void ma_region_release(ma_region *r);       /* unmap (region must be empty) */
 int ma_region_alloc_slices(ma_region *r, unsigned n, bool *dirty); /* -1 if none */
-void ma_region_free_slices(ma_region *r, unsigned first, unsigned n);
-size_t ma_region_purge(ma_region *r);       /* returns bytes purged */
+void ma_region_free_slices(ma_region *r, unsigned first, unsigned n, uint32_t now_ms);
+/* Purges the dirty slices freed at least min_age_ms ago; returns the bytes
+ * purged and adds those still dirty to *left. */
+size_t ma_region_purge(ma_region *r, uint32_t now_ms, uint32_t min_age_ms, size_t *left);
 bool ma_region_is_empty(const ma_region *r);
 void ma_region_abandon(ma_region *r);        /* into its arena's list, or the global one */
 ma_region *ma_region_take_abandoned(ma_arena *arena);
