@@ -217,6 +217,8 @@ ma_heap *ma_arena_heap_slow(ma_arena *arena)
 
 static inline ma_heap *arena_heap(ma_arena *arena)
 {
+    if (ma_unlikely(arena == NULL))
+        ma_arena_dead(arena);
     uint64_t generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
     for (unsigned i = 0; i < ARENA_SLOTS; i++)
         if (slots[i].arena == arena && slots[i].generation == generation)
@@ -390,7 +392,23 @@ MA_API void mapalloc_arena_destroy(mapalloc_arena *arena)
 
 /* ---- allocation ---- */
 
+static void *arena_malloc_once(ma_arena *a, ma_heap *heap, size_t size, bool zero);
+
+/* Past the limit: blocks freed into this thread's pages of the arena may not
+ * be collected yet; collect them, give back the empty pages, and try once
+ * more. Blocks freed into other threads' pages count until those threads
+ * allocate from the arena again. */
 static void *arena_malloc_in(ma_arena *a, ma_heap *heap, size_t size, bool zero)
+{
+    void *p = arena_malloc_once(a, heap, size, zero);
+    if (p == NULL && a->limit) {
+        ma_heap_trim(heap);
+        p = arena_malloc_once(a, heap, size, zero);
+    }
+    return p;
+}
+
+static void *arena_malloc_once(ma_arena *a, ma_heap *heap, size_t size, bool zero)
 {
     if (ma_secure) {
         void *p = ma_secure_malloc(heap, size, 0, a, zero);

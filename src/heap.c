@@ -36,6 +36,11 @@ ma_heap *ma_heap_list(void)
 {
     return all_heaps;
 }
+
+const void *ma_thread_id(void)
+{
+    return &ma_tls_heap;
+}
 static pthread_key_t heap_key;
 static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
 
@@ -509,6 +514,7 @@ ma_heap *ma_heap_new_for_arena(ma_arena *arena)
     heap->arena = arena;
     heap->arena_generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
     heap->arena_next = heap->arena_prev = heap->thread_next = NULL;
+    heap->owner = ma_thread_id();
     return heap;
 }
 

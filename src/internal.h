@@ -158,6 +158,7 @@ typedef struct ma_heap {
     uint64_t arena_generation;      /* the arena's generation when this heap joined */
     struct ma_heap *arena_next, *arena_prev; /* the arena's heaps */
     struct ma_heap *thread_next;    /* the owning thread's arena heaps */
+    const void *owner;              /* the owning thread's ma_thread_id() */
 } ma_heap;
 
 /* An explicit arena (the public mapalloc_arena). Arena structures come from
@@ -264,6 +265,7 @@ extern ma_heap ma_empty_heap;
 extern ma_page ma_empty_page;
 ma_heap *ma_heap_get_or_create(void);
 ma_heap *ma_heap_list(void); /* every heap ever made (under ma_heap_lock) */
+const void *ma_thread_id(void); /* unique among live threads */
 ma_heap *ma_heap_new_for_arena(ma_arena *arena); /* NULL: no memory */
 void ma_heap_detach(ma_heap *heap);     /* arena destroyed: forget its pages */
 void ma_heap_return_to_pool(ma_heap *heap);

@@ -141,7 +141,8 @@ static bool reserve_arena_slot(ma_arena *arena)
             return false;
         uintptr_t *old = NULL;
         if (arena->large_cap == old_cap) {
-            memcpy(list, arena->large, arena->large_count * sizeof(uintptr_t));
+            if (arena->large_count)
+                memcpy(list, arena->large, arena->large_count * sizeof(uintptr_t));
             old = arena->large;
             arena->large = list;
             arena->large_cap = cap;
