@@ -8,9 +8,10 @@
  * destroyed), or, for the malloc/free baselines, every block is freed. The
  * size sequence is the same for every allocator. R requests make one
  * repetition; the median of the repetitions is reported, as ns per block
- * (allocation, its share of the reset or its free, the touches) and
- * requests per second. The 2-thread runs give each thread its own arena
- * (heap) and count wall time for both threads' work.
+ * (allocation, its share of the reset or its free, the touches) in CPU time
+ * of the threads (steady on a busy machine) and in wall time, and requests
+ * per second (wall). The 2-thread runs give each thread its own arena
+ * (heap); CPU time is summed over the threads, wall time covers both.
  *
  * One source, one binary per allocator, since jemalloc and mimalloc replace
  * malloc in the binary that links them:
@@ -24,8 +25,9 @@
  * and that the reset or destroy really empties it.
  *
  *   arena_bench_X [requests [blocks [repetitions]]]   (defaults: 2000 1000 7)
- * Output: one line per variant and thread count,
- *   "variant threads ns_per_block requests_per_s", after a comment line. */
+ * Output: one line per variant and thread count, tab-separated, after a
+ * comment line: "variant threads cpu_ns_per_block wall_ns_per_block
+ * requests_per_s". */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -65,12 +67,13 @@ static void make_sizes(void)
     }
 }
 
-static double now_ns(void)
+static double clock_ns(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
+#define now_ns() clock_ns(CLOCK_MONOTONIC)
 
 static void die(const char *what, int err)
 {
@@ -423,6 +426,7 @@ struct job {
     size_t first;
     pthread_barrier_t *barrier;
     uint64_t sum;
+    double cpu_ns; /* the thread's CPU time in the timed requests */
 };
 
 static void *thread_main(void *arg)
@@ -434,21 +438,24 @@ static void *thread_main(void *arg)
     /* One warm-up request, outside the timing. */
     j->sum = j->v->run(&c, ptrs, j->first, 1);
     pthread_barrier_wait(j->barrier);
+    double t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     j->sum += j->v->run(&c, ptrs, j->first, requests);
+    j->cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
     j->v->finish(&c);
     free(ptrs);
     return NULL;
 }
 
-/* Wall time of one repetition with n threads, in ns. */
-static double one_run(const struct variant *v, int nthreads, uint64_t *sum)
+/* Wall time of one repetition with n threads, in ns; *cpu: the threads'
+ * CPU time, summed. */
+static double one_run(const struct variant *v, int nthreads, uint64_t *sum, double *cpu)
 {
     pthread_barrier_t barrier;
     pthread_barrier_init(&barrier, NULL, (unsigned)nthreads + 1);
     pthread_t t[8];
     struct job jobs[8];
     for (int i = 0; i < nthreads; i++) {
-        jobs[i] = (struct job){v, (size_t)i * 7919, &barrier, 0};
+        jobs[i] = (struct job){v, (size_t)i * 7919, &barrier, 0, 0};
         if (pthread_create(&t[i], NULL, thread_main, &jobs[i]) != 0)
             die("pthread_create", errno);
     }
@@ -458,8 +465,11 @@ static double one_run(const struct variant *v, int nthreads, uint64_t *sum)
         pthread_join(t[i], NULL);
     double ns = now_ns() - t0;
     pthread_barrier_destroy(&barrier);
-    for (int i = 0; i < nthreads; i++)
+    *cpu = 0;
+    for (int i = 0; i < nthreads; i++) {
         *sum += jobs[i].sum;
+        *cpu += jobs[i].cpu_ns;
+    }
     return ns;
 }
 
@@ -486,25 +496,29 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < nvariants; i++)
         if (variants[i].verify)
             variants[i].verify();
-    printf("# variant threads ns_per_block requests_per_s  (%zu requests of %zu blocks, median of %zu)\n",
+    printf("# variant threads cpu_ns_per_block wall_ns_per_block requests_per_s"
+           "  (%zu requests of %zu blocks, median of %zu)\n",
            requests, blocks, repetitions);
     uint64_t sum = 0;
     for (int nthreads = 1; nthreads <= 2; nthreads++) {
-        double ns[100][8];
+        double ns[100][8], cpu[100][8];
         /* Repetitions interleave the variants, so that a slow moment of the
          * machine hits all of them alike. */
         for (size_t rep = 0; rep < repetitions; rep++)
             for (size_t i = 0; i < nvariants; i++)
-                ns[rep][i] = one_run(&variants[i], nthreads, &sum);
+                ns[rep][i] = one_run(&variants[i], nthreads, &sum, &cpu[rep][i]);
         for (size_t i = 0; i < nvariants; i++) {
-            double col[100];
-            for (size_t rep = 0; rep < repetitions; rep++)
+            double col[100], ccol[100];
+            for (size_t rep = 0; rep < repetitions; rep++) {
                 col[rep] = ns[rep][i];
+                ccol[rep] = cpu[rep][i];
+            }
             qsort(col, repetitions, sizeof col[0], cmp_double);
-            double med = col[repetitions / 2];
+            qsort(ccol, repetitions, sizeof ccol[0], cmp_double);
+            double med = col[repetitions / 2], cmed = ccol[repetitions / 2];
             double total_blocks = (double)requests * (double)blocks * nthreads;
-            printf("%s\t%d\t%.2f\t%.0f\n", variants[i].name, nthreads, med / total_blocks,
-                   (double)requests * nthreads / (med / 1e9));
+            printf("%s\t%d\t%.2f\t%.2f\t%.0f\n", variants[i].name, nthreads, cmed / total_blocks,
+                   med / total_blocks, (double)requests * nthreads / (med / 1e9));
         }
     }
     /* Printed so that the reads cannot be optimised away. */

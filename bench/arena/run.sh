@@ -9,8 +9,10 @@
 # other, so that a busy moment of the machine falls on all of them alike.
 # Each binary already reports the median of its REPETITIONS (default 7).
 # The raw lines go to $OUT when it is set (tab-separated: run, variant,
-# threads, ns_per_block, requests_per_s). ratio = variant's ns per block /
-# mapalloc arena+reset's: above 1, mapalloc's arena is faster.
+# threads, cpu_ns_per_block, wall_ns_per_block, requests_per_s).
+# ratio = variant's CPU ns per block / mapalloc arena+reset's: above 1,
+# mapalloc's arena is faster. CPU time is the figure to trust on a busy
+# machine; wall time and requests/s move with the load.
 set -euo pipefail
 build=${1:?usage: run.sh BUILD_DIR [RUNS [REQUESTS BLOCKS REPETITIONS]]}
 runs=${2:-5}
@@ -40,22 +42,23 @@ import sys, statistics, collections
 rows = collections.defaultdict(list)
 order = []
 for line in open(sys.argv[1]):
-    run, name, threads, ns, rps = line.rstrip("\n").split("\t")
+    run, name, threads, cpu, wall, rps = line.rstrip("\n").split("\t")
     key = (name, int(threads))
     if key not in rows:
         order.append(key)
-    rows[key].append((float(ns), float(rps)))
+    rows[key].append((float(cpu), float(wall), float(rps)))
 for threads in sorted({t for _, t in order}):
     ref = rows.get(("mapalloc arena+reset", threads))
-    ref_ns = statistics.median(n for n, _ in ref) if ref else None
+    ref_ns = statistics.median(r[0] for r in ref) if ref else None
     print(f"\n{threads} thread{'s' if threads > 1 else ''} (each with its own arena or heap)")
-    print(f"{'variant':32} {'ns/block':>9} {'min..max':>15} {'requests/s':>11} {'ratio':>6}")
+    print(f"{'variant':30} {'cpu ns/block':>12} {'min..max':>15} {'wall ns/block':>13} {'requests/s':>10} {'ratio':>6}")
     for name, t in order:
         if t != threads:
             continue
-        ns = [n for n, _ in rows[(name, t)]]
-        rps = statistics.median(r for _, r in rows[(name, t)])
-        med = statistics.median(ns)
+        cpu = [r[0] for r in rows[(name, t)]]
+        wall = statistics.median(r[1] for r in rows[(name, t)])
+        rps = statistics.median(r[2] for r in rows[(name, t)])
+        med = statistics.median(cpu)
         ratio = f"{med / ref_ns:6.2f}" if ref_ns else "     -"
-        print(f"{name:32} {med:9.2f} {min(ns):7.2f}..{max(ns):<7.2f} {rps:11.0f} {ratio}")
+        print(f"{name:30} {med:12.2f} {min(cpu):7.2f}..{max(cpu):<7.2f} {wall:13.2f} {rps:10.0f} {ratio}")
 EOF
