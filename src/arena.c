@@ -30,8 +30,12 @@ struct arena_slot {
     uint64_t generation;
     ma_heap *heap;
 };
-static MA_THREAD_LOCAL struct arena_slot slots[ARENA_SLOTS];
-static MA_THREAD_LOCAL unsigned slot_next;
+/* The thread's most recently used arenas, most recent first. Empty slots
+ * name a dummy that no handle equals (not NULL: a NULL handle would match). */
+static ma_arena no_arena;
+#define EMPTY_SLOT {&no_arena, 0, NULL}
+static MA_THREAD_LOCAL struct arena_slot slots[ARENA_SLOTS] = {EMPTY_SLOT, EMPTY_SLOT, EMPTY_SLOT,
+                                                               EMPTY_SLOT};
 static MA_THREAD_LOCAL ma_heap *thread_heaps;
 
 static const unsigned known_flags = MAPALLOC_ARENA_HUGE | MAPALLOC_ARENA_NORESERVE |
@@ -193,8 +197,8 @@ ma_heap *ma_arena_heap_slow(ma_arena *arena)
         }
     if (heap == NULL) {
         heap = ma_heap_new_for_arena(arena);
-        if (heap == NULL)
-            return NULL;
+        if (heap == NULL) /* no memory: the empty heap's pages make every pop fail */
+            return &ma_empty_heap;
         ma_lock(&arena->lock);
         if (atomic_load_explicit(&arena->magic, memory_order_relaxed) != MA_ARENA_LIVE) {
             ma_unlock(&arena->lock);
@@ -211,19 +215,36 @@ ma_heap *ma_arena_heap_slow(ma_arena *arena)
         thread_heaps = heap;
         ma_heap_register_thread_exit();
     }
-    slots[slot_next++ % ARENA_SLOTS] = (struct arena_slot){arena, generation, heap};
+    memmove(&slots[1], &slots[0], (ARENA_SLOTS - 1) * sizeof slots[0]);
+    slots[0] = (struct arena_slot){arena, generation, heap};
     return heap;
 }
 
-static inline ma_heap *arena_heap(ma_arena *arena)
+/* The other slots, then the slow path; a hit moves to the front. */
+static MA_NOINLINE ma_heap *arena_heap_lookup(ma_arena *arena)
 {
-    if (ma_unlikely(arena == NULL))
+    if (arena == NULL)
         ma_arena_dead(arena);
     uint64_t generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
-    for (unsigned i = 0; i < ARENA_SLOTS; i++)
-        if (slots[i].arena == arena && slots[i].generation == generation)
-            return slots[i].heap;
+    for (unsigned i = 1; i < ARENA_SLOTS; i++)
+        if (slots[i].arena == arena && slots[i].generation == generation) {
+            struct arena_slot hit = slots[i];
+            memmove(&slots[1], &slots[0], i * sizeof slots[0]);
+            slots[0] = hit;
+            return hit.heap;
+        }
     return ma_arena_heap_slow(arena);
+}
+
+/* The calling thread's heap in the arena: one slot compared in the common
+ * case. A destroyed arena's generation moved on, so its slot misses and the
+ * slow path names the misuse. */
+static inline ma_heap *arena_heap(ma_arena *arena)
+{
+    if (ma_likely(slots[0].arena == arena &&
+                  slots[0].generation == atomic_load_explicit(&arena->generation, memory_order_relaxed)))
+        return slots[0].heap;
+    return arena_heap_lookup(arena);
 }
 
 static void arena_unlink_heap(ma_arena *arena, ma_heap *heap)
@@ -241,7 +262,8 @@ static void arena_unlink_heap(ma_arena *arena, ma_heap *heap)
  * the arena's lock, so a concurrent destroy cannot unmap what they touch). */
 void ma_arena_thread_exit(void)
 {
-    memset(slots, 0, sizeof slots);
+    for (unsigned i = 0; i < ARENA_SLOTS; i++)
+        slots[i] = (struct arena_slot)EMPTY_SLOT;
     while (thread_heaps) {
         ma_heap *heap = thread_heaps;
         thread_heaps = heap->thread_next;
@@ -435,15 +457,41 @@ static void *arena_malloc_once(ma_arena *a, ma_heap *heap, size_t size, bool zer
     return p;
 }
 
-MA_API void *mapalloc_arena_malloc(mapalloc_arena *arena, size_t size)
+static MA_NOINLINE void *arena_malloc_slow(ma_arena *a, ma_heap *heap, size_t size)
 {
-    ma_arena *a = (ma_arena *)arena;
-    ma_heap *heap = arena_heap(a);
-    if (heap == NULL || size > (size_t)PTRDIFF_MAX) {
+    if (heap == &ma_empty_heap || size > (size_t)PTRDIFF_MAX) {
         errno = ENOMEM;
         return NULL;
     }
     return arena_malloc_in(a, heap, size, false);
+}
+
+static MA_NOINLINE void *arena_malloc_miss(ma_arena *a, size_t size)
+{
+    ma_heap *heap = arena_heap_lookup(a);
+    if (size <= MA_LARGE_THRESHOLD) {
+        void *p = ma_page_pop(ma_heap_page_for(heap, size));
+        if (p != NULL)
+            return p;
+    }
+    return arena_malloc_slow(a, heap, size);
+}
+
+/* The same fast path as malloc, on the thread's heap in the arena; every
+ * other case leaves by a tail call, so this keeps no stack frame. */
+MA_API void *mapalloc_arena_malloc(mapalloc_arena *arena, size_t size)
+{
+    ma_arena *a = (ma_arena *)arena;
+    if (ma_unlikely(slots[0].arena != a ||
+                    slots[0].generation != atomic_load_explicit(&a->generation, memory_order_relaxed)))
+        return arena_malloc_miss(a, size);
+    ma_heap *heap = slots[0].heap;
+    if (ma_likely(size <= MA_LARGE_THRESHOLD)) {
+        void *p = ma_page_pop(ma_heap_page_for(heap, size));
+        if (ma_likely(p != NULL))
+            return p;
+    }
+    return arena_malloc_slow(a, heap, size);
 }
 
 MA_API void *mapalloc_arena_calloc(mapalloc_arena *arena, size_t count, size_t size)
@@ -451,7 +499,8 @@ MA_API void *mapalloc_arena_calloc(mapalloc_arena *arena, size_t count, size_t s
     ma_arena *a = (ma_arena *)arena;
     size_t total;
     ma_heap *heap = arena_heap(a);
-    if (heap == NULL || __builtin_mul_overflow(count, size, &total) || total > (size_t)PTRDIFF_MAX) {
+    if (heap == &ma_empty_heap || __builtin_mul_overflow(count, size, &total) ||
+        total > (size_t)PTRDIFF_MAX) {
         errno = ENOMEM;
         return NULL;
     }
@@ -466,7 +515,7 @@ MA_API void *mapalloc_arena_aligned_alloc(mapalloc_arena *arena, size_t alignmen
         errno = EINVAL;
         return NULL;
     }
-    if (heap == NULL || size > (size_t)PTRDIFF_MAX || alignment > ((size_t)1 << 40)) {
+    if (heap == &ma_empty_heap || size > (size_t)PTRDIFF_MAX || alignment > ((size_t)1 << 40)) {
         errno = ENOMEM;
         return NULL;
     }

@@ -375,7 +375,10 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
             unretain(heap, page);
         if (page->free == NULL)
             ma_page_collect(page);
-        if (page->free == NULL)
+        /* Carve more while the page is small, even when frees came back: a
+         * loop that frees what it allocates would otherwise cycle through
+         * the first few blocks and land here every few calls. */
+        if (page->free == NULL || page->capacity < 256)
             ma_page_extend(page);
         if (page->free != NULL) {
             if (heap->queues[c].first != page) {

@@ -52,15 +52,26 @@ void ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     memset(&r->slice_page[first_slice], (int)first_slice, n);
 }
 
-/* Carves the next blocks into the free list: at most 16 KiB at a time, so a
- * page only becomes resident as it is used. */
+/* Carves the next blocks into the free list: 8 blocks first, then as many
+ * as the page already has, up to 4 KiB at a time (at least one block). A
+ * page becomes resident only as it is used, and a heap that uses a few
+ * blocks of a class (an arena between resets) does not pay for linking
+ * thousands. */
+#define MA_EXTEND_BYTES 4096
+#define MA_EXTEND_FIRST 8
 void ma_page_extend(ma_page *page)
 {
     size_t bsize = page->block_size;
     unsigned avail = (unsigned)page->reserved - page->capacity;
     if (avail == 0)
         return;
-    unsigned count = bsize >= 16384 ? 1 : (unsigned)(16384 / bsize);
+    /* 4096 / bsize, by the page's reciprocal (exact: see ma_page_has_block). */
+    unsigned count = (unsigned)((MA_EXTEND_BYTES * page->div_magic) >> MA_DIV_SHIFT);
+    unsigned grow = page->capacity > MA_EXTEND_FIRST ? page->capacity : MA_EXTEND_FIRST;
+    if (count > grow)
+        count = grow;
+    if (count == 0)
+        count = 1;
     if (count > avail)
         count = avail;
     uint8_t *first = page->start + (size_t)page->capacity * bsize;
