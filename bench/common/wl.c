@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -146,14 +147,33 @@ static const char *malloc_provider(void)
     return "?";
 }
 
+/* The process's peak resident set (VmHWM of /proc/self/status) in KiB, or
+ * 0. Read with open/read into a stack buffer: no allocation. This is the
+ * peak of this program alone; the parent's rusage ru_maxrss would also count
+ * the memory of the process that forked us before it exec'ed. */
+static long peak_rss_kib(void)
+{
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *p = strstr(buf, "VmHWM:");
+    return p ? strtol(p + 6, NULL, 10) : 0;
+}
+
 int wl_finish(const char *name, const struct wl_args *a, uint64_t got, uint64_t expected)
 {
     double ms = (wl_now() - wl_start_time) * 1e3;
     uint64_t errs = atomic_load(&wl_errors);
     int ok = got == expected && errs == 0;
     printf("%s threads=%d n=%ld seed=%" PRIu64 " checksum=0x%016" PRIx64
-           " expected=0x%016" PRIx64 " errors=%" PRIu64 " ms=%.1f malloc=%s %s\n",
-           name, a->threads, a->n, a->seed, got, expected, errs, ms, malloc_provider(),
+           " expected=0x%016" PRIx64 " errors=%" PRIu64 " ms=%.1f peak_kib=%ld malloc=%s %s\n",
+           name, a->threads, a->n, a->seed, got, expected, errs, ms, peak_rss_kib(), malloc_provider(),
            ok ? "OK" : "FAIL");
     fflush(stdout);
     return ok ? 0 : 1;

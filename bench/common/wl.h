@@ -119,7 +119,8 @@ void wl_barrier_wait(wl_barrier *b);
 
 /* ---- Result --------------------------------------------------------------
  * Prints one line:
- *   <name> threads=T n=N seed=S checksum=0x.. expected=0x.. ms=.. malloc=<lib> OK|FAIL
+ *   <name> threads=T n=N seed=S checksum=0x.. expected=0x.. errors=E ms=..
+ *     peak_kib=<VmHWM> malloc=<object providing malloc> OK|FAIL
  * and returns the exit status (0 only if got == expected and no errors). */
 int wl_finish(const char *name, const struct wl_args *a, uint64_t got, uint64_t expected);
 
