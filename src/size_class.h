@@ -8,7 +8,7 @@
  * Every power of two is a class, so a block of a power-of-two class in a page
  * aligned to that power is naturally aligned: aligned_alloc uses this.
  *
- * Classes end at MA_LARGE_THRESHOLD (256 KiB); larger requests get a mapping
+ * Classes end at MA_LARGE_THRESHOLD (512 KiB); larger requests get a mapping
  * of their own (large.c). Nothing here is typed by hand: sizes, page spans and
  * the table come from the two formulas below, at compile time.
  */
@@ -22,10 +22,10 @@
 #define MA_SMALL_STEP ((size_t)1 << MA_SMALL_STEP_SHIFT)        /* 16 */
 #define MA_LINEAR_MAX ((size_t)128)                           /* 16-byte steps up to here */
 #define MA_LINEAR_CLASSES 8                                   /* 16, 32, ..., 128 */
-#define MA_LARGE_THRESHOLD_SHIFT 18
-#define MA_LARGE_THRESHOLD ((size_t)1 << MA_LARGE_THRESHOLD_SHIFT) /* 256 KiB */
-/* Four classes per doubling from 2^7 to 2^18. */
-#define MA_CLASS_COUNT (MA_LINEAR_CLASSES + 4 * (MA_LARGE_THRESHOLD_SHIFT - 7)) /* 52 */
+#define MA_LARGE_THRESHOLD_SHIFT 19
+#define MA_LARGE_THRESHOLD ((size_t)1 << MA_LARGE_THRESHOLD_SHIFT) /* 512 KiB */
+/* Four classes per doubling from 2^7 to the threshold. */
+#define MA_CLASS_COUNT (MA_LINEAR_CLASSES + 4 * (MA_LARGE_THRESHOLD_SHIFT - 7)) /* 56 */
 
 /* Requests up to MA_DIRECT_MAX find their page through the heap's direct
  * table (one load), indexed by (size + 15) / 16. */
@@ -58,9 +58,10 @@ static inline unsigned ma_size_class(size_t size)
 }
 
 /* A page is a run of 64 KiB slices holding blocks of one class. Its length is
- * the smallest power of two of slices that holds eight blocks, so medium
- * classes keep their tail waste small and the page stays aligned to its own
- * length (which aligned_alloc relies on). */
+ * the smallest power of two of slices that holds eight blocks, up to 32 slices
+ * (2 MiB, half a region), so medium classes keep their tail waste small; the
+ * classes above 256 KiB get four to seven blocks. A page stays aligned to its
+ * own length (which aligned_alloc relies on). */
 #define MA_SLICE_SHIFT 16
 #define MA_SLICE_SIZE ((size_t)1 << MA_SLICE_SHIFT)
 #define MA_PAGE_MIN_BLOCKS 8

@@ -1,0 +1,284 @@
+/* The public API: the C allocation functions under mapalloc_ names, with
+ * glibc's choices where the standard leaves one, and errno set only on
+ * failure. The fast paths are in alloc.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "mapalloc.h"
+
+/* ---- the slow ends of the fast paths ---- */
+
+void *ma_malloc_generic(size_t size)
+{
+    void *p = ma_heap_malloc_generic(ma_tls_heap, ma_size_class(size));
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+void *ma_malloc_large_path(size_t size)
+{
+    ma_init();
+    void *p = ma_large_malloc(size, 0, false);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+void ma_free_invalid(const void *p)
+{
+    ma_fatal("free of invalid pointer", p);
+}
+
+void ma_report_invalid_free(const void *p)
+{
+    ma_free_invalid(p);
+}
+
+void ma_report_double_free(const void *p)
+{
+    ma_fatal("double free of", p);
+}
+
+void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align)
+{
+    if (p == NULL)
+        return;
+    ma_large_free(p, expect_size, expect_align);
+}
+
+/* ---- malloc, calloc, free ---- */
+
+MA_API void *mapalloc_malloc(size_t size)
+{
+    return ma_malloc_inline(size);
+}
+
+MA_API void mapalloc_free(void *ptr)
+{
+    ma_free_inline(ptr);
+}
+
+MA_API void *mapalloc_calloc(size_t count, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total) || total > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total > MA_LARGE_THRESHOLD) {
+        ma_init();
+        void *p = ma_large_malloc(total, 0, true); /* fresh mappings are zero already */
+        if (p == NULL)
+            errno = ENOMEM;
+        return p;
+    }
+    void *p = ma_malloc_inline(total);
+    if (p != NULL)
+        memset(p, 0, total);
+    return p;
+}
+
+/* Checks a block handed to free_sized or free_aligned_sized against what
+ * the caller says it is, then frees it. */
+static void free_checked(void *p, size_t size, size_t alignment)
+{
+    uintptr_t u = (uintptr_t)p;
+    if (p == NULL)
+        return;
+    if (!ma_in_region(u)) {
+        ma_free_nonregion(p, size ? size : 1, alignment);
+        return;
+    }
+    ma_page *page = ma_page_of_live_block(p);
+    unsigned c = alignment > 16 ? ma_aligned_class(size, alignment) : ma_size_class(size);
+    if (size > MA_LARGE_THRESHOLD || c != page->class_idx) {
+        if (alignment > 16)
+            ma_fatal("free_aligned_sized with a size or alignment that does not match the block", p);
+        ma_fatal("free_sized with a size that does not match the block", p);
+    }
+    ma_free_in_page(page, p);
+}
+
+MA_API void mapalloc_free_sized(void *ptr, size_t size)
+{
+    free_checked(ptr, size, 0);
+}
+
+MA_API void mapalloc_free_aligned_sized(void *ptr, size_t alignment, size_t size)
+{
+    if (ptr && (alignment == 0 || (alignment & (alignment - 1)) != 0))
+        ma_fatal("free_aligned_sized with an alignment that is not a power of two for", ptr);
+    free_checked(ptr, size, alignment);
+}
+
+/* ---- realloc ---- */
+
+static size_t usable_size(void *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    if (ma_in_region(u))
+        return ma_page_of_live_block(p)->block_size;
+    return ma_large_usable_size(p);
+}
+
+MA_API void *mapalloc_realloc(void *ptr, size_t size)
+{
+    if (ptr == NULL)
+        return mapalloc_malloc(size);
+    if (size == 0) { /* glibc: free and return NULL */
+        mapalloc_free(ptr);
+        return NULL;
+    }
+    if (size > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uintptr_t u = (uintptr_t)ptr;
+    size_t old_usable;
+    if (ma_in_region(u)) {
+        ma_page *page = ma_page_of_live_block(ptr);
+        /* Staying in the same class keeps the block (and free_sized exact). */
+        if (size <= MA_LARGE_THRESHOLD && ma_size_class(size) == page->class_idx)
+            return ptr;
+        old_usable = page->block_size;
+    } else {
+        if (size > MA_LARGE_THRESHOLD) {
+            void *q = ma_large_realloc(ptr, size);
+            if (q == NULL)
+                errno = ENOMEM;
+            return q;
+        }
+        old_usable = ma_large_usable_size(ptr);
+    }
+    void *q = mapalloc_malloc(size);
+    if (q == NULL)
+        return NULL; /* the old block stays as it was */
+    memcpy(q, ptr, old_usable < size ? old_usable : size);
+    mapalloc_free(ptr);
+    return q;
+}
+
+MA_API void *mapalloc_reallocarray(void *ptr, size_t count, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return mapalloc_realloc(ptr, total);
+}
+
+/* ---- aligned allocation ---- */
+
+static bool is_pow2(size_t a)
+{
+    return a != 0 && (a & (a - 1)) == 0;
+}
+
+/* alignment: a power of two. */
+static void *malloc_aligned(size_t alignment, size_t size)
+{
+    if (alignment <= MA_SMALL_STEP)
+        return mapalloc_malloc(size);
+    if (size > (size_t)PTRDIFF_MAX || alignment > ((size_t)1 << 40)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    unsigned c = ma_aligned_class(size, alignment);
+    if (c < MA_CLASS_COUNT) {
+        ma_heap *heap = ma_tls_heap;
+        void *p = ma_page_pop(heap->pages[c]);
+        if (p == NULL) {
+            p = ma_heap_malloc_generic(heap, c);
+            if (p == NULL)
+                errno = ENOMEM;
+        }
+        return p;
+    }
+    ma_init();
+    void *p = ma_large_malloc(size, alignment, false);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+MA_API void *mapalloc_aligned_alloc(size_t alignment, size_t size)
+{
+    if (!is_pow2(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return malloc_aligned(alignment, size);
+}
+
+MA_API int mapalloc_posix_memalign(void **out, size_t alignment, size_t size)
+{
+    if (!is_pow2(alignment) || alignment % sizeof(void *) != 0)
+        return EINVAL;
+    int saved = errno;
+    void *p = malloc_aligned(alignment, size);
+    errno = saved;
+    if (p == NULL)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+/* glibc: memalign rounds an alignment that is not a power of two up to one. */
+MA_API void *mapalloc_memalign(size_t alignment, size_t size)
+{
+    if (alignment > ((size_t)1 << 40)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!is_pow2(alignment)) {
+        size_t a = MA_SMALL_STEP;
+        while (a < alignment)
+            a <<= 1;
+        alignment = a;
+    }
+    return malloc_aligned(alignment, size);
+}
+
+MA_API void *mapalloc_valloc(size_t size)
+{
+    return malloc_aligned(MA_OS_PAGE, size);
+}
+
+/* glibc: pvalloc rounds the size up to whole pages, and 0 to one page. */
+MA_API void *mapalloc_pvalloc(size_t size)
+{
+    if (size > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t rounded = size == 0 ? MA_OS_PAGE : (size + MA_OS_PAGE - 1) & ~(MA_OS_PAGE - 1);
+    return malloc_aligned(MA_OS_PAGE, rounded);
+}
+
+/* ---- queries and maintenance ---- */
+
+MA_API size_t mapalloc_usable_size(const void *ptr)
+{
+    if (ptr == NULL)
+        return 0;
+    return usable_size((void *)ptr);
+}
+
+MA_API int mapalloc_trim(size_t pad)
+{
+    (void)pad;
+    ma_init();
+    size_t released = ma_heap_trim(ma_tls_heap);
+    /* Regions of exited threads: adopt, trim, and let them go again. */
+    ma_heap *heap = ma_heap_get_or_create();
+    if (heap) {
+        for (ma_region *r; (r = ma_region_take_abandoned()) != NULL;)
+            ma_heap_adopt_region(heap, r);
+        released += ma_heap_trim(heap);
+    }
+    released += ma_large_trim();
+    return released > 0;
+}

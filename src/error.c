@@ -1,0 +1,75 @@
+/* Misuse reports and raw output. Nothing here may allocate: these run while
+ * the heap may be corrupt, and before libc is ready. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void ma_write_str(int fd, const char *s)
+{
+    int saved = errno;
+    size_t len = strlen(s);
+    while (len > 0) {
+        ssize_t n = write(fd, s, len);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            break;
+        }
+        s += n;
+        len -= (size_t)n;
+    }
+    errno = saved;
+}
+
+size_t ma_format_u64(char *buf, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = 0;
+    return n;
+}
+
+size_t ma_format_hex(char *buf, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v);
+    buf[0] = '0';
+    buf[1] = 'x';
+    for (size_t i = 0; i < n; i++)
+        buf[2 + i] = tmp[n - 1 - i];
+    buf[2 + n] = 0;
+    return 2 + n;
+}
+
+/* One line, "mapalloc: <what> <address>", then SIGABRT. */
+void ma_fatal(const char *what, const void *addr)
+{
+    char line[160];
+    size_t n = 0;
+    const char *head = "mapalloc: ";
+    size_t hl = strlen(head), wl = strlen(what);
+    if (wl > 100)
+        wl = 100;
+    memcpy(line, head, hl), n = hl;
+    memcpy(line + n, what, wl), n += wl;
+    line[n++] = ' ';
+    n += ma_format_hex(line + n, (uint64_t)(uintptr_t)addr);
+    line[n++] = '\n';
+    line[n] = 0;
+    ma_write_str(2, line);
+    abort();
+}

@@ -1,0 +1,514 @@
+/* Thread heaps.
+ *
+ * A thread starts on ma_empty_heap, whose every table entry is the empty
+ * page: its first malloc fails the fast path's one test and lands here,
+ * where the thread gets a heap of its own. So the fast path never asks
+ * "is this thread set up?".
+ *
+ * Per class a heap keeps a queue of pages that may have free blocks; a page
+ * found full leaves its queue and asks (page.c) for a notice from the first
+ * thread that frees into it. Empty pages are given back to their region; the
+ * slices stay resident (dirty) until the heap has more than dirty_max_kb of
+ * them or they have waited decay_ms, then they are purged in one pass.
+ * Purging is driven by the heap's own page traffic: an idle process is
+ * never woken up.
+ *
+ * Heap structures come from the OS in chunks and are never unmapped, so a
+ * stale pointer to a heap (in a page being abandoned) is never a wild one. */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "alloc.h"
+
+#define EMPTY_DIRECT_INIT [0 ... MA_DIRECT_COUNT - 1] = &ma_empty_page
+#define EMPTY_PAGES_INIT [0 ... MA_CLASS_COUNT - 1] = &ma_empty_page
+
+ma_page ma_empty_page;
+ma_heap ma_empty_heap = {.direct = {EMPTY_DIRECT_INIT}, .pages = {EMPTY_PAGES_INIT}};
+__thread ma_heap *ma_tls_heap __attribute__((tls_model("initial-exec"))) = &ma_empty_heap;
+
+ma_spinlock ma_heap_lock;
+static ma_heap *heap_pool;
+static ma_heap *all_heaps;
+static pthread_key_t heap_key;
+static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
+
+#define HEAP_CHUNK ((size_t)256 << 10)
+
+/* ---- the page queues, and the tables the fast path reads ---- */
+
+/* Makes the fast path's tables point at the first page of class c. */
+static void queue_publish(ma_heap *heap, unsigned c)
+{
+    ma_page *first = heap->queues[c].first ? heap->queues[c].first : &ma_empty_page;
+    heap->pages[c] = first;
+    size_t size = ma_class_size(c);
+    if (size <= MA_DIRECT_MAX) {
+        size_t lo = c == 0 ? 0 : ma_class_size(c - 1) / MA_SMALL_STEP + 1;
+        for (size_t i = lo; i <= size / MA_SMALL_STEP; i++)
+            heap->direct[i] = first;
+    }
+}
+
+static void queue_remove(ma_heap *heap, ma_page *page)
+{
+    ma_page_queue *q = &heap->queues[page->class_idx];
+    if (page->prev)
+        page->prev->next = page->next;
+    else
+        q->first = page->next;
+    if (page->next)
+        page->next->prev = page->prev;
+    else
+        q->last = page->prev;
+    page->next = page->prev = NULL;
+    if (q->first != heap->pages[page->class_idx])
+        queue_publish(heap, page->class_idx);
+}
+
+static void queue_push_front(ma_heap *heap, ma_page *page)
+{
+    ma_page_queue *q = &heap->queues[page->class_idx];
+    page->prev = NULL;
+    page->next = q->first;
+    if (q->first)
+        q->first->prev = page;
+    else
+        q->last = page;
+    q->first = page;
+    queue_publish(heap, page->class_idx);
+}
+
+static void queue_push_back(ma_heap *heap, ma_page *page)
+{
+    ma_page_queue *q = &heap->queues[page->class_idx];
+    page->next = NULL;
+    page->prev = q->last;
+    if (q->last)
+        q->last->next = page;
+    else
+        q->first = page;
+    q->last = page;
+    if (q->first == page)
+        queue_publish(heap, page->class_idx);
+}
+
+/* ---- giving pages back, decay and purge ---- */
+
+static ma_region *region_of_page(const ma_page *page)
+{
+    return ma_region_of((uintptr_t)page->start);
+}
+
+static void page_release(ma_heap *heap, ma_page *page)
+{
+    ma_region *r = region_of_page(page);
+    ma_region_free_slices(r, page->first_slice, page->slices);
+    page->capacity = 0; /* its addresses are no longer blocks */
+    page->slices = 0;
+    page->free = page->local_free = NULL;
+    if (heap->dirty_bytes == 0)
+        heap->dirty_since_ms = ma_clock_ms();
+    heap->dirty_bytes += (size_t)page->reserved * page->block_size;
+}
+
+static void heap_unlink_region(ma_heap *heap, ma_region *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        heap->regions = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+}
+
+static void heap_link_region(ma_heap *heap, ma_region *r)
+{
+    r->prev = NULL;
+    r->next = heap->regions;
+    if (heap->regions)
+        heap->regions->prev = r;
+    heap->regions = r;
+    atomic_store_explicit(&r->heap, heap, memory_order_release);
+}
+
+/* Purges every dirty slice of the heap, releases the empty pages it kept,
+ * and unmaps empty regions but one. Returns the bytes given back. */
+static size_t heap_purge(ma_heap *heap)
+{
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
+        ma_page *page = heap->queues[c].first;
+        if (page && page->retained) {
+            page->retained = 0;
+            page->free_trigger = 1;
+            if (page->used == 0) { /* its blocks are all back: none can be in thread_free */
+                queue_remove(heap, page);
+                page_release(heap, page);
+            }
+        }
+    }
+    size_t purged = 0;
+    bool kept_empty = false;
+    for (ma_region *r = heap->regions, *next; r; r = next) {
+        next = r->next;
+        if (ma_region_is_empty(r)) {
+            if (kept_empty) {
+                heap_unlink_region(heap, r);
+                purged += MA_REGION_SIZE;
+                ma_region_release(r);
+                continue;
+            }
+            kept_empty = true;
+        }
+        purged += ma_region_purge(r);
+    }
+    heap->dirty_bytes = 0;
+    heap->dirty_since_ms = 0;
+    return purged;
+}
+
+static void heap_maybe_purge(ma_heap *heap)
+{
+    if (heap->dirty_bytes == 0)
+        return;
+    if (heap->dirty_bytes > (size_t)ma_option(MA_OPT_DIRTY_MAX_KB) << 10 ||
+        ma_clock_ms() - heap->dirty_since_ms >= (uint64_t)ma_option(MA_OPT_DECAY_MS))
+        heap_purge(heap);
+}
+
+/* An empty page: keep it if it is its class's only page (a thread that
+ * mallocs and frees one block in a loop must not map and purge each time),
+ * but count it as dirty so that decay and the dirty limit reach it. */
+static void page_empty(ma_heap *heap, ma_page *page)
+{
+    if (page->in_full || page->notify_pending)
+        return; /* it comes back through heap->notify; handled there */
+    if (heap->queues[page->class_idx].first == page && page->next == NULL) {
+        /* While retained, its frees stay on the fast path (trigger 0). */
+        page->retained = 1;
+        page->free_trigger = 0;
+        if (heap->dirty_bytes == 0)
+            heap->dirty_since_ms = ma_clock_ms();
+        heap->dirty_bytes += (size_t)page->capacity * page->block_size;
+        heap_maybe_purge(heap);
+        return;
+    }
+    queue_remove(heap, page);
+    page_release(heap, page);
+    heap_maybe_purge(heap);
+}
+
+/* The owner's free fell out of the fast path: the page became empty, or it
+ * was full and out of its queue. */
+void ma_heap_page_free_slow(ma_page *page)
+{
+    ma_heap *heap = ma_tls_heap;
+    if (page->in_full && !page->notify_pending) {
+        if (ma_page_unfull(page)) {
+            page->in_full = 0;
+            queue_push_front(heap, page);
+        } else {
+            page->notify_pending = 1;
+        }
+    }
+    page->free_trigger = 1;
+    if (page->used == 0)
+        page_empty(heap, page);
+}
+
+/* Full pages that another thread freed into come back into their queues. */
+static void heap_take_notices(ma_heap *heap)
+{
+    if (atomic_load_explicit(&heap->notify, memory_order_relaxed) == NULL)
+        return;
+    ma_page *page = atomic_exchange_explicit(&heap->notify, NULL, memory_order_acquire);
+    while (page) {
+        ma_page *next = page->notify_next;
+        page->notify_pending = 0;
+        if (page->in_full) {
+            page->in_full = 0;
+            page->free_trigger = 1;
+            queue_push_front(heap, page);
+        }
+        ma_page_collect(page);
+        if (page->used == 0)
+            page_empty(heap, page);
+        page = next;
+    }
+}
+
+/* ---- new pages: from owned regions, adopted ones, or a new region ---- */
+
+void ma_heap_adopt_region(ma_heap *heap, ma_region *r)
+{
+    heap_link_region(heap, r);
+    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+        ma_page *page = &r->pages[i];
+        if (page->slices == 0 || page->first_slice != i)
+            continue;
+        ma_page_adopt(page, heap);
+        ma_page_collect(page);
+        if (page->used == 0)
+            page_release(heap, page);
+        else
+            queue_push_back(heap, page);
+    }
+}
+
+static ma_page *page_in_region(ma_heap *heap, ma_region *r, unsigned c)
+{
+    bool dirty;
+    int first = ma_region_alloc_slices(r, ma_class_slices(c), &dirty);
+    if (first < 0)
+        return NULL;
+    size_t bytes = (size_t)ma_class_slices(c) << MA_SLICE_SHIFT;
+    if (dirty)
+        heap->dirty_bytes = heap->dirty_bytes > bytes ? heap->dirty_bytes - bytes : 0;
+    ma_page *page = &r->pages[first];
+    ma_page_init(page, r, (unsigned)first, c);
+    atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+    return page;
+}
+
+static ma_page *heap_page_new(ma_heap *heap, unsigned c)
+{
+    for (ma_region *r = heap->regions; r; r = r->next) {
+        ma_page *page = page_in_region(heap, r, c);
+        if (page)
+            return page;
+    }
+    for (ma_region *r; (r = ma_region_take_abandoned()) != NULL;) {
+        ma_heap_adopt_region(heap, r);
+        ma_page *page = page_in_region(heap, r, c);
+        if (page)
+            return page;
+    }
+    ma_region *r = ma_region_new(ma_os_default_flags());
+    if (r == NULL)
+        return NULL;
+    heap_link_region(heap, r);
+    return page_in_region(heap, r, c);
+}
+
+/* A free into a page of an exited thread's region: adopt the region, unless
+ * this thread is exiting itself (it would only abandon it again). */
+bool ma_heap_reclaim_on_free(ma_page *page)
+{
+    ma_heap *heap = ma_tls_heap;
+    if (heap == &ma_empty_heap)
+        return false;
+    ma_region *r = region_of_page(page);
+    if (!ma_region_take_if_abandoned(r))
+        return false;
+    ma_heap_adopt_region(heap, r);
+    return true;
+}
+
+/* A page of class c with a free block, at the front of its queue. */
+static ma_page *heap_find_page(ma_heap *heap, unsigned c)
+{
+    for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
+        next = page->next;
+        if (page->retained) {
+            page->retained = 0;
+            page->free_trigger = 1;
+        }
+        if (page->free == NULL)
+            ma_page_collect(page);
+        if (page->free == NULL)
+            ma_page_extend(page);
+        if (page->free != NULL) {
+            if (heap->queues[c].first != page) {
+                queue_remove(heap, page);
+                queue_push_front(heap, page);
+            }
+            return page;
+        }
+        queue_remove(heap, page);
+        page->in_full = 1;
+        if (!page->notify_pending) {
+            if (ma_page_set_full(page)) {
+                page->free_trigger = 0xffff;
+            } else { /* remote frees arrived meanwhile */
+                page->in_full = 0;
+                ma_page_collect(page);
+                queue_push_front(heap, page);
+                return page;
+            }
+        }
+    }
+    heap_maybe_purge(heap);
+    ma_page *page = heap_page_new(heap, c);
+    if (page == NULL)
+        return NULL;
+    ma_page_extend(page);
+    queue_push_front(heap, page);
+    return page;
+}
+
+/* ---- heaps: creation, thread exit ---- */
+
+static void thread_done(void *value)
+{
+    ma_heap *heap = value;
+    if (heap == NULL || heap == &ma_empty_heap)
+        return;
+    ma_tls_heap = &ma_empty_heap;
+    ma_heap_abandon(heap);
+}
+
+/* pthread_key_create allocates nothing for the first keys of a process; it
+ * runs once, on the first heap. */
+static void ensure_key(void)
+{
+    if (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 2)
+        return;
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&heap_key_state, &expected, 1)) {
+        if (pthread_key_create(&heap_key, thread_done) == 0)
+            atomic_store_explicit(&heap_key_state, 2, memory_order_release);
+        else
+            atomic_store_explicit(&heap_key_state, 0, memory_order_release);
+        return;
+    }
+    while (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 1)
+        ma_cpu_relax();
+}
+
+static ma_heap *heap_pool_take(void)
+{
+    for (;;) {
+        ma_lock(&ma_heap_lock);
+        ma_heap *heap = heap_pool;
+        if (heap)
+            heap_pool = heap->pool_next;
+        ma_unlock(&ma_heap_lock);
+        if (heap)
+            return heap;
+        uint8_t *chunk = ma_os_map(HEAP_CHUNK, MA_OS_PAGE, ma_os_default_flags() & ~(unsigned)MA_MAP_HUGE);
+        if (chunk == NULL)
+            return NULL;
+        size_t stride = (sizeof(ma_heap) + 63) & ~(size_t)63;
+        ma_lock(&ma_heap_lock);
+        for (size_t off = 0; off + stride <= HEAP_CHUNK; off += stride) {
+            ma_heap *h = (ma_heap *)(chunk + off);
+            h->pool_next = heap_pool;
+            heap_pool = h;
+            h->all_next = all_heaps;
+            all_heaps = h;
+        }
+        ma_unlock(&ma_heap_lock);
+    }
+}
+
+static void heap_reset(ma_heap *heap)
+{
+    for (unsigned i = 0; i < MA_DIRECT_COUNT; i++)
+        heap->direct[i] = &ma_empty_page;
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
+        heap->pages[c] = &ma_empty_page;
+        heap->queues[c].first = heap->queues[c].last = NULL;
+    }
+    atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
+    heap->regions = NULL;
+    heap->dirty_bytes = 0;
+    heap->dirty_since_ms = 0;
+}
+
+ma_heap *ma_heap_get_or_create(void)
+{
+    ma_heap *heap = ma_tls_heap;
+    if (heap != &ma_empty_heap)
+        return heap;
+    ma_init();
+    heap = heap_pool_take();
+    if (heap == NULL)
+        return NULL;
+    heap_reset(heap);
+    heap->in_use = true;
+    ma_tls_heap = heap;
+    ensure_key();
+    if (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 2)
+        pthread_setspecific(heap_key, heap);
+    return heap;
+}
+
+void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
+{
+    if (ma_unlikely(heap == &ma_empty_heap)) {
+        heap = ma_heap_get_or_create();
+        if (heap == NULL)
+            return NULL;
+    }
+    heap_take_notices(heap);
+    ma_page *page = heap_find_page(heap, class_idx);
+    if (page == NULL)
+        return NULL;
+    return ma_page_pop(page);
+}
+
+/* The thread is gone: its pages stop asking for notices, empty pages go
+ * back, and regions that still hold live blocks wait for a new owner. */
+void ma_heap_abandon(ma_heap *heap)
+{
+    for (ma_region *r = heap->regions; r; r = r->next)
+        for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+            ma_page *page = &r->pages[i];
+            if (page->slices != 0 && page->first_slice == i) {
+                ma_page_set_never(page);
+                atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+            }
+        }
+    /* Notices already pushed name pages we are about to hand over. */
+    atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
+    for (ma_region *r = heap->regions, *next; r; r = next) {
+        next = r->next;
+        for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+            ma_page *page = &r->pages[i];
+            if (page->slices == 0 || page->first_slice != i)
+                continue;
+            page->in_full = page->notify_pending = page->retained = 0;
+            page->free_trigger = 1;
+            page->next = page->prev = NULL;
+            ma_page_collect(page);
+            if (page->used == 0)
+                page_release(heap, page);
+        }
+        ma_region_purge(r);
+        r->next = r->prev = NULL;
+        if (ma_region_is_empty(r))
+            ma_region_release(r);
+        else
+            ma_region_abandon(r);
+    }
+    heap_reset(heap);
+    ma_lock(&ma_heap_lock);
+    heap->in_use = false;
+    heap->pool_next = heap_pool;
+    heap_pool = heap;
+    ma_unlock(&ma_heap_lock);
+}
+
+size_t ma_heap_trim(ma_heap *heap)
+{
+    if (heap == &ma_empty_heap)
+        return 0;
+    heap_take_notices(heap);
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
+        for (ma_page *page = heap->queues[c].first; page; page = page->next)
+            ma_page_collect(page);
+    /* Every empty page goes back, not only the retained ones. */
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
+        for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
+            next = page->next;
+            if (page->used == 0) {
+                queue_remove(heap, page);
+                page_release(heap, page);
+            }
+        }
+    size_t purged = heap_purge(heap);
+    /* The one empty region heap_purge keeps is mapped but not resident. */
+    return purged;
+}

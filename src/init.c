@@ -1,0 +1,125 @@
+/* Process-wide set-up: options, the per-process secrets, fork handlers.
+ *
+ * The first allocation can come from the dynamic loader, from dlsym or from
+ * thread-local-storage set-up, before any constructor: so set-up runs lazily
+ * on the first slow path, allocates nothing, and calls nothing that could
+ * call malloc while the state says "running". */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+uintptr_t ma_secret[4];
+_Atomic int ma_init_state;
+int ma_stats_fd = 2;
+static __thread bool in_init __attribute__((tls_model("initial-exec")));
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void init_secrets(void)
+{
+    uint64_t seed[4] = {0, 0, 0, 0};
+#ifdef SYS_getrandom
+    long got = syscall(SYS_getrandom, seed, sizeof seed, 1 /* GRND_NONBLOCK */);
+    (void)got;
+#endif
+    /* The kernel's 16 random bytes for this process: not 8-byte aligned. */
+    const void *aux = (const void *)getauxval(AT_RANDOM);
+    uint64_t state = seed[0] ^ seed[1] ^ (uint64_t)(uintptr_t)&state ^ (uint64_t)getpid();
+    if (aux) {
+        uint64_t r[2];
+        memcpy(r, aux, sizeof r);
+        state ^= r[0] ^ (r[1] << 1);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    state ^= (uint64_t)ts.tv_nsec * 0x2545f4914f6cdd1dull;
+    for (int i = 0; i < 4; i++)
+        ma_secret[i] = (uintptr_t)(splitmix64(&state) ^ seed[i]);
+    ma_secret[0] |= 1; /* a link key is never zero */
+}
+
+static void fork_prepare(void)
+{
+    ma_locks_acquire_all();
+}
+
+static void fork_parent(void)
+{
+    ma_locks_release_all();
+}
+
+static void fork_child(void)
+{
+    ma_locks_reset_all();
+}
+
+void ma_init_slow(void)
+{
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&ma_init_state, &expected, 1)) {
+        in_init = true;
+        init_secrets();
+        ma_options_init();
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        atomic_store_explicit(&ma_init_state, 2, memory_order_release);
+        in_init = false;
+        /* atexit may allocate, so it comes after the state says "done".
+         * Some programs (coreutils) close stderr before exit handlers run:
+         * the report goes to a copy of it taken now. */
+        if (ma_option(MA_OPT_STATS)) {
+            ma_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+            atexit(ma_stats_at_exit);
+        }
+        return;
+    }
+    /* A recursive call from inside set-up goes on with what is ready (the
+     * secrets come first); another thread waits for set-up to finish. */
+    if (in_init)
+        return;
+    while (atomic_load_explicit(&ma_init_state, memory_order_acquire) != 2)
+        ma_cpu_relax();
+}
+
+uint64_t ma_clock_ms(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* fork: every allocator lock, always in this order. */
+void ma_locks_acquire_all(void)
+{
+    ma_lock(&ma_heap_lock);
+    ma_lock(&ma_region_lock);
+    ma_lock(&ma_large_lock);
+}
+
+void ma_locks_release_all(void)
+{
+    ma_unlock(&ma_large_lock);
+    ma_unlock(&ma_region_lock);
+    ma_unlock(&ma_heap_lock);
+}
+
+void ma_locks_reset_all(void)
+{
+    ma_locks_release_all();
+}

@@ -1,0 +1,237 @@
+/* The map of mapalloc: its words, its types, and the internal functions
+ * grouped under the file that defines them. Not installed.
+ *
+ * Glossary
+ *  block   what malloc returns: a slot of one size class inside a page.
+ *  page    a run of 1 to 32 slices (64 KiB each) of one region that serves
+ *          blocks of one size class. Its descriptor lives in the region header,
+ *          away from the blocks (metadata is never next to user data).
+ *  region  a 4 MiB mapping aligned to 4 MiB. Its first slice holds the header:
+ *          the slice bitmaps and the 64 page descriptors. A block's page is
+ *          found from the block's address alone: mask to the region, shift to
+ *          the slice, one byte to the page.
+ *  heap    per-thread: the pages it allocates from, by class, and the regions
+ *          it owns. Only its thread allocates from it; other threads free into
+ *          its pages with one atomic push.
+ *  large   a block above MA_LARGE_THRESHOLD, with a mapping of its own.
+ *  abandoned  a region whose thread exited with blocks still live; the next
+ *          thread that needs a page adopts it.
+ */
+#ifndef MA_INTERNAL_H
+#define MA_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lock.h"
+#include "os.h"
+#include "size_class.h"
+
+#define ma_likely(x) __builtin_expect(!!(x), 1)
+#define ma_unlikely(x) __builtin_expect(!!(x), 0)
+#define MA_NOINLINE __attribute__((noinline))
+#define MA_COLD __attribute__((cold, noinline))
+#if defined(__clang__)
+#define MA_OPAQUE __attribute__((noinline))
+#else
+#define MA_OPAQUE __attribute__((noipa))
+#endif
+#define MA_NORETURN __attribute__((noreturn))
+#define MA_HIDDEN __attribute__((visibility("hidden")))
+#define MA_API __attribute__((visibility("default"))) /* the public mapalloc_ names */
+
+#define MA_REGION_SHIFT 22
+#define MA_REGION_SIZE ((size_t)1 << MA_REGION_SHIFT) /* 4 MiB */
+#define MA_REGION_SLICES ((unsigned)(MA_REGION_SIZE >> MA_SLICE_SHIFT)) /* 64 */
+#define MA_ADDRESS_BITS 47 /* user space on x86-64 with 4-level page tables */
+#define MA_REGION_MAP_SIZE ((size_t)1 << (MA_ADDRESS_BITS - MA_REGION_SHIFT))
+#define MA_OS_PAGE ((size_t)4096)
+
+/* A free block holds its (encoded) list link and a tag that marks it free.
+ * malloc clears the tag, free checks it: a block whose tag is intact is
+ * already free, so a double free is caught whenever it happens. */
+typedef struct ma_block {
+    uintptr_t link; /* encoded next pointer */
+    uintptr_t tag;  /* ma_block_tag(page, block) while free, 0 while live */
+} ma_block;
+
+struct ma_heap;
+
+/* The state bits kept in the low two bits of page->thread_free. They tell a
+ * remote freer whether the owner wants to hear that this page got a block
+ * back (the page is full and out of its queue). */
+enum {
+    MA_TF_NONE = 0,      /* owner does not need notice */
+    MA_TF_FULL = 1,      /* owner wants one notice: the first remote freer gives it */
+    MA_TF_NOTIFYING = 2, /* a remote freer is pushing the page onto heap->notify */
+    MA_TF_NEVER = 3,     /* region abandoned: nobody to notify */
+};
+#define MA_TF_STATE_MASK ((uintptr_t)3)
+
+typedef struct ma_page {
+    /* The fast paths touch only this first cache line (64 bytes). */
+    ma_block *free;          /* allocation list */
+    uint16_t used;           /* blocks out: handed out and not yet back with the owner */
+    uint16_t capacity;       /* blocks carved so far (the free list is built lazily) */
+    uint16_t free_trigger;   /* an owner free goes to the slow path when used drops below
+                              * this: 1 normally (page empty), 0xffff while in_full */
+    uint16_t block_size16;   /* block size / 16 */
+    uintptr_t link_key;      /* secret for the links in this page */
+    uintptr_t tag_key;       /* secret for the free tags in this page */
+    ma_block *local_free;    /* freed by the owner, not yet reusable */
+    _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
+    uint8_t *start;          /* first block */
+    uint64_t div_magic;      /* see ma_page_has_block */
+
+    _Atomic uintptr_t thread_free; /* remote frees | MA_TF_* state */
+    struct ma_page *next, *prev;  /* the heap's queue for this class */
+    struct ma_page *notify_next;  /* link in heap->notify */
+    uint32_t block_size;
+    uint16_t reserved;       /* blocks that fit */
+    uint8_t class_idx;
+    uint8_t slices;          /* length in slices; 0 for a page not in use */
+    uint8_t first_slice;     /* index of its first slice in the region */
+    uint8_t in_full;         /* owner: out of its queue because it was full */
+    uint8_t notify_pending;  /* owner: a remote freer took the FULL notice */
+    uint8_t retained;        /* owner: empty, kept as its class's only page */
+} __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
+
+typedef struct ma_region {
+    uintptr_t cookie;               /* ma_region_cookie(region) while mapped */
+    _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
+    struct ma_region *next, *prev;  /* in the owner's list or the abandoned list */
+    struct ma_region *all_next, *all_prev; /* in the list of every region (stats, trim) */
+    uint64_t used_slices;           /* bit i: slice i belongs to a page (bit 0: header) */
+    uint64_t dirty_slices;          /* bit i: free, touched, not yet purged */
+    unsigned map_flags;             /* MA_MAP_* it was mapped with */
+    bool abandoned;                 /* in the abandoned list (under ma_region_lock) */
+    uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
+    ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
+} ma_region;
+
+typedef struct ma_page_queue {
+    ma_page *first, *last;
+} ma_page_queue;
+
+typedef struct ma_heap {
+    /* Read by the fast path: page serving each small size, and each class. */
+    ma_page *direct[MA_DIRECT_COUNT];
+    ma_page *pages[MA_CLASS_COUNT];
+
+    ma_page_queue queues[MA_CLASS_COUNT];
+    _Atomic(ma_page *) notify;      /* full pages that got a remote free */
+    ma_region *regions;             /* owned regions */
+    size_t dirty_bytes;             /* free but unpurged bytes in owned regions */
+    uint64_t dirty_since_ms;        /* when dirty_bytes last rose from zero */
+    struct ma_heap *pool_next;      /* in the pool of unused heaps */
+    struct ma_heap *all_next;       /* in the list of every heap ever made */
+    bool in_use;
+} ma_heap;
+
+/* ---- os.c: see os.h ---- */
+
+/* ---- options.c ---- */
+enum ma_option_id {
+    MA_OPT_VERBOSE,
+    MA_OPT_HUGE,        /* MAP_HUGETLB for regions, with fallback */
+    MA_OPT_THP,         /* madvise(MADV_HUGEPAGE) on regions */
+    MA_OPT_NORESERVE,   /* MAP_NORESERVE */
+    MA_OPT_DEVZERO,     /* map /dev/zero instead of MAP_ANONYMOUS */
+    MA_OPT_PURGE_FREE,  /* purge with MADV_FREE instead of MADV_DONTNEED */
+    MA_OPT_DECAY_MS,    /* how long empty pages stay before they are purged */
+    MA_OPT_DIRTY_MAX_KB,/* per heap: unpurged empty pages above this are purged now */
+    MA_OPT_LARGE_CACHE, /* how many freed large mappings are kept for reuse */
+    MA_OPT_LARGE_CACHE_MB, /* the most bytes they may hold */
+    MA_OPT_STATS,       /* print statistics at exit */
+    MA_OPT_COUNT
+};
+extern long ma_options[MA_OPT_COUNT];
+void ma_options_init(void);     /* reads MAPALLOC_OPTIONS; no allocation */
+static inline long ma_option(enum ma_option_id id) { return ma_options[id]; }
+
+/* ---- error.c: misuse reports and raw output without malloc ---- */
+MA_NORETURN MA_COLD void ma_fatal(const char *what, const void *addr);
+void ma_write_str(int fd, const char *s);
+size_t ma_format_u64(char *buf, uint64_t v);  /* decimal; returns length */
+size_t ma_format_hex(char *buf, uint64_t v);  /* 0x-prefixed; returns length */
+
+/* ---- init.c: process-wide set-up, keys, fork ---- */
+extern uintptr_t ma_secret[4];
+extern _Atomic int ma_init_state;  /* 0 never, 1 running, 2 done */
+void ma_init_slow(void);
+static inline void ma_init(void)
+{
+    if (ma_unlikely(atomic_load_explicit(&ma_init_state, memory_order_acquire) != 2))
+        ma_init_slow();
+}
+uint64_t ma_clock_ms(void);
+void ma_locks_acquire_all(void);  /* fork: in a fixed order */
+void ma_locks_release_all(void);
+void ma_locks_reset_all(void);
+
+/* ---- region.c: regions, slices, the region map, abandonment ---- */
+extern uint8_t ma_region_map[MA_REGION_MAP_SIZE];
+ma_region *ma_region_new(unsigned map_flags);
+void ma_region_release(ma_region *r);       /* unmap (region must be empty) */
+int ma_region_alloc_slices(ma_region *r, unsigned n, bool *dirty); /* -1 if none */
+void ma_region_free_slices(ma_region *r, unsigned first, unsigned n);
+size_t ma_region_purge(ma_region *r);       /* returns bytes purged */
+bool ma_region_is_empty(const ma_region *r);
+void ma_region_abandon(ma_region *r);
+ma_region *ma_region_take_abandoned(void);
+bool ma_region_take_if_abandoned(ma_region *r);
+void ma_regions_foreach(void (*fn)(ma_region *, void *), void *arg); /* under the lock */
+void ma_region_counts(size_t *regions, size_t *abandoned_regions);
+extern ma_spinlock ma_region_lock;
+
+/* ---- page.c: blocks inside a page ---- */
+void ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx);
+void ma_page_extend(ma_page *page);
+void ma_page_collect(ma_page *page);        /* local and remote frees into free */
+bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */
+bool ma_page_unfull(ma_page *page);         /* false: a notice is on its way instead */
+void ma_page_set_never(ma_page *page);      /* abandonment: no more notices */
+void ma_page_adopt(ma_page *page, struct ma_heap *heap);
+void ma_page_free_remote(ma_page *page, ma_block *b);
+MA_NORETURN MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
+
+/* ---- heap.c: thread heaps ---- */
+extern ma_heap ma_empty_heap;
+extern ma_page ma_empty_page;
+ma_heap *ma_heap_get_or_create(void);
+void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx);
+void ma_heap_page_free_slow(ma_page *page);
+extern ma_spinlock ma_heap_lock;
+void ma_heap_abandon(ma_heap *heap);
+size_t ma_heap_trim(ma_heap *heap);
+void ma_heap_adopt_region(ma_heap *heap, ma_region *r);
+bool ma_heap_reclaim_on_free(ma_page *page); /* true: the page is ours now */
+
+/* ---- large.c: blocks with a mapping of their own ---- */
+void *ma_large_malloc(size_t size, size_t alignment, bool zero); /* NULL: no memory */
+void ma_large_free(void *p, size_t expect_size, size_t expect_align); /* 0: unchecked */
+void *ma_large_realloc(void *p, size_t size);
+size_t ma_large_usable_size(const void *p);
+size_t ma_large_requested_size(const void *p);
+size_t ma_large_trim(void);
+void ma_large_stats(size_t *mapped, size_t *blocks, size_t *live);
+extern ma_spinlock ma_large_lock;
+
+/* ---- stats.c ---- */
+extern int ma_stats_fd; /* where stats=1 reports at exit (init.c) */
+void ma_stats_at_exit(void);
+
+/* ---- api.c: the public functions; alloc.h holds their fast paths ---- */
+MA_NOINLINE void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align);
+MA_NOINLINE void *ma_malloc_generic(size_t size);
+MA_NOINLINE void *ma_malloc_large_path(size_t size);
+MA_NORETURN MA_COLD void ma_free_invalid(const void *p);
+/* These never return either, but the compiler must not know it: a call it
+ * knows to be noreturn is never a tail jump, and the fast path would pay for
+ * a stack frame. */
+MA_OPAQUE void ma_report_invalid_free(const void *p);
+MA_OPAQUE void ma_report_double_free(const void *p);
+
+#endif

@@ -1,0 +1,196 @@
+/* Options: one table, read once from MAPALLOC_OPTIONS ("name=value,...")
+ * without allocating, settable from code before the first allocation. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "mapalloc.h"
+
+struct option_desc {
+    const char *name;
+    long def, min, max;
+    bool runtime; /* may change after the allocator started */
+    const char *doc;
+};
+
+static const struct option_desc table[MA_OPT_COUNT] = {
+    [MA_OPT_VERBOSE] = {"verbose", 0, 0, 1, true, "print the options in force at start-up"},
+    [MA_OPT_HUGE] = {"huge", 0, 0, 1, false, "map regions with MAP_HUGETLB, falling back to ordinary pages"},
+    [MA_OPT_THP] = {"thp", 0, 0, 1, false, "madvise(MADV_HUGEPAGE) on regions (transparent huge pages)"},
+    [MA_OPT_NORESERVE] = {"noreserve", 0, 0, 1, false, "map with MAP_NORESERVE"},
+    [MA_OPT_DEVZERO] = {"devzero", 0, 0, 1, false, "map /dev/zero privately instead of MAP_ANONYMOUS"},
+    [MA_OPT_PURGE_FREE] = {"purge_free", 0, 0, 1, true, "purge with MADV_FREE instead of MADV_DONTNEED"},
+    [MA_OPT_DECAY_MS] = {"decay_ms", 100, 0, 3600000, true, "milliseconds an empty page stays before it is purged"},
+    [MA_OPT_DIRTY_MAX_KB] = {"dirty_max_kb", 4096, 0, 1 << 30, true, "per heap, unpurged empty pages above this are purged at once"},
+    [MA_OPT_LARGE_CACHE] = {"large_cache", 8, 0, 64, true, "freed large mappings kept for reuse"},
+    [MA_OPT_LARGE_CACHE_MB] = {"large_cache_mb", 256, 0, 1 << 20, true, "the most MiB the large cache holds"},
+    [MA_OPT_STATS] = {"stats", 0, 0, 2, true, "print statistics at exit (1 text, 2 JSON)"},
+};
+
+long ma_options[MA_OPT_COUNT];
+static bool options_ready;
+
+static void set_defaults(void)
+{
+    for (int i = 0; i < MA_OPT_COUNT; i++)
+        ma_options[i] = table[i].def;
+    options_ready = true;
+}
+
+static int find_option(const char *name, size_t len)
+{
+    for (int i = 0; i < MA_OPT_COUNT; i++)
+        if (strlen(table[i].name) == len && memcmp(table[i].name, name, len) == 0)
+            return i;
+    return -1;
+}
+
+/* Parses a decimal value; false if it is not one or is out of range. */
+static bool parse_value(const char *s, size_t len, const struct option_desc *d, long *out)
+{
+    if (len == 0 || len > 12)
+        return false;
+    long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < d->min || v > d->max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void warn_option(const char *what, const char *s, size_t len, const struct option_desc *d)
+{
+    char buf[256];
+    size_t n = 0;
+    const char *head = "mapalloc: warning: ";
+    size_t hl = strlen(head), wl = strlen(what);
+    memcpy(buf + n, head, hl), n += hl;
+    memcpy(buf + n, what, wl), n += wl;
+    if (len > 64)
+        len = 64;
+    buf[n++] = '\'';
+    memcpy(buf + n, s, len), n += len;
+    buf[n++] = '\'';
+    if (d) {
+        const char *mid = " (accepted: ";
+        memcpy(buf + n, mid, strlen(mid)), n += strlen(mid);
+        n += ma_format_u64(buf + n, (uint64_t)d->min);
+        buf[n++] = '.', buf[n++] = '.';
+        n += ma_format_u64(buf + n, (uint64_t)d->max);
+        buf[n++] = ')';
+    } else {
+        const char *mid = " (known:";
+        memcpy(buf + n, mid, strlen(mid)), n += strlen(mid);
+        for (int i = 0; i < MA_OPT_COUNT && n < sizeof buf - 24; i++) {
+            size_t l = strlen(table[i].name);
+            buf[n++] = ' ';
+            memcpy(buf + n, table[i].name, l), n += l;
+        }
+        buf[n++] = ')';
+    }
+    const char *tail = "; ignored\n";
+    memcpy(buf + n, tail, strlen(tail)), n += strlen(tail);
+    buf[n] = 0;
+    ma_write_str(2, buf);
+}
+
+static void parse_item(const char *s, size_t len)
+{
+    const char *eq = memchr(s, '=', len);
+    size_t name_len = eq ? (size_t)(eq - s) : len;
+    int id = find_option(s, name_len);
+    if (id < 0) {
+        warn_option("unknown option ", s, name_len, NULL);
+        return;
+    }
+    long v;
+    const char *val = eq ? eq + 1 : "1";
+    size_t val_len = eq ? len - name_len - 1 : 1;
+    if (!parse_value(val, val_len, &table[id], &v)) {
+        warn_option("bad value for option ", s, len, &table[id]);
+        return;
+    }
+    ma_options[id] = v;
+}
+
+/* getenv is fine before libc's constructors too, but scanning environ
+ * ourselves keeps this free of any library call that might change. */
+static const char *find_env(const char *name)
+{
+    extern char **environ;
+    size_t len = strlen(name);
+    if (environ == NULL)
+        return NULL;
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return *e + len + 1;
+    return NULL;
+}
+
+static void print_options(void)
+{
+    ma_write_str(2, "mapalloc: options:");
+    for (int i = 0; i < MA_OPT_COUNT; i++) {
+        char buf[96];
+        size_t n = 0, l = strlen(table[i].name);
+        buf[n++] = ' ';
+        memcpy(buf + n, table[i].name, l), n += l;
+        buf[n++] = '=';
+        n += ma_format_u64(buf + n, (uint64_t)ma_options[i]);
+        buf[n] = 0;
+        ma_write_str(2, buf);
+    }
+    ma_write_str(2, "\n");
+}
+
+void ma_options_init(void)
+{
+    /* Values set from code before the first allocation win over defaults;
+     * the environment wins over both. */
+    if (!options_ready)
+        set_defaults();
+    const char *s = find_env("MAPALLOC_OPTIONS");
+    while (s && *s) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        if (len)
+            parse_item(s, len);
+        s = end ? end + 1 : NULL;
+    }
+    if (ma_options[MA_OPT_VERBOSE])
+        print_options();
+}
+
+MA_API int mapalloc_option_set(const char *name, long value)
+{
+    int id = name ? find_option(name, strlen(name)) : -1;
+    if (id < 0 || value < table[id].min || value > table[id].max) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!table[id].runtime && atomic_load(&ma_init_state) != 0) {
+        errno = EBUSY;
+        return -1;
+    }
+    if (!options_ready)
+        set_defaults();
+    ma_options[id] = value;
+    return 0;
+}
+
+MA_API long mapalloc_option_get(const char *name)
+{
+    int id = name ? find_option(name, strlen(name)) : -1;
+    if (id < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!options_ready)
+        set_defaults();
+    return ma_options[id];
+}

@@ -1,0 +1,277 @@
+/* The OS layer: every mmap, munmap, mremap and madvise of mapalloc, and the
+ * only place that opens /dev/zero. The contract is in os.h. */
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Where MAP_ANONYMOUS is missing (or the build asks us to behave as if it
+ * were), every mapping comes from /dev/zero. */
+#if defined(MAP_ANONYMOUS) && !defined(MAPALLOC_NO_MAP_ANONYMOUS)
+#define MA_HAVE_ANON 1
+#else
+#define MA_HAVE_ANON 0
+#endif
+
+static struct {
+    _Atomic uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls;
+    _Atomic uint64_t huge_fallbacks, devzero_maps;
+    _Atomic size_t mapped, peak_mapped;
+} counters;
+
+#define COUNT(field) atomic_fetch_add_explicit(&counters.field, 1, memory_order_relaxed)
+
+static _Atomic int devzero_fd = -1;
+/* Next address to suggest for an aligned mapping: asking the kernel for an
+ * aligned address first saves the over-map and two trims almost always. */
+static _Atomic uintptr_t aligned_hint;
+
+size_t ma_os_page_size(void)
+{
+    return MA_OS_PAGE;
+}
+
+unsigned ma_os_default_flags(void)
+{
+    unsigned flags = 0;
+    if (ma_option(MA_OPT_HUGE))
+        flags |= MA_MAP_HUGE;
+    if (ma_option(MA_OPT_THP))
+        flags |= MA_MAP_THP;
+    if (ma_option(MA_OPT_NORESERVE))
+        flags |= MA_MAP_NORESERVE;
+    if (ma_option(MA_OPT_DEVZERO) || !MA_HAVE_ANON)
+        flags |= MA_MAP_DEVZERO;
+    return flags;
+}
+
+static void note_mapped(size_t size)
+{
+    size_t now = atomic_fetch_add_explicit(&counters.mapped, size, memory_order_relaxed) + size;
+    size_t peak = atomic_load_explicit(&counters.peak_mapped, memory_order_relaxed);
+    while (now > peak &&
+           !atomic_compare_exchange_weak_explicit(&counters.peak_mapped, &peak, now,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
+static void note_unmapped(size_t size)
+{
+    atomic_fetch_sub_explicit(&counters.mapped, size, memory_order_relaxed);
+}
+
+static int get_devzero_fd(void)
+{
+    int fd = atomic_load_explicit(&devzero_fd, memory_order_acquire);
+    if (fd >= 0)
+        return fd;
+    fd = open("/dev/zero", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int expected = -1;
+    if (!atomic_compare_exchange_strong(&devzero_fd, &expected, fd)) {
+        close(fd); /* another thread opened it first */
+        return expected;
+    }
+    return fd;
+}
+
+/* One mmap call. Returns NULL (not MAP_FAILED) on failure. */
+static void *map_at(void *hint, size_t size, unsigned flags)
+{
+    int mflags = MAP_PRIVATE;
+    int fd = -1;
+    if (flags & MA_MAP_NORESERVE)
+        mflags |= MAP_NORESERVE;
+#ifdef MAP_HUGETLB
+    if (flags & MA_MAP_HUGE)
+        mflags |= MAP_HUGETLB;
+#endif
+    if (flags & MA_MAP_DEVZERO) {
+        fd = get_devzero_fd();
+        if (fd < 0)
+            return NULL;
+        COUNT(devzero_maps);
+    } else {
+#if MA_HAVE_ANON
+        mflags |= MAP_ANONYMOUS;
+#endif
+    }
+    COUNT(mmap_calls);
+    void *p = mmap(hint, size, PROT_READ | PROT_WRITE, mflags, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static bool unmap_raw(void *addr, size_t size)
+{
+    COUNT(munmap_calls);
+    return munmap(addr, size) == 0;
+}
+
+static uintptr_t next_hint(size_t size, size_t alignment)
+{
+    uintptr_t start = atomic_load_explicit(&aligned_hint, memory_order_relaxed);
+    if (start == 0) {
+        /* Between 2 TiB and 4 TiB, far from the heap, libraries and stacks,
+         * at a per-process random offset. */
+        uintptr_t base = ((uintptr_t)2 << 40) + ((ma_secret[3] % 4096) << 28);
+        atomic_compare_exchange_strong(&aligned_hint, &start, base);
+        start = atomic_load_explicit(&aligned_hint, memory_order_relaxed);
+    }
+    size_t step = (size + alignment - 1) & ~(alignment - 1);
+    uintptr_t hint = atomic_fetch_add_explicit(&aligned_hint, step, memory_order_relaxed);
+    hint = (hint + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    if (hint + size > ((uintptr_t)4 << 40)) {
+        atomic_store_explicit(&aligned_hint, 0, memory_order_relaxed);
+        return 0;
+    }
+    return hint;
+}
+
+/* Maps size bytes aligned to alignment with exactly one flag set; NULL if
+ * the kernel refuses. */
+static void *map_aligned(size_t size, size_t alignment, unsigned flags)
+{
+    if (alignment <= MA_OS_PAGE)
+        return map_at(NULL, size, flags);
+
+    uintptr_t hint = next_hint(size, alignment);
+    if (hint != 0) {
+        void *p = map_at((void *)hint, size, flags);
+        if (p == NULL)
+            return NULL;
+        if (((uintptr_t)p & (alignment - 1)) == 0)
+            return p;
+        unmap_raw(p, size);
+    }
+    /* Over-map by the alignment and trim both ends. */
+    size_t over = size + alignment;
+    if (over < size)
+        return NULL;
+    uint8_t *raw = map_at(NULL, over, flags);
+    if (raw == NULL)
+        return NULL;
+    uintptr_t aligned = ((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    size_t head = aligned - (uintptr_t)raw;
+    size_t tail = over - head - size;
+    if (head)
+        unmap_raw(raw, head);
+    if (tail)
+        unmap_raw((uint8_t *)aligned + size, tail);
+    return (void *)aligned;
+}
+
+static void *map_impl(size_t size, size_t alignment, unsigned flags)
+{
+    if (size == 0 || (size & (MA_OS_PAGE - 1)) != 0 || (alignment & (alignment - 1)) != 0)
+        return NULL;
+    void *p = NULL;
+    if (!MA_HAVE_ANON)
+        flags |= MA_MAP_DEVZERO;
+    if (flags & MA_MAP_HUGE) {
+        /* The kernel refuses when no huge pages are reserved, or when the
+         * size is not a multiple of the huge page size: fall back, counted.
+         * The huge try never carries MAP_NORESERVE, and a /dev/zero
+         * mapping never gets MAP_HUGETLB: in both cases the kernel accepts
+         * the mapping without huge pages to back it, and the first touch
+         * raises SIGBUS instead of mmap failing. */
+        size_t huge_align = alignment > ((size_t)2 << 20) ? alignment : ((size_t)2 << 20);
+        if ((size & (((size_t)2 << 20) - 1)) == 0 && !(flags & MA_MAP_DEVZERO))
+            p = map_aligned(size, huge_align, flags & ~(unsigned)(MA_MAP_THP | MA_MAP_NORESERVE));
+        if (p == NULL)
+            COUNT(huge_fallbacks);
+        flags &= ~(unsigned)MA_MAP_HUGE;
+    }
+    if (p == NULL)
+        p = map_aligned(size, alignment, flags & ~(unsigned)MA_MAP_THP);
+    if (p == NULL)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    if (flags & MA_MAP_THP) {
+        COUNT(madvise_calls);
+        madvise(p, size, MADV_HUGEPAGE);
+    }
+#endif
+    note_mapped(size);
+    return p;
+}
+
+void *ma_os_map(size_t size, size_t alignment, unsigned flags)
+{
+    int saved = errno;
+    void *p = map_impl(size, alignment, flags);
+    errno = saved;
+    return p;
+}
+
+void *ma_os_map_test(size_t size, size_t alignment, unsigned flags)
+{
+    return ma_os_map(size, alignment, flags);
+}
+
+bool ma_os_unmap(void *addr, size_t size)
+{
+    if (addr == NULL || size == 0)
+        return true;
+    int saved = errno;
+    bool ok = unmap_raw(addr, size);
+    if (ok)
+        note_unmapped(size);
+    errno = saved;
+    return ok;
+}
+
+void *ma_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move)
+{
+    int saved = errno;
+    COUNT(mremap_calls);
+    void *p = mremap(addr, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
+    errno = saved;
+    if (p == MAP_FAILED)
+        return NULL;
+    if (new_size > old_size)
+        note_mapped(new_size - old_size);
+    else
+        note_unmapped(old_size - new_size);
+    return p;
+}
+
+static bool advise(void *addr, size_t size, int advice)
+{
+    int saved = errno;
+    COUNT(madvise_calls);
+    bool ok = madvise(addr, size, advice) == 0;
+    errno = saved;
+    return ok;
+}
+
+bool ma_os_reset(void *addr, size_t size)
+{
+    return advise(addr, size, MADV_DONTNEED);
+}
+
+bool ma_os_purge(void *addr, size_t size)
+{
+#ifdef MADV_FREE
+    if (ma_option(MA_OPT_PURGE_FREE) && advise(addr, size, MADV_FREE))
+        return true;
+#endif
+    return advise(addr, size, MADV_DONTNEED);
+}
+
+void ma_os_counters(struct ma_os_counters *out)
+{
+    out->mmap_calls = atomic_load_explicit(&counters.mmap_calls, memory_order_relaxed);
+    out->munmap_calls = atomic_load_explicit(&counters.munmap_calls, memory_order_relaxed);
+    out->mremap_calls = atomic_load_explicit(&counters.mremap_calls, memory_order_relaxed);
+    out->madvise_calls = atomic_load_explicit(&counters.madvise_calls, memory_order_relaxed);
+    out->huge_fallbacks = atomic_load_explicit(&counters.huge_fallbacks, memory_order_relaxed);
+    out->devzero_maps = atomic_load_explicit(&counters.devzero_maps, memory_order_relaxed);
+    out->mapped = atomic_load_explicit(&counters.mapped, memory_order_relaxed);
+    out->peak_mapped = atomic_load_explicit(&counters.peak_mapped, memory_order_relaxed);
+}

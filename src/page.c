@@ -1,0 +1,229 @@
+/* Pages: blocks of one size class in a run of slices.
+ *
+ * Free lists are sharded three ways (as in mimalloc): `free`, which malloc
+ * pops; `local_free`, which the owner's free pushes; and `thread_free`, an
+ * atomic stack for frees from other threads. The owner turns the other two
+ * into `free` only when `free` runs dry, so the fast paths never contend.
+ *
+ * Every free block carries its tag (set here when carved, by free when
+ * returned), so a second free of the same block is seen at once. */
+#include <string.h>
+
+#include "alloc.h"
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+void ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx)
+{
+    size_t bsize = ma_class_size(class_idx);
+    unsigned n = ma_class_slices(class_idx);
+    uint8_t *start = (uint8_t *)r + ((size_t)first_slice << MA_SLICE_SHIFT);
+    /* Mixing in the old keys gives a reused descriptor new ones. */
+    page->link_key = mix64(ma_secret[0] ^ (uintptr_t)start ^ page->link_key) | 1;
+    page->tag_key = mix64(ma_secret[1] ^ (uintptr_t)start ^ page->tag_key);
+    page->free = NULL;
+    page->used = 0;
+    page->capacity = 0;
+    page->free_trigger = 1;
+    page->block_size16 = (uint16_t)(bsize >> 4);
+    page->local_free = NULL;
+    page->start = start;
+    page->div_magic = (((uint64_t)1 << MA_DIV_SHIFT) / bsize) + 1;
+    atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
+    page->next = page->prev = page->notify_next = NULL;
+    page->block_size = (uint32_t)bsize;
+    page->reserved = (uint16_t)(((size_t)n << MA_SLICE_SHIFT) / bsize);
+    page->class_idx = (uint8_t)class_idx;
+    page->slices = (uint8_t)n;
+    page->first_slice = (uint8_t)first_slice;
+    page->in_full = page->notify_pending = page->retained = 0;
+    memset(&r->slice_page[first_slice], (int)first_slice, n);
+}
+
+/* Carves the next blocks into the free list: at most 16 KiB at a time, so a
+ * page only becomes resident as it is used. */
+void ma_page_extend(ma_page *page)
+{
+    size_t bsize = page->block_size;
+    unsigned avail = (unsigned)page->reserved - page->capacity;
+    if (avail == 0)
+        return;
+    unsigned count = bsize >= 16384 ? 1 : (unsigned)(16384 / bsize);
+    if (count > avail)
+        count = avail;
+    uint8_t *first = page->start + (size_t)page->capacity * bsize;
+    ma_block *next = page->free;
+    for (unsigned i = count; i-- > 0;) {
+        ma_block *b = (ma_block *)(first + (size_t)i * bsize);
+        b->link = ma_link_encode(page, next);
+        b->tag = ma_block_tag(page, b);
+        next = b;
+    }
+    page->free = next;
+    page->capacity = (uint16_t)(page->capacity + count);
+}
+
+void ma_page_corrupt(const ma_page *page, const void *at)
+{
+    (void)page;
+    ma_fatal("corrupted free list (use after free or overflow) at", at);
+}
+
+static void collect_local(ma_page *page)
+{
+    ma_block *local = page->local_free;
+    if (local == NULL)
+        return;
+    page->local_free = NULL;
+    if (page->free != NULL) {
+        ma_block *tail = local;
+        for (ma_block *n; (n = ma_link_decode(page, tail->link)) != NULL; tail = n) {
+            if (!ma_page_has_block(page, (uintptr_t)n))
+                ma_page_corrupt(page, tail);
+        }
+        tail->link = ma_link_encode(page, page->free);
+    }
+    page->free = local;
+}
+
+static void collect_thread(ma_page *page)
+{
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    do {
+        if ((tf & ~MA_TF_STATE_MASK) == 0)
+            return;
+    } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & MA_TF_STATE_MASK,
+                                                    memory_order_acquire, memory_order_relaxed));
+    ma_block *head = (ma_block *)(tf & ~MA_TF_STATE_MASK);
+    if (!ma_page_has_block(page, (uintptr_t)head))
+        ma_page_corrupt(page, head);
+    unsigned count = 1;
+    ma_block *tail = head;
+    for (ma_block *n; (n = ma_link_decode(page, tail->link)) != NULL; tail = n) {
+        if (!ma_page_has_block(page, (uintptr_t)n) || ++count > page->used)
+            ma_page_corrupt(page, tail);
+    }
+    tail->link = ma_link_encode(page, page->free);
+    page->free = head;
+    page->used = (uint16_t)(page->used - count);
+}
+
+void ma_page_collect(ma_page *page)
+{
+    collect_local(page);
+    collect_thread(page);
+}
+
+/* The owner takes its page out of the queue: ask the first remote freer for
+ * a notice. False when remote blocks arrived in the meantime. */
+bool ma_page_set_full(ma_page *page)
+{
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    for (;;) {
+        if ((tf & ~MA_TF_STATE_MASK) != 0)
+            return false;
+        if ((tf & MA_TF_STATE_MASK) != MA_TF_NONE)
+            return true;
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, MA_TF_FULL,
+                                                  memory_order_release, memory_order_relaxed))
+            return true;
+    }
+}
+
+/* The owner withdraws the request for a notice. False when a remote freer
+ * already took it: then the page arrives through heap->notify. */
+bool ma_page_unfull(ma_page *page)
+{
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    for (;;) {
+        if ((tf & MA_TF_STATE_MASK) != MA_TF_FULL)
+            return false;
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~MA_TF_STATE_MASK,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return true;
+    }
+}
+
+void ma_page_set_never(ma_page *page)
+{
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_acquire);
+    for (;;) {
+        if ((tf & MA_TF_STATE_MASK) == MA_TF_NOTIFYING) {
+            /* A remote freer is between taking the notice and pushing the
+             * page on our heap: a few instructions; wait them out. */
+            ma_cpu_relax();
+            tf = atomic_load_explicit(&page->thread_free, memory_order_acquire);
+            continue;
+        }
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
+                                                  (tf & ~MA_TF_STATE_MASK) | MA_TF_NEVER,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            return;
+    }
+}
+
+void ma_page_adopt(ma_page *page, ma_heap *heap)
+{
+    atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~MA_TF_STATE_MASK,
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+    }
+    page->in_full = page->notify_pending = page->retained = 0;
+    page->free_trigger = 1;
+    page->next = page->prev = NULL;
+}
+
+static void notify_owner(ma_page *page)
+{
+    ma_heap *heap = atomic_load_explicit(&page->heap, memory_order_acquire);
+    ma_page *head = atomic_load_explicit(&heap->notify, memory_order_relaxed);
+    do {
+        page->notify_next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&heap->notify, &head, page, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+/* A free from a thread that does not own the page: one atomic push, plus,
+ * once per full page, a notice to the owner. */
+void ma_page_free_remote(ma_page *page, ma_block *b)
+{
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    /* Nobody owns the page: take its region over, or blocks freed into it
+     * would wait for a thread that needs a new region. Done before the
+     * push, so our live block keeps the region from being emptied and
+     * unmapped by another adopter meanwhile. */
+    if ((tf & MA_TF_STATE_MASK) == MA_TF_NEVER && ma_heap_reclaim_on_free(page)) {
+        ma_free_in_page(page, b);
+        return;
+    }
+    b->tag = ma_block_tag(page, b);
+    for (;;) {
+        if ((tf & MA_TF_STATE_MASK) == MA_TF_FULL) {
+            if (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
+                                                       (tf & ~MA_TF_STATE_MASK) | MA_TF_NOTIFYING,
+                                                       memory_order_acquire, memory_order_relaxed))
+                continue;
+            notify_owner(page);
+            tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+            do {
+                b->link = ma_link_encode(page, (ma_block *)(tf & ~MA_TF_STATE_MASK));
+            } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
+                                                            (uintptr_t)b | MA_TF_NONE,
+                                                            memory_order_release, memory_order_relaxed));
+            return;
+        }
+        b->link = ma_link_encode(page, (ma_block *)(tf & ~MA_TF_STATE_MASK));
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
+                                                  (uintptr_t)b | (tf & MA_TF_STATE_MASK),
+                                                  memory_order_release, memory_order_relaxed))
+            return;
+    }
+}
