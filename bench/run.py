@@ -55,16 +55,17 @@ MAPALLOC_PRELOAD = os.path.join("preload", "libmapalloc-preload.so")
 REFERENCE = "mapalloc"
 
 # Workload -> (-n for the default run, -n for --quick). The default sizes
-# take 1-6 s each under glibc on a 2-core machine; --quick a fifth of that.
+# take 1-4 s each on a 2-core machine (a default run of 5 allocators x 5 runs
+# about 8 minutes); --quick a tenth of that, 3 runs (well under 2 minutes).
 WORKLOADS = {
-    "larson": (1000000, 200000),
-    "xmalloc": (60000, 12000),
-    "cache-scratch": (500000, 100000),
-    "cache-thrash": (500000, 100000),
-    "tree": (150000, 30000),
-    "strhash": (400000, 80000),
-    "realloc-heavy": (1000000, 200000),
-    "large-blocks": (200, 40),
+    "larson": (2000000, 200000),
+    "xmalloc": (120000, 12000),
+    "cache-scratch": (1000000, 100000),
+    "cache-thrash": (1000000, 100000),
+    "tree": (300000, 30000),
+    "strhash": (800000, 80000),
+    "realloc-heavy": (2000000, 200000),
+    "large-blocks": (400, 40),
 }
 
 

@@ -59,7 +59,7 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
     struct wl_args a;
-    wl_parse(argc, argv, &a, 500000, "allocate/write/free iterations per thread");
+    wl_parse(argc, argv, &a, 1000000, "allocate/write/free iterations per thread");
     struct worker *w = calloc((size_t)a.threads, sizeof *w);
     if (!w)
         return 1;

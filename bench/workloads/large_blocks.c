@@ -148,7 +148,7 @@ static uint64_t replay(int id, long ops, uint64_t seed)
 int main(int argc, char **argv)
 {
     struct wl_args a;
-    wl_parse(argc, argv, &a, 200, "operations per thread");
+    wl_parse(argc, argv, &a, 400, "operations per thread");
     struct worker *w = calloc((size_t)a.threads, sizeof *w);
     if (!w)
         return 1;

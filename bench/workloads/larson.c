@@ -91,7 +91,7 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
     struct wl_args a;
-    wl_parse(argc, argv, &a, 1000000, "slot replacements per thread per epoch");
+    wl_parse(argc, argv, &a, 2000000, "slot replacements per thread per epoch");
     nworkers = a.threads;
     workers = calloc((size_t)nworkers, sizeof *workers);
     struct slot *arrays = calloc((size_t)nworkers * SLOTS, sizeof *arrays);

@@ -191,7 +191,7 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
     struct wl_args a;
-    wl_parse(argc, argv, &a, 400000, "operations per thread per round");
+    wl_parse(argc, argv, &a, 800000, "operations per thread per round");
     struct worker *w = calloc((size_t)a.threads, sizeof *w);
     if (!w)
         return 1;

@@ -147,7 +147,7 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
     struct wl_args a;
-    wl_parse(argc, argv, &a, 150000, "nodes per tree");
+    wl_parse(argc, argv, &a, 300000, "nodes per tree");
     struct worker *w = calloc((size_t)a.threads, sizeof *w);
     if (!w)
         return 1;

@@ -123,7 +123,7 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
     struct wl_args a;
-    wl_parse(argc, argv, &a, 60000, "batches of 64 blocks per producer");
+    wl_parse(argc, argv, &a, 120000, "batches of 64 blocks per producer");
     int n = a.threads < 2 ? 2 : a.threads;
     int producers = n / 2;
     struct worker *w = calloc((size_t)n, sizeof *w);
