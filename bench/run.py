@@ -187,6 +187,8 @@ def machine_description(args, allocators):
         "glibc": glibc,
         "allocators": {n: {"preload": p, "version": versions.get(n)} for n, p in allocators},
         "compilers": compilers,
+        # A busy machine makes times noisy; the load at the start says how busy.
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "command": " ".join([os.path.relpath(sys.argv[0], REPO_DIR)] + sys.argv[1:]),
     }
 
@@ -269,6 +271,7 @@ def run_workloads(args, allocators):
                 results.append({"workload": w, "allocator": name, "run": r, "n": sizes[w],
                                 "threads": args.threads or os.cpu_count(), "seconds": round(wall, 4),
                                 "user": round(ru.ru_utime, 4), "sys": round(ru.ru_stime, 4),
+                                "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 4),
                                 "peak_rss_mib": round(rss, 2), "ru_maxrss_mib": round(ru.ru_maxrss / 1024.0, 2), "ok": ok, "output": line})
                 log(f"[{k:3d}/{total}] run {r + 1}/{runs} {w:14s} {name:9s} {wall:7.3f} s "
                     f"{rss:8.1f} MiB  {'OK' if ok else 'FAIL'}{note}")
@@ -276,7 +279,7 @@ def run_workloads(args, allocators):
     return workloads, results, failures
 
 
-def summarize(workloads, allocators, results, key_fields=("seconds", "peak_rss_mib")):
+def summarize(workloads, allocators, results, key_fields=("seconds", "peak_rss_mib", "cpu_seconds")):
     """{workload: {allocator: {field: median over ok runs}}}"""
     summary = {}
     for w in workloads:
@@ -378,7 +381,8 @@ def write_outputs(args, stem, machine, rows, extra, table_md):
     with open(base + ".md", "w") as f:
         f.write(f"# {stem}\n\nCommand: `{machine['command']}`\n\n"
                 f"Machine: {machine['cpu']}, {machine['nproc']} CPUs, {machine['memory_mib']} MiB, "
-                f"Linux {machine['kernel']}, glibc {machine['glibc']}\n\n"
+                f"Linux {machine['kernel']}, {machine['glibc']}; "
+                f"load average at start {machine['loadavg_at_start']}\n\n"
                 + "".join(f"- {n}: {v['version']}\n" for n, v in machine["allocators"].items())
                 + "\n" + table_md + "\n")
     return base
