@@ -74,11 +74,79 @@ struct mapalloc_stats {
     uint64_t huge_fallbacks; /* MAP_HUGETLB refused by the kernel, ordinary pages used */
     uint64_t regions;        /* regions mapped now */
     uint64_t abandoned_regions; /* regions of exited threads not yet adopted */
+    uint64_t mprotect_calls;    /* guard pages of the secure profile */
 };
 void mapalloc_stats_get(struct mapalloc_stats *out);
 
-/* Writes the statistics to fd: as text, or as one JSON object when json != 0. */
+/* Writes the statistics to fd: as text, or as one JSON object when json != 0:
+ * the figures of struct mapalloc_stats, then per size class (pages, blocks
+ * in use, capacity, waste: bytes of those pages not in live blocks), per
+ * thread heap (pages, blocks, live bytes; "abandoned" for regions of exited
+ * threads) and per arena (as mapalloc_arena_stats). */
 void mapalloc_stats_print(int fd, int json);
+
+/* ---- Explicit arenas ----
+ *
+ * An arena owns its own regions and large mappings, so it can be reset or
+ * destroyed in time proportional to its mappings, not to its blocks.
+ *
+ * Thread safety: malloc, calloc, realloc, aligned_alloc and free on one
+ * arena may be called from any number of threads at once; each thread
+ * allocates from a heap of its own inside the arena, without a lock, and a
+ * block may be freed from any thread, with mapalloc_arena_free or with
+ * mapalloc_free (in a preloaded process, with free): a block knows its
+ * arena. mapalloc_arena_stats may run at any time (a snapshot).
+ * mapalloc_arena_reset and mapalloc_arena_destroy must not run while another
+ * thread is inside a call on the same arena; other arenas and the ordinary
+ * malloc are not affected. After reset or destroy every block of the arena
+ * is gone: freeing one aborts.
+ *
+ * Misuse that is caught: using an arena after destroy, destroying it twice,
+ * freeing (or reallocating) with mapalloc_arena_free a block of another
+ * arena or of the ordinary heap. Each aborts with one line on stderr. */
+typedef struct mapalloc_arena mapalloc_arena;
+
+enum {
+    MAPALLOC_ARENA_HUGE = 1u << 0,      /* MAP_HUGETLB, falling back to ordinary pages */
+    MAPALLOC_ARENA_NORESERVE = 1u << 1, /* MAP_NORESERVE */
+    MAPALLOC_ARENA_DEVZERO = 1u << 2,   /* map /dev/zero instead of MAP_ANONYMOUS */
+    MAPALLOC_ARENA_RESET_RETURNS = 1u << 3, /* reset gives memory back to the kernel (beyond
+                                             * the reservation); without it, reset keeps
+                                             * the arena's pages for reuse */
+};
+
+struct mapalloc_arena_options {
+    unsigned flags;  /* MAPALLOC_ARENA_* */
+    size_t limit;    /* 0: none. Else the most bytes the arena may hold in pages (64 KiB
+                      * units) and large blocks; a request past it fails with ENOMEM
+                      * and leaves the arena as it was. */
+    size_t reserve;  /* bytes of regions mapped at creation and kept until destroy */
+};
+
+/* NULL options: the defaults (no flags, no limit, no reservation). Returns
+ * NULL with errno ENOMEM when the kernel refuses memory, EINVAL for unknown
+ * flags or a reservation above the limit. */
+mapalloc_arena *mapalloc_arena_create(const struct mapalloc_arena_options *options);
+/* Unmaps every mapping of the arena. */
+void mapalloc_arena_destroy(mapalloc_arena *arena);
+/* Frees every block of the arena at once; the arena stays usable. */
+void mapalloc_arena_reset(mapalloc_arena *arena);
+
+void *mapalloc_arena_malloc(mapalloc_arena *arena, size_t size) MAPALLOC_MALLOC_ATTR;
+void *mapalloc_arena_calloc(mapalloc_arena *arena, size_t count, size_t size) MAPALLOC_MALLOC_ATTR;
+/* ptr must be NULL or a block of this arena; the new block is in the arena. */
+void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t size);
+void *mapalloc_arena_aligned_alloc(mapalloc_arena *arena, size_t alignment, size_t size) MAPALLOC_MALLOC_ATTR;
+void mapalloc_arena_free(mapalloc_arena *arena, void *ptr);
+
+struct mapalloc_arena_stats {
+    size_t live;       /* bytes in live blocks (block sizes) */
+    size_t blocks;     /* live blocks */
+    size_t committed;  /* bytes held in pages and large blocks: what the limit counts */
+    size_t mapped;     /* bytes mapped by the arena (regions and large blocks) */
+    size_t peak;       /* the highest committed since creation or the last reset */
+};
+void mapalloc_arena_stats(mapalloc_arena *arena, struct mapalloc_arena_stats *out);
 
 /* Options. Read once from MAPALLOC_OPTIONS ("name=value,name=value") at the
  * first allocation; mapalloc_option_set changes one before that (returns 0 on

@@ -13,6 +13,11 @@
 
 #include "internal.h"
 
+/* The default checks (-Dchecks=false removes them, only to measure them). */
+#ifndef MAPALLOC_CHECKS
+#define MAPALLOC_CHECKS 1
+#endif
+
 extern __thread ma_heap *ma_tls_heap __attribute__((tls_model("initial-exec")));
 
 /* ---- free-list links and free tags ---- */
@@ -42,7 +47,15 @@ static inline uintptr_t ma_block_tag(const ma_page *page, const ma_block *b)
 static inline bool ma_in_region(uintptr_t u)
 {
     uintptr_t i = u >> MA_REGION_SHIFT;
-    return i < MA_REGION_MAP_SIZE && ma_region_map[i] != 0;
+    return i < MA_REGION_MAP_SIZE && ma_region_map[i] != MA_MAP_NONE;
+}
+
+/* In a region whose frees take the fast path: the same one test answers
+ * "is this a region?" and "is the secure profile off?". */
+static inline bool ma_in_fast_region(uintptr_t u)
+{
+    uintptr_t i = u >> MA_REGION_SHIFT;
+    return i < MA_REGION_MAP_SIZE && ma_region_map[i] == MA_MAP_FAST;
 }
 
 static inline ma_region *ma_region_of(uintptr_t u)
@@ -80,12 +93,21 @@ static inline void *ma_page_pop(ma_page *page)
     ma_block *next = ma_link_decode(page, b->link);
     /* A decoded link that leaves the 2 MiB window of the page was not
      * written by us: stop before following it. */
-    if (ma_unlikely((((uintptr_t)next ^ (uintptr_t)b) >> 21) != 0) && next != NULL)
+    if (MAPALLOC_CHECKS && ma_unlikely((((uintptr_t)next ^ (uintptr_t)b) >> 21) != 0) && next != NULL)
         ma_page_corrupt(page, b);
     page->free = next;
-    b->tag = 0;
+    if (MAPALLOC_CHECKS)
+        b->tag = 0;
     page->used++;
     return b;
+}
+
+/* The page of heap that serves size (size <= MA_LARGE_THRESHOLD). */
+static inline ma_page *ma_heap_page_for(ma_heap *heap, size_t size)
+{
+    if (ma_likely(size <= MA_DIRECT_MAX))
+        return heap->direct[(size + MA_SMALL_STEP - 1) >> MA_SMALL_STEP_SHIFT];
+    return heap->pages[ma_size_class(size)];
 }
 
 static inline void *ma_malloc_inline(size_t size)
@@ -118,14 +140,17 @@ static inline ma_page *ma_page_of_live_block(void *p)
     return page;
 }
 
-static inline void ma_free_tagged(ma_page *page, ma_block *b, uintptr_t tag)
+/* heap: the calling thread's heap that may own the page (its ordinary heap,
+ * or its heap in the block's arena). */
+static inline void ma_free_tagged(ma_heap *heap, ma_page *page, ma_block *b, uintptr_t tag)
 {
-    if (ma_likely(atomic_load_explicit(&page->heap, memory_order_relaxed) == ma_tls_heap)) {
+    if (ma_likely(atomic_load_explicit(&page->heap, memory_order_relaxed) == heap)) {
         b->link = ma_link_encode(page, page->local_free);
-        b->tag = tag;
+        if (MAPALLOC_CHECKS)
+            b->tag = tag;
         page->local_free = b;
         if (ma_unlikely(--page->used < page->free_trigger))
-            ma_heap_page_free_slow(page);
+            ma_heap_page_free_slow(heap, page);
     } else {
         ma_page_free_remote(page, b);
     }
@@ -133,7 +158,7 @@ static inline void ma_free_tagged(ma_page *page, ma_block *b, uintptr_t tag)
 
 static inline void ma_free_in_page(ma_page *page, ma_block *b)
 {
-    ma_free_tagged(page, b, ma_block_tag(page, b));
+    ma_free_tagged(ma_tls_heap, page, b, ma_block_tag(page, b));
 }
 
 /* The misuse exits are plain calls that never return, not noreturn ones,
@@ -142,21 +167,21 @@ static inline void ma_free_in_page(ma_page *page, ma_block *b)
 static inline void ma_free_inline(void *p)
 {
     uintptr_t u = (uintptr_t)p;
-    if (ma_unlikely(!ma_in_region(u))) {
+    if (ma_unlikely(!ma_in_fast_region(u))) {
         ma_free_nonregion(p, 0, 0);
         return;
     }
     ma_page *page = ma_page_of(u);
-    if (ma_unlikely(!ma_page_has_block(page, u))) {
+    if (MAPALLOC_CHECKS && ma_unlikely(!ma_page_has_block(page, u))) {
         ma_report_invalid_free(p);
         return;
     }
     uintptr_t tag = ma_block_tag(page, p);
-    if (ma_unlikely(((ma_block *)p)->tag == tag)) {
+    if (MAPALLOC_CHECKS && ma_unlikely(((ma_block *)p)->tag == tag)) {
         ma_report_double_free(p);
         return;
     }
-    ma_free_tagged(page, p, tag);
+    ma_free_tagged(ma_tls_heap, page, p, tag);
 }
 
 #endif

@@ -11,6 +11,14 @@
 
 void *ma_malloc_generic(size_t size)
 {
+    ma_init(); /* the profile is known from here on */
+    if (ma_unlikely(ma_secure)) {
+        ma_heap *heap = ma_heap_get_or_create();
+        void *p = heap ? ma_secure_malloc(heap, size, 0, NULL, false) : NULL;
+        if (p == NULL)
+            errno = ENOMEM;
+        return p;
+    }
     void *p = ma_heap_malloc_generic(ma_tls_heap, ma_size_class(size));
     if (p == NULL)
         errno = ENOMEM;
@@ -20,7 +28,7 @@ void *ma_malloc_generic(size_t size)
 void *ma_malloc_large_path(size_t size)
 {
     ma_init();
-    void *p = ma_large_malloc(size, 0, false);
+    void *p = ma_large_malloc(size, 0, false, NULL);
     if (p == NULL)
         errno = ENOMEM;
     return p;
@@ -41,10 +49,23 @@ void ma_report_double_free(const void *p)
     ma_fatal("double free of", p);
 }
 
+/* Every free that leaves the fast path with a validated block ends here:
+ * the secure profile checks and clears it before it goes on a list. */
+void ma_free_block(ma_heap *heap, ma_page *page, void *p)
+{
+    if (ma_secure)
+        ma_secure_release(page, p);
+    ma_free_tagged(heap, page, p, ma_block_tag(page, p));
+}
+
 void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align)
 {
     if (p == NULL)
         return;
+    if (ma_in_region((uintptr_t)p)) { /* a region of the secure profile */
+        ma_free_block(ma_tls_heap, ma_page_of_live_block(p), p);
+        return;
+    }
     ma_large_free(p, expect_size, expect_align);
 }
 
@@ -69,7 +90,7 @@ MA_API void *mapalloc_calloc(size_t count, size_t size)
     }
     if (total > MA_LARGE_THRESHOLD) {
         ma_init();
-        void *p = ma_large_malloc(total, 0, true); /* fresh mappings are zero already */
+        void *p = ma_large_malloc(total, 0, true, NULL); /* fresh mappings are zero already */
         if (p == NULL)
             errno = ENOMEM;
         return p;
@@ -92,13 +113,16 @@ static void free_checked(void *p, size_t size, size_t alignment)
         return;
     }
     ma_page *page = ma_page_of_live_block(p);
-    unsigned c = alignment > 16 ? ma_aligned_class(size, alignment) : ma_size_class(size);
-    if (size > MA_LARGE_THRESHOLD || c != page->class_idx) {
+    unsigned c = ma_secure ? ma_secure_class(size, alignment)
+                 : alignment > 16 ? ma_aligned_class(size, alignment)
+                                  : ma_size_class(size);
+    if (size > MA_LARGE_THRESHOLD || c != page->class_idx ||
+        (ma_secure && ma_secure_size(page, p) != size)) {
         if (alignment > 16)
             ma_fatal("free_aligned_sized with a size or alignment that does not match the block", p);
         ma_fatal("free_sized with a size that does not match the block", p);
     }
-    ma_free_in_page(page, p);
+    ma_free_block(ma_tls_heap, page, p);
 }
 
 MA_API void mapalloc_free_sized(void *ptr, size_t size)
@@ -115,12 +139,28 @@ MA_API void mapalloc_free_aligned_sized(void *ptr, size_t alignment, size_t size
 
 /* ---- realloc ---- */
 
+/* In the secure profile the usable size is the requested size: the bytes
+ * after it are the canary. */
 static size_t usable_size(void *p)
 {
     uintptr_t u = (uintptr_t)p;
-    if (ma_in_region(u))
-        return ma_page_of_live_block(p)->block_size;
-    return ma_large_usable_size(p);
+    if (ma_in_region(u)) {
+        ma_page *page = ma_page_of_live_block(p);
+        return ma_secure ? ma_secure_size(page, p) : page->block_size;
+    }
+    return ma_secure ? ma_large_requested_size(p) : ma_large_usable_size(p);
+}
+
+/* realloc by allocating, copying and freeing (the secure profile, and any
+ * move between classes). */
+static void *realloc_by_copy(void *ptr, size_t size, size_t old_usable)
+{
+    void *q = mapalloc_malloc(size);
+    if (q == NULL)
+        return NULL; /* the old block stays as it was */
+    memcpy(q, ptr, old_usable < size ? old_usable : size);
+    mapalloc_free(ptr);
+    return q;
 }
 
 MA_API void *mapalloc_realloc(void *ptr, size_t size)
@@ -137,7 +177,13 @@ MA_API void *mapalloc_realloc(void *ptr, size_t size)
     }
     uintptr_t u = (uintptr_t)ptr;
     size_t old_usable;
-    if (ma_in_region(u)) {
+    bool in_region = ma_in_region(u);
+    ma_arena *arena = in_region ? ma_region_of(u)->arena : ma_large_arena_of(ptr);
+    if (arena != NULL) /* the block stays in its arena */
+        return mapalloc_arena_realloc((mapalloc_arena *)arena, ptr, size);
+    if (ma_secure)
+        return realloc_by_copy(ptr, size, usable_size(ptr));
+    if (in_region) {
         ma_page *page = ma_page_of_live_block(ptr);
         /* Staying in the same class keeps the block (and free_sized exact). */
         if (size <= MA_LARGE_THRESHOLD && ma_size_class(size) == page->class_idx)
@@ -152,12 +198,7 @@ MA_API void *mapalloc_realloc(void *ptr, size_t size)
         }
         old_usable = ma_large_usable_size(ptr);
     }
-    void *q = mapalloc_malloc(size);
-    if (q == NULL)
-        return NULL; /* the old block stays as it was */
-    memcpy(q, ptr, old_usable < size ? old_usable : size);
-    mapalloc_free(ptr);
-    return q;
+    return realloc_by_copy(ptr, size, old_usable);
 }
 
 MA_API void *mapalloc_reallocarray(void *ptr, size_t count, size_t size)
@@ -186,6 +227,14 @@ static void *malloc_aligned(size_t alignment, size_t size)
         errno = ENOMEM;
         return NULL;
     }
+    ma_init();
+    if (ma_secure) {
+        ma_heap *heap = ma_heap_get_or_create();
+        void *p = heap ? ma_secure_malloc(heap, size, alignment, NULL, false) : NULL;
+        if (p == NULL)
+            errno = ENOMEM;
+        return p;
+    }
     unsigned c = ma_aligned_class(size, alignment);
     if (c < MA_CLASS_COUNT) {
         ma_heap *heap = ma_tls_heap;
@@ -198,7 +247,7 @@ static void *malloc_aligned(size_t alignment, size_t size)
         return p;
     }
     ma_init();
-    void *p = ma_large_malloc(size, alignment, false);
+    void *p = ma_large_malloc(size, alignment, false, NULL);
     if (p == NULL)
         errno = ENOMEM;
     return p;
@@ -275,7 +324,7 @@ MA_API int mapalloc_trim(size_t pad)
     /* Regions of exited threads: adopt, trim, and let them go again. */
     ma_heap *heap = ma_heap_get_or_create();
     if (heap) {
-        for (ma_region *r; (r = ma_region_take_abandoned()) != NULL;)
+        for (ma_region *r; (r = ma_region_take_abandoned(NULL)) != NULL;)
             ma_heap_adopt_region(heap, r);
         released += ma_heap_trim(heap);
     }

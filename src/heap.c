@@ -31,6 +31,11 @@ __thread ma_heap *ma_tls_heap __attribute__((tls_model("initial-exec"))) = &ma_e
 ma_spinlock ma_heap_lock;
 static ma_heap *heap_pool;
 static ma_heap *all_heaps;
+
+ma_heap *ma_heap_list(void)
+{
+    return all_heaps;
+}
 static pthread_key_t heap_key;
 static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
 
@@ -42,6 +47,8 @@ static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
 static void queue_publish(ma_heap *heap, unsigned c)
 {
     ma_page *first = heap->queues[c].first ? heap->queues[c].first : &ma_empty_page;
+    if (ma_secure)
+        first = &ma_empty_page; /* every malloc goes through secure.c */
     heap->pages[c] = first;
     size_t size = ma_class_size(c);
     if (size <= MA_DIRECT_MAX) {
@@ -104,6 +111,11 @@ static ma_region *region_of_page(const ma_page *page)
 static void page_release(ma_heap *heap, ma_page *page)
 {
     ma_region *r = region_of_page(page);
+    if (ma_secure)
+        ma_os_unguard(page->start + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
+                      MA_GUARD_SIZE);
+    if (r->arena)
+        ma_arena_uncommit(r->arena, (size_t)page->slices << MA_SLICE_SHIFT);
     ma_region_free_slices(r, page->first_slice, page->slices);
     page->capacity = 0; /* its addresses are no longer blocks */
     page->slices = 0;
@@ -135,7 +147,8 @@ static void heap_link_region(ma_heap *heap, ma_region *r)
 }
 
 /* Purges every dirty slice of the heap, releases the empty pages it kept,
- * and unmaps empty regions but one. Returns the bytes given back. */
+ * and unmaps empty regions but one (an arena keeps its regions until reset
+ * or destroy). Returns the bytes given back. */
 static size_t heap_purge(ma_heap *heap)
 {
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
@@ -153,7 +166,7 @@ static size_t heap_purge(ma_heap *heap)
     bool kept_empty = false;
     for (ma_region *r = heap->regions, *next; r; r = next) {
         next = r->next;
-        if (ma_region_is_empty(r)) {
+        if (ma_region_is_empty(r) && heap->arena == NULL) {
             if (kept_empty) {
                 heap_unlink_region(heap, r);
                 purged += MA_REGION_SIZE;
@@ -202,9 +215,8 @@ static void page_empty(ma_heap *heap, ma_page *page)
 
 /* The owner's free fell out of the fast path: the page became empty, or it
  * was full and out of its queue. */
-void ma_heap_page_free_slow(ma_page *page)
+void ma_heap_page_free_slow(ma_heap *heap, ma_page *page)
 {
-    ma_heap *heap = ma_tls_heap;
     if (page->in_full && !page->notify_pending) {
         if (ma_page_unfull(page)) {
             page->in_full = 0;
@@ -260,10 +272,10 @@ void ma_heap_adopt_region(ma_heap *heap, ma_region *r)
 static ma_page *page_in_region(ma_heap *heap, ma_region *r, unsigned c)
 {
     bool dirty;
+    size_t bytes = (size_t)ma_class_slices(c) << MA_SLICE_SHIFT;
     int first = ma_region_alloc_slices(r, ma_class_slices(c), &dirty);
     if (first < 0)
         return NULL;
-    size_t bytes = (size_t)ma_class_slices(c) << MA_SLICE_SHIFT;
     if (dirty)
         heap->dirty_bytes = heap->dirty_bytes > bytes ? heap->dirty_bytes - bytes : 0;
     ma_page *page = &r->pages[first];
@@ -272,35 +284,49 @@ static ma_page *page_in_region(ma_heap *heap, ma_region *r, unsigned c)
     return page;
 }
 
-static ma_page *heap_page_new(ma_heap *heap, unsigned c)
+static ma_page *heap_page_new_in(ma_heap *heap, unsigned c)
 {
     for (ma_region *r = heap->regions; r; r = r->next) {
         ma_page *page = page_in_region(heap, r, c);
         if (page)
             return page;
     }
-    for (ma_region *r; (r = ma_region_take_abandoned()) != NULL;) {
+    for (ma_region *r; (r = ma_region_take_abandoned(heap->arena)) != NULL;) {
         ma_heap_adopt_region(heap, r);
         ma_page *page = page_in_region(heap, r, c);
         if (page)
             return page;
     }
-    ma_region *r = ma_region_new(ma_os_default_flags());
+    ma_region *r = heap->arena ? ma_arena_new_region(heap->arena) : ma_region_new(ma_os_default_flags());
     if (r == NULL)
         return NULL;
     heap_link_region(heap, r);
     return page_in_region(heap, r, c);
 }
 
+/* An arena's limit is checked once, before any region is looked at, so a
+ * refused request maps nothing. */
+static ma_page *heap_page_new(ma_heap *heap, unsigned c)
+{
+    size_t bytes = (size_t)ma_class_slices(c) << MA_SLICE_SHIFT;
+    if (heap->arena && !ma_arena_commit(heap->arena, bytes))
+        return NULL;
+    ma_page *page = heap_page_new_in(heap, c);
+    if (page == NULL && heap->arena)
+        ma_arena_uncommit(heap->arena, bytes);
+    return page;
+}
+
 /* A free into a page of an exited thread's region: adopt the region, unless
- * this thread is exiting itself (it would only abandon it again). */
+ * this thread is exiting itself (it would only abandon it again). An
+ * arena's regions wait for a heap of their arena. */
 bool ma_heap_reclaim_on_free(ma_page *page)
 {
     ma_heap *heap = ma_tls_heap;
     if (heap == &ma_empty_heap)
         return false;
     ma_region *r = region_of_page(page);
-    if (!ma_region_take_if_abandoned(r))
+    if (r->arena != NULL || !ma_region_take_if_abandoned(r))
         return false;
     ma_heap_adopt_region(heap, r);
     return true;
@@ -353,6 +379,7 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
 static void thread_done(void *value)
 {
     ma_heap *heap = value;
+    ma_arena_thread_exit();
     if (heap == NULL || heap == &ma_empty_heap)
         return;
     ma_tls_heap = &ma_empty_heap;
@@ -417,6 +444,15 @@ static void heap_reset(ma_heap *heap)
     heap->dirty_since_ms = 0;
 }
 
+/* Asks for thread_done at this thread's exit. The value is the thread's
+ * heap, or the empty heap for a thread that only used arenas. */
+void ma_heap_register_thread_exit(void)
+{
+    ensure_key();
+    if (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 2)
+        pthread_setspecific(heap_key, ma_tls_heap);
+}
+
 ma_heap *ma_heap_get_or_create(void)
 {
     ma_heap *heap = ma_tls_heap;
@@ -428,11 +464,42 @@ ma_heap *ma_heap_get_or_create(void)
         return NULL;
     heap_reset(heap);
     heap->in_use = true;
+    heap->arena = NULL;
     ma_tls_heap = heap;
-    ensure_key();
-    if (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 2)
-        pthread_setspecific(heap_key, heap);
+    ma_heap_register_thread_exit();
     return heap;
+}
+
+ma_heap *ma_heap_new_for_arena(ma_arena *arena)
+{
+    ma_init();
+    ma_heap *heap = heap_pool_take();
+    if (heap == NULL)
+        return NULL;
+    heap_reset(heap);
+    heap->in_use = true;
+    heap->arena = arena;
+    heap->arena_generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
+    heap->arena_next = heap->arena_prev = heap->thread_next = NULL;
+    return heap;
+}
+
+/* The arena is gone or reset: the heap forgets every page it had. */
+void ma_heap_detach(ma_heap *heap)
+{
+    heap_reset(heap);
+}
+
+void ma_heap_return_to_pool(ma_heap *heap)
+{
+    heap_reset(heap);
+    ma_stats_fold(heap);
+    heap->arena = NULL;
+    ma_lock(&ma_heap_lock);
+    heap->in_use = false;
+    heap->pool_next = heap_pool;
+    heap_pool = heap;
+    ma_unlock(&ma_heap_lock);
 }
 
 void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
@@ -478,17 +545,12 @@ void ma_heap_abandon(ma_heap *heap)
         }
         ma_region_purge(r);
         r->next = r->prev = NULL;
-        if (ma_region_is_empty(r))
+        if (ma_region_is_empty(r) && r->arena == NULL)
             ma_region_release(r);
         else
-            ma_region_abandon(r);
+            ma_region_abandon(r); /* an arena keeps its regions */
     }
-    heap_reset(heap);
-    ma_lock(&ma_heap_lock);
-    heap->in_use = false;
-    heap->pool_next = heap_pool;
-    heap_pool = heap;
-    ma_unlock(&ma_heap_lock);
+    ma_heap_return_to_pool(heap);
 }
 
 size_t ma_heap_trim(ma_heap *heap)

@@ -73,6 +73,7 @@ void ma_init_slow(void)
         in_init = true;
         init_secrets();
         ma_options_init();
+        ma_secure = ma_option(MA_OPT_SECURE) != 0;
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         atomic_store_explicit(&ma_init_state, 2, memory_order_release);
         in_init = false;
@@ -107,6 +108,7 @@ uint64_t ma_clock_ms(void)
 /* fork: every allocator lock, always in this order. */
 void ma_locks_acquire_all(void)
 {
+    ma_arenas_lock_all();
     ma_lock(&ma_heap_lock);
     ma_lock(&ma_region_lock);
     ma_lock(&ma_large_lock);
@@ -117,6 +119,7 @@ void ma_locks_release_all(void)
     ma_unlock(&ma_large_lock);
     ma_unlock(&ma_region_lock);
     ma_unlock(&ma_heap_lock);
+    ma_arenas_unlock_all();
 }
 
 void ma_locks_reset_all(void)

@@ -14,6 +14,9 @@
  *          it owns. Only its thread allocates from it; other threads free into
  *          its pages with one atomic push.
  *  large   a block above MA_LARGE_THRESHOLD, with a mapping of its own.
+ *  arena   an explicit arena (mapalloc_arena_*): its own regions and large
+ *          blocks, a heap per thread that uses it; reset and destroy work on
+ *          its mappings, never on its blocks.
  *  abandoned  a region whose thread exited with blocks still live; the next
  *          thread that needs a page adopts it.
  */
@@ -106,7 +109,9 @@ typedef struct ma_region {
     uint64_t used_slices;           /* bit i: slice i belongs to a page (bit 0: header) */
     uint64_t dirty_slices;          /* bit i: free, touched, not yet purged */
     unsigned map_flags;             /* MA_MAP_* it was mapped with */
-    bool abandoned;                 /* in the abandoned list (under ma_region_lock) */
+    bool abandoned;                 /* in an abandoned list (under ma_region_lock) */
+    struct ma_arena *arena;         /* NULL for the ordinary heap */
+    struct ma_region *arena_next, *arena_prev; /* every region of the arena */
     uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
     ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
 } ma_region;
@@ -128,7 +133,39 @@ typedef struct ma_heap {
     struct ma_heap *pool_next;      /* in the pool of unused heaps */
     struct ma_heap *all_next;       /* in the list of every heap ever made */
     bool in_use;
+    /* Remote frees made by this thread, and those its owner side collected
+     * (plain counters, summed by the statistics: a remote free is counted
+     * as freed at once, not when its page's owner collects it). */
+    size_t remote_frees, remote_free_bytes, collected, collected_bytes;
+    /* Arena heaps only: */
+    struct ma_arena *arena;         /* the arena; NULL once the arena is destroyed */
+    uint64_t arena_generation;      /* the arena's generation when this heap joined */
+    struct ma_heap *arena_next, *arena_prev; /* the arena's heaps */
+    struct ma_heap *thread_next;    /* the owning thread's arena heaps */
 } ma_heap;
+
+/* An explicit arena (the public mapalloc_arena). Arena structures come from
+ * a pool and are never unmapped, so a stale handle is still readable: its
+ * magic says whether it is alive. */
+#define MA_ARENA_LIVE 0x616c697665617261ull /* "arenaliva" */
+#define MA_ARENA_DEAD 0x646561646172656eull
+typedef struct ma_arena {
+    _Atomic uint64_t magic;
+    _Atomic uint64_t generation;  /* rises at destroy: thread caches of it miss */
+    unsigned map_flags;           /* MA_MAP_* for its regions and large blocks */
+    unsigned flags;               /* MAPALLOC_ARENA_* */
+    size_t limit, reserve;
+    _Atomic size_t committed, peak;
+    _Atomic size_t mapped;
+    _Atomic size_t pending_frees, pending_bytes; /* remote frees not yet collected */
+    ma_spinlock lock;             /* heaps, regions */
+    ma_heap *heaps;               /* one per live thread that used it */
+    ma_region *regions;           /* every region it mapped */
+    ma_region *abandoned;         /* regions no heap owns (under ma_region_lock) */
+    uintptr_t *large;             /* its large blocks (under ma_large_lock) */
+    size_t large_count, large_cap;
+    struct ma_arena *pool_next, *all_next;
+} ma_arena;
 
 /* ---- os.c: see os.h ---- */
 
@@ -145,6 +182,7 @@ enum ma_option_id {
     MA_OPT_LARGE_CACHE, /* how many freed large mappings are kept for reuse */
     MA_OPT_LARGE_CACHE_MB, /* the most bytes they may hold */
     MA_OPT_STATS,       /* print statistics at exit */
+    MA_OPT_SECURE,      /* the secure profile (secure.c) */
     MA_OPT_COUNT
 };
 extern long ma_options[MA_OPT_COUNT];
@@ -172,6 +210,10 @@ void ma_locks_release_all(void);
 void ma_locks_reset_all(void);
 
 /* ---- region.c: regions, slices, the region map, abandonment ---- */
+/* A byte per 4 MiB of address space: 0 no region; 1 a region whose frees
+ * take the fast path; 2 a region of the secure profile, whose frees all take
+ * the slow path (secure.c checks the block before it is pushed). */
+enum { MA_MAP_NONE = 0, MA_MAP_FAST = 1, MA_MAP_CHECKED = 2 };
 extern uint8_t ma_region_map[MA_REGION_MAP_SIZE];
 ma_region *ma_region_new(unsigned map_flags);
 void ma_region_release(ma_region *r);       /* unmap (region must be empty) */
@@ -179,9 +221,11 @@ int ma_region_alloc_slices(ma_region *r, unsigned n, bool *dirty); /* -1 if none
 void ma_region_free_slices(ma_region *r, unsigned first, unsigned n);
 size_t ma_region_purge(ma_region *r);       /* returns bytes purged */
 bool ma_region_is_empty(const ma_region *r);
-void ma_region_abandon(ma_region *r);
-ma_region *ma_region_take_abandoned(void);
+void ma_region_abandon(ma_region *r);        /* into its arena's list, or the global one */
+ma_region *ma_region_take_abandoned(ma_arena *arena);
 bool ma_region_take_if_abandoned(ma_region *r);
+void ma_region_wipe(ma_region *r);
+void ma_region_clear_abandoned(ma_arena *arena);
 void ma_regions_foreach(void (*fn)(ma_region *, void *), void *arg); /* under the lock */
 void ma_region_counts(size_t *regions, size_t *abandoned_regions);
 extern ma_spinlock ma_region_lock;
@@ -201,8 +245,13 @@ MA_NORETURN MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
 extern ma_heap ma_empty_heap;
 extern ma_page ma_empty_page;
 ma_heap *ma_heap_get_or_create(void);
+ma_heap *ma_heap_list(void); /* every heap ever made (under ma_heap_lock) */
+ma_heap *ma_heap_new_for_arena(ma_arena *arena); /* NULL: no memory */
+void ma_heap_detach(ma_heap *heap);     /* arena destroyed: forget its pages */
+void ma_heap_return_to_pool(ma_heap *heap);
+void ma_heap_register_thread_exit(void);
 void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx);
-void ma_heap_page_free_slow(ma_page *page);
+void ma_heap_page_free_slow(ma_heap *heap, ma_page *page);
 extern ma_spinlock ma_heap_lock;
 void ma_heap_abandon(ma_heap *heap);
 size_t ma_heap_trim(ma_heap *heap);
@@ -210,7 +259,10 @@ void ma_heap_adopt_region(ma_heap *heap, ma_region *r);
 bool ma_heap_reclaim_on_free(ma_page *page); /* true: the page is ours now */
 
 /* ---- large.c: blocks with a mapping of their own ---- */
-void *ma_large_malloc(size_t size, size_t alignment, bool zero); /* NULL: no memory */
+void *ma_large_malloc(size_t size, size_t alignment, bool zero, ma_arena *arena); /* NULL: no memory */
+ma_arena *ma_large_arena_of(const void *p);  /* aborts if p is not a live large block */
+void ma_large_release_arena(ma_arena *arena); /* unmaps all of the arena's large blocks */
+void ma_large_arena_stats(ma_arena *arena, size_t *live, size_t *blocks);
 void ma_large_free(void *p, size_t expect_size, size_t expect_align); /* 0: unchecked */
 void *ma_large_realloc(void *p, size_t size);
 size_t ma_large_usable_size(const void *p);
@@ -219,12 +271,41 @@ size_t ma_large_trim(void);
 void ma_large_stats(size_t *mapped, size_t *blocks, size_t *live);
 extern ma_spinlock ma_large_lock;
 
+/* ---- arena.c ---- */
+extern ma_spinlock ma_arena_pool_lock;
+ma_heap *ma_arena_heap_slow(ma_arena *arena);
+ma_region *ma_arena_new_region(ma_arena *arena);
+bool ma_arena_commit(ma_arena *arena, size_t bytes);
+void ma_arena_uncommit(ma_arena *arena, size_t bytes);
+void ma_arena_thread_exit(void);
+void ma_arenas_lock_all(void);
+struct mapalloc_arena_stats;
+void ma_arenas_foreach(void (*fn)(const void *, const struct mapalloc_arena_stats *, void *), void *arg);
+void ma_arenas_unlock_all(void);
+MA_NORETURN MA_COLD void ma_arena_dead(const ma_arena *arena);
+
+/* ---- secure.c: the secure profile ---- */
+#define MA_SECURE_TRAILER 8 /* requested size and keyed checksum at a block's end */
+#define MA_GUARD_SIZE MA_OS_PAGE
+extern bool ma_secure;
+unsigned ma_secure_class(size_t size, size_t alignment);
+void *ma_secure_prepare(void *p, size_t size, bool zero);
+size_t ma_secure_size(const ma_page *page, const void *p);
+void ma_secure_release(const ma_page *page, void *p);
+void ma_secure_carve(ma_page *page, uint8_t *first, unsigned count);
+void *ma_secure_malloc(ma_heap *heap, size_t size, size_t alignment, ma_arena *arena, bool zero);
+
 /* ---- stats.c ---- */
+void ma_stats_remote_free(const ma_page *page);
+void ma_stats_collected(const ma_page *page, size_t count);
+void ma_stats_fold(ma_heap *heap);
+void ma_stats_pending(size_t *blocks, size_t *bytes);
 extern int ma_stats_fd; /* where stats=1 reports at exit (init.c) */
 void ma_stats_at_exit(void);
 
 /* ---- api.c: the public functions; alloc.h holds their fast paths ---- */
 MA_NOINLINE void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align);
+void ma_free_block(struct ma_heap *heap, ma_page *page, void *p); /* validated, off the fast path */
 MA_NOINLINE void *ma_malloc_generic(size_t size);
 MA_NOINLINE void *ma_malloc_large_path(size_t size);
 MA_NORETURN MA_COLD void ma_free_invalid(const void *p);

@@ -11,7 +11,9 @@
  * Freed mappings go to a small cache (large_cache entries, large_cache_mb
  * bytes, each for at most decay_ms) so that a program freeing and
  * allocating big buffers in a loop does not pay mmap, munmap and the page
- * faults each time. System calls are never made under the lock. */
+ * faults each time (an arena's blocks skip the cache: they count against
+ * its limit and go at its reset). System calls are never made under the
+ * lock. */
 #include <errno.h>
 #include <string.h>
 
@@ -22,9 +24,11 @@
 #define CACHE_MAX 64
 
 struct entry {
-    uintptr_t addr; /* 0: empty slot */
-    size_t size;    /* mapping length | FREED */
-    size_t request; /* the size asked for, for free_sized */
+    uintptr_t addr;  /* 0: empty slot */
+    size_t size;     /* mapping length | FREED */
+    size_t request;  /* the size asked for, for free_sized */
+    ma_arena *arena; /* NULL for the ordinary heap */
+    size_t arena_slot; /* index in arena->large */
 };
 
 struct cached {
@@ -81,12 +85,13 @@ static void erase(struct entry *e)
     table_used--;
 }
 
-static void insert_new(struct entry *tab, size_t cap, uintptr_t addr, size_t size, size_t request)
+static struct entry *insert_new(struct entry *tab, size_t cap, const struct entry *e)
 {
-    size_t i = slot_of(addr, cap);
+    size_t i = slot_of(e->addr, cap);
     while (tab[i].addr != 0)
         i = (i + 1) & (cap - 1);
-    tab[i] = (struct entry){addr, size, request};
+    tab[i] = *e;
+    return &tab[i];
 }
 
 /* Makes room for one more entry. Called and returns with the lock held;
@@ -110,7 +115,7 @@ static bool reserve_slot(void)
         struct entry *old = table;
         for (size_t i = 0; i < old_cap; i++)
             if (old[i].addr)
-                insert_new(tab, cap, old[i].addr, old[i].size, old[i].request);
+                insert_new(tab, cap, &old[i]);
         table = tab;
         table_cap = cap;
         if (old) {
@@ -122,21 +127,60 @@ static bool reserve_slot(void)
     return true;
 }
 
+/* Makes room for one more block in the arena's index. Lock held; dropped
+ * around the mapping calls. */
+static bool reserve_arena_slot(ma_arena *arena)
+{
+    while (arena->large_count + 1 > arena->large_cap) {
+        size_t old_cap = arena->large_cap;
+        size_t cap = old_cap ? old_cap * 2 : 512;
+        ma_unlock(&ma_large_lock);
+        uintptr_t *list = ma_os_map(cap * sizeof(uintptr_t), MA_OS_PAGE, 0);
+        ma_lock(&ma_large_lock);
+        if (list == NULL)
+            return false;
+        uintptr_t *old = NULL;
+        if (arena->large_cap == old_cap) {
+            memcpy(list, arena->large, arena->large_count * sizeof(uintptr_t));
+            old = arena->large;
+            arena->large = list;
+            arena->large_cap = cap;
+        } else {
+            old = list; /* another thread grew it meanwhile */
+            old_cap = cap;
+        }
+        if (old) {
+            ma_unlock(&ma_large_lock);
+            ma_os_unmap(old, old_cap * sizeof(uintptr_t));
+            ma_lock(&ma_large_lock);
+        }
+    }
+    return true;
+}
+
 /* Records a live block, replacing a tombstone of the same address. */
-static bool record(uintptr_t addr, size_t size, size_t request)
+static bool record(uintptr_t addr, size_t size, size_t request, ma_arena *arena)
 {
     ma_lock(&ma_large_lock);
+    if (arena && !reserve_arena_slot(arena)) {
+        ma_unlock(&ma_large_lock);
+        return false;
+    }
     struct entry *e = find(addr);
     if (e == NULL) {
         if (!reserve_slot()) {
             ma_unlock(&ma_large_lock);
             return false;
         }
-        insert_new(table, table_cap, addr, size, request);
+        struct entry n = {addr, size, request, arena, 0};
+        e = insert_new(table, table_cap, &n);
         table_used++;
     } else {
-        e->size = size;
-        e->request = request;
+        *e = (struct entry){addr, size, request, arena, 0};
+    }
+    if (arena) {
+        e->arena_slot = arena->large_count;
+        arena->large[arena->large_count++] = addr;
     }
     live_count++;
     live_bytes += size;
@@ -145,9 +189,24 @@ static bool record(uintptr_t addr, size_t size, size_t request)
     return true;
 }
 
+/* Takes the block out of its arena's index. Lock held. */
+static void arena_forget(struct entry *e)
+{
+    ma_arena *arena = e->arena;
+    if (arena == NULL)
+        return;
+    uintptr_t last = arena->large[--arena->large_count];
+    if (e->arena_slot != arena->large_count) {
+        arena->large[e->arena_slot] = last;
+        find(last)->arena_slot = e->arena_slot;
+    }
+    e->arena = NULL;
+}
+
 /* Marks the block freed and keeps its tombstone for a while. Lock held. */
 static void bury(struct entry *e)
 {
+    arena_forget(e);
     live_count--;
     live_bytes -= e->size;
     e->size |= FREED;
@@ -209,16 +268,20 @@ static void unmap_all(const struct cached *list, unsigned n)
 
 /* ---- the operations ---- */
 
-void *ma_large_malloc(size_t size, size_t alignment, bool zero)
+void *ma_large_malloc(size_t size, size_t alignment, bool zero, ma_arena *arena)
 {
     if (size > (size_t)PTRDIFF_MAX - MA_OS_PAGE)
         return NULL;
-    size_t map_size = page_round(size);
+    /* The secure profile puts a guard page after the block, and keeps
+     * guarded mappings out of the cache. */
+    size_t map_size = (size ? page_round(size) : MA_OS_PAGE) + (ma_secure ? MA_GUARD_SIZE : 0);
+    if (arena && !ma_arena_commit(arena, map_size))
+        return NULL;
     struct cached expired[CACHE_MAX];
     unsigned n_expired = 0;
     uintptr_t addr = 0;
     size_t got = map_size;
-    if (alignment <= MA_OS_PAGE && ma_option(MA_OPT_LARGE_CACHE) > 0) {
+    if (alignment <= MA_OS_PAGE && ma_option(MA_OPT_LARGE_CACHE) > 0 && arena == NULL && !ma_secure) {
         ma_lock(&ma_large_lock);
         n_expired = cache_expire(expired, false);
         addr = cache_take(map_size, &got);
@@ -228,16 +291,25 @@ void *ma_large_malloc(size_t size, size_t alignment, bool zero)
     bool fresh = addr == 0;
     if (fresh) {
         got = map_size;
-        void *p = ma_os_map(map_size, alignment < MA_OS_PAGE ? MA_OS_PAGE : alignment,
-                            ma_os_default_flags() & ~(unsigned)MA_MAP_HUGE);
-        if (p == NULL)
+        unsigned flags = arena ? arena->map_flags : ma_os_default_flags() & ~(unsigned)MA_MAP_HUGE;
+        void *p = ma_os_map(map_size, alignment < MA_OS_PAGE ? MA_OS_PAGE : alignment, flags);
+        if (p == NULL) {
+            if (arena)
+                ma_arena_uncommit(arena, map_size);
             return NULL;
+        }
         addr = (uintptr_t)p;
+        if (ma_secure)
+            ma_os_guard((uint8_t *)p + map_size - MA_GUARD_SIZE, MA_GUARD_SIZE);
     }
-    if (!record(addr, got, size)) {
+    if (!record(addr, got, size, arena)) {
         ma_os_unmap((void *)addr, got);
+        if (arena)
+            ma_arena_uncommit(arena, map_size);
         return NULL;
     }
+    if (arena)
+        atomic_fetch_add_explicit(&arena->mapped, got, memory_order_relaxed);
     if (zero && !fresh)
         memset((void *)addr, 0, size);
     return (void *)addr;
@@ -264,7 +336,8 @@ void ma_large_free(void *p, size_t expect_size, size_t expect_align)
     unsigned n = 0;
     ma_lock(&ma_large_lock);
     struct entry *e = live_entry(p);
-    if (expect_size && expect_size != e->request) {
+    /* As jemalloc's sdallocx: any size between the request and the mapping. */
+    if (expect_size && (page_round(expect_size) < page_round(e->request) || expect_size > e->size)) {
         ma_unlock(&ma_large_lock);
         ma_fatal("free_sized with a size that does not match the block", p);
     }
@@ -273,10 +346,19 @@ void ma_large_free(void *p, size_t expect_size, size_t expect_align)
         ma_fatal("free_aligned_sized with an alignment that does not match the block", p);
     }
     size_t size = e->size;
+    ma_arena *arena = e->arena;
     bury(e);
+    if (arena) {
+        mapped_bytes -= size;
+        ma_unlock(&ma_large_lock);
+        ma_arena_uncommit(arena, size);
+        atomic_fetch_sub_explicit(&arena->mapped, size, memory_order_relaxed);
+        ma_os_unmap(p, size);
+        return;
+    }
     n = cache_expire(expired, false);
     size_t cache_limit = (size_t)ma_option(MA_OPT_LARGE_CACHE_MB) << 20;
-    if (cache_count < (unsigned)ma_option(MA_OPT_LARGE_CACHE) && size <= cache_limit) {
+    if (cache_count < (unsigned)ma_option(MA_OPT_LARGE_CACHE) && size <= cache_limit && !ma_secure) {
         /* Make room by bytes, oldest first. */
         while (cache_bytes + size > cache_limit && cache_count > 0) {
             unsigned oldest = 0;
@@ -304,8 +386,43 @@ void ma_large_free(void *p, size_t expect_size, size_t expect_align)
     ma_os_unmap(p, size);
 }
 
+/* The table follows a block whose size changed, and moved when p != q.
+ * Lock held. Erasing before inserting keeps the table from growing. */
+static void rekey(uintptr_t p, uintptr_t q, size_t map_size, size_t request)
+{
+    struct entry *e = find(p);
+    struct entry moved = *e;
+    live_bytes += map_size - e->size;
+    mapped_bytes += map_size - e->size;
+    if (p == q) {
+        e->size = map_size;
+        e->request = request;
+        return;
+    }
+    ma_arena *arena = e->arena;
+    arena_forget(e);
+    erase(e);
+    moved.addr = q;
+    moved.size = map_size;
+    moved.request = request;
+    moved.arena = arena;
+    struct entry *n = find(q);
+    if (n)
+        *n = moved; /* a tombstone of q */
+    else {
+        n = insert_new(table, table_cap, &moved);
+        table_used++;
+    }
+    if (arena) {
+        n->arena_slot = arena->large_count;
+        arena->large[arena->large_count++] = q;
+    }
+}
+
 /* Grows or shrinks with mremap: page tables move, bytes are not copied.
- * NULL (old block intact) when the kernel refuses. */
+ * NULL (old block intact) when the kernel refuses. In place needs no lock;
+ * a move does, because the old address is free for any thread's mmap the
+ * moment mremap returns, and the table must not name it by then. */
 void *ma_large_realloc(void *p, size_t size)
 {
     if (size > (size_t)PTRDIFF_MAX - MA_OS_PAGE)
@@ -314,27 +431,78 @@ void *ma_large_realloc(void *p, size_t size)
     ma_lock(&ma_large_lock);
     struct entry *e = live_entry(p);
     size_t old = e->size;
+    ma_arena *arena = e->arena;
     if (map_size <= old && map_size >= old / 2) {
         e->request = size; /* fits: shrinking a little is not worth a call */
         ma_unlock(&ma_large_lock);
         return p;
     }
     ma_unlock(&ma_large_lock);
-    void *q = ma_os_remap(p, old, map_size, true);
-    if (q == NULL)
+    if (arena && map_size > old && !ma_arena_commit(arena, map_size - old))
         return NULL;
+    void *q = ma_os_remap(p, old, map_size, false);
     ma_lock(&ma_large_lock);
-    e = find((uintptr_t)p);
-    live_count--;
-    live_bytes -= old;
-    mapped_bytes -= old;
-    erase(e);
+    if (q == NULL)
+        q = ma_os_remap(p, old, map_size, true);
+    if (q != NULL)
+        rekey((uintptr_t)p, (uintptr_t)q, map_size, size);
     ma_unlock(&ma_large_lock);
-    if (!record((uintptr_t)q, map_size, size)) {
-        ma_os_unmap(q, map_size); /* only if the table itself could not grow */
+    if (q == NULL) {
+        if (arena && map_size > old)
+            ma_arena_uncommit(arena, map_size - old);
         return NULL;
     }
+    if (arena) {
+        if (map_size < old)
+            ma_arena_uncommit(arena, old - map_size);
+        atomic_fetch_add_explicit(&arena->mapped, map_size - old, memory_order_relaxed);
+    }
     return q;
+}
+
+ma_arena *ma_large_arena_of(const void *p)
+{
+    ma_lock(&ma_large_lock);
+    ma_arena *arena = live_entry(p)->arena;
+    ma_unlock(&ma_large_lock);
+    return arena;
+}
+
+/* Reset or destroy: every large block of the arena goes, in time
+ * proportional to their number (they are mappings), not to the table. */
+void ma_large_release_arena(ma_arena *arena)
+{
+    for (;;) {
+        uintptr_t batch[64];
+        size_t sizes[64];
+        unsigned n = 0;
+        ma_lock(&ma_large_lock);
+        while (n < 64 && arena->large_count > 0) {
+            struct entry *e = find(arena->large[arena->large_count - 1]);
+            batch[n] = e->addr;
+            sizes[n] = e->size;
+            n++;
+            bury(e); /* a later free of it is named a double free */
+            mapped_bytes -= sizes[n - 1];
+        }
+        ma_unlock(&ma_large_lock);
+        if (n == 0)
+            return;
+        for (unsigned i = 0; i < n; i++) {
+            atomic_fetch_sub_explicit(&arena->mapped, sizes[i], memory_order_relaxed);
+            ma_os_unmap((void *)batch[i], sizes[i]);
+        }
+    }
+}
+
+void ma_large_arena_stats(ma_arena *arena, size_t *live, size_t *blocks)
+{
+    ma_lock(&ma_large_lock);
+    *blocks = arena->large_count;
+    *live = 0;
+    for (size_t i = 0; i < arena->large_count; i++)
+        *live += find(arena->large[i])->size;
+    ma_unlock(&ma_large_lock);
 }
 
 size_t ma_large_usable_size(const void *p)

@@ -7,6 +7,10 @@
 #include "internal.h"
 #include "mapalloc.h"
 
+#ifndef MAPALLOC_SECURE_DEFAULT
+#define MAPALLOC_SECURE_DEFAULT 0
+#endif
+
 struct option_desc {
     const char *name;
     long def, min, max;
@@ -26,6 +30,8 @@ static const struct option_desc table[MA_OPT_COUNT] = {
     [MA_OPT_LARGE_CACHE] = {"large_cache", 8, 0, 64, true, "freed large mappings kept for reuse"},
     [MA_OPT_LARGE_CACHE_MB] = {"large_cache_mb", 256, 0, 1 << 20, true, "the most MiB the large cache holds"},
     [MA_OPT_STATS] = {"stats", 0, 0, 2, true, "print statistics at exit (1 text, 2 JSON)"},
+    [MA_OPT_SECURE] = {"secure", MAPALLOC_SECURE_DEFAULT, 0, 1, false,
+                       "secure profile: canaries, zero on free, guard pages, random order"},
 };
 
 long ma_options[MA_OPT_COUNT];

@@ -1,5 +1,5 @@
-/* The OS layer: every mmap, munmap, mremap and madvise of mapalloc, and the
- * only place that opens /dev/zero. The contract is in os.h. */
+/* The OS layer: every mmap, munmap, mremap, madvise and mprotect of
+ * mapalloc, and the only place that opens /dev/zero. The contract is in os.h. */
 #include "os.h"
 
 #include <errno.h>
@@ -19,7 +19,7 @@
 #endif
 
 static struct {
-    _Atomic uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls;
+    _Atomic uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls, mprotect_calls;
     _Atomic uint64_t huge_fallbacks, devzero_maps;
     _Atomic size_t mapped, peak_mapped;
 } counters;
@@ -264,12 +264,32 @@ bool ma_os_purge(void *addr, size_t size)
     return advise(addr, size, MADV_DONTNEED);
 }
 
+static bool protect(void *addr, size_t size, int prot)
+{
+    int saved = errno;
+    COUNT(mprotect_calls);
+    bool ok = mprotect(addr, size, prot) == 0;
+    errno = saved;
+    return ok;
+}
+
+bool ma_os_guard(void *addr, size_t size)
+{
+    return protect(addr, size, PROT_NONE);
+}
+
+bool ma_os_unguard(void *addr, size_t size)
+{
+    return protect(addr, size, PROT_READ | PROT_WRITE);
+}
+
 void ma_os_counters(struct ma_os_counters *out)
 {
     out->mmap_calls = atomic_load_explicit(&counters.mmap_calls, memory_order_relaxed);
     out->munmap_calls = atomic_load_explicit(&counters.munmap_calls, memory_order_relaxed);
     out->mremap_calls = atomic_load_explicit(&counters.mremap_calls, memory_order_relaxed);
     out->madvise_calls = atomic_load_explicit(&counters.madvise_calls, memory_order_relaxed);
+    out->mprotect_calls = atomic_load_explicit(&counters.mprotect_calls, memory_order_relaxed);
     out->huge_fallbacks = atomic_load_explicit(&counters.huge_fallbacks, memory_order_relaxed);
     out->devzero_maps = atomic_load_explicit(&counters.devzero_maps, memory_order_relaxed);
     out->mapped = atomic_load_explicit(&counters.mapped, memory_order_relaxed);

@@ -44,11 +44,15 @@ bool ma_os_purge(void *addr, size_t size);
 /* Forces the range to read as zero (MADV_DONTNEED whatever the purge option). */
 bool ma_os_reset(void *addr, size_t size);
 
+/* Guard pages (the secure profile): no access at all, or read-write again. */
+bool ma_os_guard(void *addr, size_t size);
+bool ma_os_unguard(void *addr, size_t size);
+
 size_t ma_os_page_size(void);
 
 /* Counters for the statistics (relaxed atomics, slow paths only). */
 struct ma_os_counters {
-    uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls;
+    uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls, mprotect_calls;
     uint64_t huge_fallbacks, devzero_maps;
     size_t mapped, peak_mapped;
 };

@@ -39,7 +39,12 @@ void ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
     page->next = page->prev = page->notify_next = NULL;
     page->block_size = (uint32_t)bsize;
-    page->reserved = (uint16_t)(((size_t)n << MA_SLICE_SHIFT) / bsize);
+    size_t span = (size_t)n << MA_SLICE_SHIFT;
+    if (ma_secure) { /* the page's last 4 KiB is a guard */
+        span -= MA_GUARD_SIZE;
+        ma_os_guard(start + span, MA_GUARD_SIZE);
+    }
+    page->reserved = (uint16_t)(span / bsize);
     page->class_idx = (uint8_t)class_idx;
     page->slices = (uint8_t)n;
     page->first_slice = (uint8_t)first_slice;
@@ -59,6 +64,11 @@ void ma_page_extend(ma_page *page)
     if (count > avail)
         count = avail;
     uint8_t *first = page->start + (size_t)page->capacity * bsize;
+    page->capacity = (uint16_t)(page->capacity + count);
+    if (ma_secure) {
+        ma_secure_carve(page, first, count);
+        return;
+    }
     ma_block *next = page->free;
     for (unsigned i = count; i-- > 0;) {
         ma_block *b = (ma_block *)(first + (size_t)i * bsize);
@@ -67,7 +77,6 @@ void ma_page_extend(ma_page *page)
         next = b;
     }
     page->free = next;
-    page->capacity = (uint16_t)(page->capacity + count);
 }
 
 void ma_page_corrupt(const ma_page *page, const void *at)
@@ -113,6 +122,7 @@ static void collect_thread(ma_page *page)
     tail->link = ma_link_encode(page, page->free);
     page->free = head;
     page->used = (uint16_t)(page->used - count);
+    ma_stats_collected(page, count);
 }
 
 void ma_page_collect(ma_page *page)
@@ -205,6 +215,7 @@ void ma_page_free_remote(ma_page *page, ma_block *b)
         return;
     }
     b->tag = ma_block_tag(page, b);
+    ma_stats_remote_free(page);
     for (;;) {
         if ((tf & MA_TF_STATE_MASK) == MA_TF_FULL) {
             if (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,

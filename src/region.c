@@ -17,7 +17,8 @@ static ma_region *all_regions;
 static ma_region *abandoned;
 static size_t region_count, abandoned_count;
 
-_Static_assert(sizeof(ma_region) <= MA_SLICE_SIZE, "the region header fits in slice 0");
+_Static_assert(sizeof(ma_region) <= MA_SLICE_SIZE - MA_GUARD_SIZE,
+               "the region header fits in slice 0, before the secure profile's guard");
 
 static uintptr_t region_cookie(const ma_region *r)
 {
@@ -33,6 +34,8 @@ ma_region *ma_region_new(unsigned map_flags)
      * never-valid descriptor pages[0] until a page claims it. */
     r->cookie = region_cookie(r);
     r->used_slices = 1;
+    if (ma_secure) /* between the header and the first page */
+        ma_os_guard((uint8_t *)r + MA_SLICE_SIZE - MA_GUARD_SIZE, MA_GUARD_SIZE);
     r->map_flags = map_flags;
     ma_lock(&ma_region_lock);
     r->all_next = all_regions;
@@ -41,8 +44,8 @@ ma_region *ma_region_new(unsigned map_flags)
     all_regions = r;
     region_count++;
     ma_unlock(&ma_region_lock);
-    atomic_store_explicit((_Atomic uint8_t *)&ma_region_map[(uintptr_t)r >> MA_REGION_SHIFT], 1,
-                          memory_order_release);
+    atomic_store_explicit((_Atomic uint8_t *)&ma_region_map[(uintptr_t)r >> MA_REGION_SHIFT],
+                          ma_secure ? MA_MAP_CHECKED : MA_MAP_FAST, memory_order_release);
     return r;
 }
 
@@ -122,43 +125,96 @@ size_t ma_region_purge(ma_region *r)
     return purged;
 }
 
+/* The list a region waits in when no heap owns it: its arena's, or the
+ * process's. Under ma_region_lock. */
+static ma_region **abandoned_list(ma_arena *arena)
+{
+    return arena ? &arena->abandoned : &abandoned;
+}
+
+/* Arena reset: every page of the region is gone at once. The slices that
+ * held pages become dirty (resident, reusable without faults). Touches the
+ * header only: time proportional to regions, not to blocks. */
+void ma_region_wipe(ma_region *r)
+{
+    r->dirty_slices |= r->used_slices & ~(uint64_t)1;
+    r->used_slices = 1;
+    memset(r->slice_page, 0, sizeof r->slice_page);
+    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+        ma_page *page = &r->pages[i];
+        if (page->slices == 0)
+            continue;
+        if (ma_secure)
+            ma_os_unguard(page->start + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
+                          MA_GUARD_SIZE);
+        size_t pending = 0; /* remote frees nobody will collect now */
+        for (uintptr_t b = atomic_load(&page->thread_free) & ~MA_TF_STATE_MASK; b && pending < page->used;
+             b = (uintptr_t)ma_link_decode(page, ((ma_block *)b)->link))
+            pending++;
+        ma_stats_collected(page, pending);
+        page->slices = 0;
+        page->capacity = 0;
+        page->used = 0;
+        page->free = page->local_free = NULL;
+        atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
+        atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+        page->in_full = page->notify_pending = page->retained = 0;
+    }
+    atomic_store_explicit(&r->heap, NULL, memory_order_relaxed);
+    r->next = r->prev = NULL;
+}
+
 void ma_region_abandon(ma_region *r)
 {
     atomic_store_explicit(&r->heap, NULL, memory_order_release);
     ma_lock(&ma_region_lock);
+    ma_region **list = abandoned_list(r->arena);
     r->prev = NULL;
-    r->next = abandoned;
-    if (abandoned)
-        abandoned->prev = r;
-    abandoned = r;
+    r->next = *list;
+    if (*list)
+        (*list)->prev = r;
+    *list = r;
     r->abandoned = true;
-    abandoned_count++;
+    if (r->arena == NULL)
+        abandoned_count++;
     ma_unlock(&ma_region_lock);
 }
 
 static void unlink_abandoned(ma_region *r)
 {
+    ma_region **list = abandoned_list(r->arena);
     if (r->prev)
         r->prev->next = r->next;
     else
-        abandoned = r->next;
+        *list = r->next;
     if (r->next)
         r->next->prev = r->prev;
     r->next = r->prev = NULL;
     r->abandoned = false;
-    abandoned_count--;
+    if (r->arena == NULL)
+        abandoned_count--;
 }
 
-ma_region *ma_region_take_abandoned(void)
+ma_region *ma_region_take_abandoned(ma_arena *arena)
 {
-    if (atomic_load_explicit((_Atomic(ma_region *) *)&abandoned, memory_order_relaxed) == NULL)
+    ma_region **list = abandoned_list(arena);
+    if (atomic_load_explicit((_Atomic(ma_region *) *)list, memory_order_relaxed) == NULL)
         return NULL;
     ma_lock(&ma_region_lock);
-    ma_region *r = abandoned;
+    ma_region *r = *list;
     if (r)
         unlink_abandoned(r);
     ma_unlock(&ma_region_lock);
     return r;
+}
+
+/* Takes every region out of the arena's abandoned list (reset, destroy). */
+void ma_region_clear_abandoned(ma_arena *arena)
+{
+    ma_lock(&ma_region_lock);
+    while (arena->abandoned)
+        unlink_abandoned(arena->abandoned);
+    ma_unlock(&ma_region_lock);
 }
 
 bool ma_region_take_if_abandoned(ma_region *r)

@@ -11,6 +11,75 @@ struct page_sums {
     size_t live, blocks, regions_bytes;
 };
 
+/* Remote frees and their collection, counted by the thread that does each:
+ * plain counters in its heap, or atomics when it has none (it is exiting);
+ * an arena keeps its own pending count for its statistics. */
+static _Atomic size_t folded_frees, folded_free_bytes, folded_collected, folded_collected_bytes;
+
+void ma_stats_remote_free(const ma_page *page)
+{
+    ma_heap *heap = ma_tls_heap;
+    if (heap != &ma_empty_heap) {
+        heap->remote_frees++;
+        heap->remote_free_bytes += page->block_size;
+    } else {
+        atomic_fetch_add_explicit(&folded_frees, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&folded_free_bytes, page->block_size, memory_order_relaxed);
+    }
+    ma_arena *arena = ma_region_of((uintptr_t)page->start)->arena;
+    if (arena) {
+        atomic_fetch_add_explicit(&arena->pending_frees, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&arena->pending_bytes, page->block_size, memory_order_relaxed);
+    }
+}
+
+void ma_stats_collected(const ma_page *page, size_t count)
+{
+    if (count == 0)
+        return;
+    ma_heap *heap = ma_tls_heap;
+    size_t bytes = count * page->block_size;
+    if (heap != &ma_empty_heap) {
+        heap->collected += count;
+        heap->collected_bytes += bytes;
+    } else {
+        atomic_fetch_add_explicit(&folded_collected, count, memory_order_relaxed);
+        atomic_fetch_add_explicit(&folded_collected_bytes, bytes, memory_order_relaxed);
+    }
+    ma_arena *arena = ma_region_of((uintptr_t)page->start)->arena;
+    if (arena) {
+        atomic_fetch_sub_explicit(&arena->pending_frees, count, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&arena->pending_bytes, bytes, memory_order_relaxed);
+    }
+}
+
+/* A heap goes back to the pool: its counts join the process's. */
+void ma_stats_fold(ma_heap *heap)
+{
+    atomic_fetch_add_explicit(&folded_frees, heap->remote_frees, memory_order_relaxed);
+    atomic_fetch_add_explicit(&folded_free_bytes, heap->remote_free_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&folded_collected, heap->collected, memory_order_relaxed);
+    atomic_fetch_add_explicit(&folded_collected_bytes, heap->collected_bytes, memory_order_relaxed);
+    heap->remote_frees = heap->remote_free_bytes = heap->collected = heap->collected_bytes = 0;
+}
+
+/* Remote frees made and not yet collected: still counted in page->used. */
+void ma_stats_pending(size_t *blocks, size_t *bytes)
+{
+    size_t frees = atomic_load(&folded_frees), free_bytes = atomic_load(&folded_free_bytes);
+    size_t collected = atomic_load(&folded_collected), collected_bytes = atomic_load(&folded_collected_bytes);
+    ma_lock(&ma_heap_lock);
+    for (ma_heap *h = ma_heap_list(); h; h = h->all_next) {
+        frees += __atomic_load_n(&h->remote_frees, __ATOMIC_RELAXED);
+        free_bytes += __atomic_load_n(&h->remote_free_bytes, __ATOMIC_RELAXED);
+        collected += __atomic_load_n(&h->collected, __ATOMIC_RELAXED);
+        collected_bytes += __atomic_load_n(&h->collected_bytes, __ATOMIC_RELAXED);
+    }
+    ma_unlock(&ma_heap_lock);
+    *blocks = frees > collected ? frees - collected : 0;
+    *bytes = free_bytes > collected_bytes ? free_bytes - collected_bytes : 0;
+}
+
 /* Reads page->used of pages owned by other threads: a snapshot, not a
  * synchronised count. */
 static void sum_region(ma_region *r, void *arg)
@@ -56,8 +125,10 @@ MA_API void mapalloc_stats_get(struct mapalloc_stats *out)
     ma_os_counters(&os);
     size_t regions, abandoned;
     ma_region_counts(&regions, &abandoned);
-    out->live = s.live + large_live;
-    out->live_blocks = s.blocks + large_blocks;
+    size_t pending_blocks, pending_bytes;
+    ma_stats_pending(&pending_blocks, &pending_bytes);
+    out->live = (s.live > pending_bytes ? s.live - pending_bytes : 0) + large_live;
+    out->live_blocks = (s.blocks > pending_blocks ? s.blocks - pending_blocks : 0) + large_blocks;
     out->large_blocks = large_blocks;
     out->small_mapped = s.regions_bytes;
     out->large_mapped = large_mapped;
@@ -68,39 +139,236 @@ MA_API void mapalloc_stats_get(struct mapalloc_stats *out)
     out->munmap_calls = os.munmap_calls;
     out->mremap_calls = os.mremap_calls;
     out->madvise_calls = os.madvise_calls;
+    out->mprotect_calls = os.mprotect_calls;
     out->huge_fallbacks = os.huge_fallbacks;
     out->regions = regions;
     out->abandoned_regions = abandoned;
 }
 
-/* A line "name value" or a JSON member, without stdio. */
-static void put(int fd, int json, bool first, const char *name, uint64_t value)
+/* ---- printing, without stdio (it may allocate) ---- */
+
+struct out {
+    int fd;
+    bool json;
+    size_t n;
+    char buf[1024];
+};
+
+static void out_flush(struct out *o)
 {
-    char buf[96];
-    size_t n = 0, l = strlen(name);
-    if (json) {
-        if (!first)
-            buf[n++] = ',';
-        buf[n++] = '"';
-        memcpy(buf + n, name, l), n += l;
-        buf[n++] = '"', buf[n++] = ':';
-    } else {
-        memcpy(buf + n, "mapalloc: ", 10), n += 10;
-        memcpy(buf + n, name, l), n += l;
-        while (n < 32)
-            buf[n++] = ' ';
+    o->buf[o->n] = 0;
+    ma_write_str(o->fd, o->buf);
+    o->n = 0;
+}
+
+static void out_str(struct out *o, const char *s)
+{
+    for (; *s; s++) {
+        if (o->n + 1 >= sizeof o->buf)
+            out_flush(o);
+        o->buf[o->n++] = *s;
     }
-    n += ma_format_u64(buf + n, value);
-    if (!json)
-        buf[n++] = '\n';
-    buf[n] = 0;
-    ma_write_str(fd, buf);
+}
+
+static void out_u64(struct out *o, uint64_t v)
+{
+    char num[24];
+    ma_format_u64(num, v);
+    out_str(o, num);
+}
+
+static void out_hex(struct out *o, uint64_t v)
+{
+    char num[24];
+    ma_format_hex(num, v);
+    out_str(o, num);
+}
+
+/* A text column of at least width characters, right-aligned. */
+static void out_col(struct out *o, uint64_t v, size_t width)
+{
+    char num[24];
+    size_t len = ma_format_u64(num, v);
+    while (len++ < width)
+        out_str(o, " ");
+    out_str(o, num);
+}
+
+/* "name": value (JSON) or "name value" on a line of its own (text). */
+static void out_field(struct out *o, bool first, const char *name, uint64_t value)
+{
+    if (o->json) {
+        out_str(o, first ? "\"" : ",\"");
+        out_str(o, name);
+        out_str(o, "\":");
+        out_u64(o, value);
+    } else {
+        out_str(o, "mapalloc: ");
+        out_str(o, name);
+        for (size_t l = strlen(name); l < 22; l++)
+            out_str(o, " ");
+        out_u64(o, value);
+        out_str(o, "\n");
+    }
+}
+
+/* ---- per class and per heap, from one walk over every region ---- */
+
+#define HEAP_ROWS 64
+struct walk {
+    struct {
+        uint64_t pages, blocks, capacity, bytes;
+    } cls[MA_CLASS_COUNT];
+    struct {
+        const void *heap; /* NULL: abandoned (no owner) */
+        uint64_t pages, blocks, live;
+    } heaps[HEAP_ROWS];
+    unsigned heap_rows;
+};
+
+static void walk_region(ma_region *r, void *arg)
+{
+    struct walk *w = arg;
+    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+        const ma_page *page = &r->pages[i];
+        if (page->slices == 0 || page->first_slice != i)
+            continue;
+        uint64_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+        unsigned c = page->class_idx;
+        w->cls[c].pages++;
+        w->cls[c].blocks += used;
+        w->cls[c].capacity += page->reserved;
+        w->cls[c].bytes += (uint64_t)page->slices << MA_SLICE_SHIFT;
+        const void *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+        unsigned k = 0;
+        while (k < w->heap_rows && w->heaps[k].heap != heap)
+            k++;
+        if (k == w->heap_rows) {
+            if (w->heap_rows == HEAP_ROWS)
+                continue; /* more heaps than rows: the rest are left out */
+            w->heap_rows++;
+            w->heaps[k].heap = heap;
+        }
+        w->heaps[k].pages++;
+        w->heaps[k].blocks += used;
+        w->heaps[k].live += used * page->block_size;
+    }
+}
+
+static void print_classes(struct out *o, const struct walk *w)
+{
+    out_str(o, o->json ? ",\"classes\":[" : "mapalloc: class     size    pages   blocks capacity      waste\n");
+    bool first = true;
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
+        if (w->cls[c].pages == 0)
+            continue;
+        uint64_t size = ma_class_size(c);
+        uint64_t waste = w->cls[c].bytes - w->cls[c].blocks * size; /* free and unusable bytes */
+        if (o->json) {
+            out_str(o, first ? "{" : ",{");
+            out_field(o, true, "class", c);
+            out_field(o, false, "size", size);
+            out_field(o, false, "pages", w->cls[c].pages);
+            out_field(o, false, "blocks", w->cls[c].blocks);
+            out_field(o, false, "capacity", w->cls[c].capacity);
+            out_field(o, false, "waste", waste);
+            out_str(o, "}");
+        } else {
+            out_str(o, "mapalloc: ");
+            out_col(o, c, 5);
+            out_col(o, size, 9);
+            out_col(o, w->cls[c].pages, 9);
+            out_col(o, w->cls[c].blocks, 9);
+            out_col(o, w->cls[c].capacity, 9);
+            out_col(o, waste, 11);
+            out_str(o, "\n");
+        }
+        first = false;
+    }
+    if (o->json)
+        out_str(o, "]");
+}
+
+static void print_heaps(struct out *o, const struct walk *w)
+{
+    out_str(o, o->json ? ",\"heaps\":[" : "mapalloc: heap                 pages   blocks       live\n");
+    for (unsigned k = 0; k < w->heap_rows; k++) {
+        if (o->json) {
+            out_str(o, k ? ",{\"heap\":\"" : "{\"heap\":\"");
+            if (w->heaps[k].heap)
+                out_hex(o, (uintptr_t)w->heaps[k].heap);
+            else
+                out_str(o, "abandoned");
+            out_str(o, "\"");
+            out_field(o, false, "pages", w->heaps[k].pages);
+            out_field(o, false, "blocks", w->heaps[k].blocks);
+            out_field(o, false, "live", w->heaps[k].live);
+            out_str(o, "}");
+        } else {
+            out_str(o, "mapalloc: ");
+            char name[24] = "abandoned";
+            if (w->heaps[k].heap)
+                ma_format_hex(name, (uintptr_t)w->heaps[k].heap);
+            out_str(o, name);
+            for (size_t l = strlen(name); l < 18; l++)
+                out_str(o, " ");
+            out_col(o, w->heaps[k].pages, 9);
+            out_col(o, w->heaps[k].blocks, 9);
+            out_col(o, w->heaps[k].live, 11);
+            out_str(o, "\n");
+        }
+    }
+    if (o->json)
+        out_str(o, "]");
+}
+
+struct arena_rows {
+    struct out *o;
+    unsigned count;
+};
+
+static void print_arena(const void *arena, const struct mapalloc_arena_stats *st, void *arg)
+{
+    struct arena_rows *rows = arg;
+    struct out *o = rows->o;
+    if (o->json) {
+        out_str(o, rows->count ? ",{\"arena\":\"" : "{\"arena\":\"");
+        out_hex(o, (uintptr_t)arena);
+        out_str(o, "\"");
+        out_field(o, false, "live", st->live);
+        out_field(o, false, "blocks", st->blocks);
+        out_field(o, false, "committed", st->committed);
+        out_field(o, false, "mapped", st->mapped);
+        out_field(o, false, "peak", st->peak);
+        out_str(o, "}");
+    } else {
+        out_str(o, "mapalloc: arena ");
+        out_hex(o, (uintptr_t)arena);
+        out_str(o, " live ");
+        out_u64(o, st->live);
+        out_str(o, " blocks ");
+        out_u64(o, st->blocks);
+        out_str(o, " committed ");
+        out_u64(o, st->committed);
+        out_str(o, " mapped ");
+        out_u64(o, st->mapped);
+        out_str(o, " peak ");
+        out_u64(o, st->peak);
+        out_str(o, "\n");
+    }
+    rows->count++;
 }
 
 MA_API void mapalloc_stats_print(int fd, int json)
 {
     struct mapalloc_stats st;
     mapalloc_stats_get(&st);
+    static struct walk w; /* too big for a small thread stack; stats are printed rarely */
+    static ma_spinlock print_lock;
+    ma_lock(&print_lock);
+    memset(&w, 0, sizeof w);
+    ma_regions_foreach(walk_region, &w);
+    struct out o = {.fd = fd, .json = json != 0, .n = 0};
     const struct {
         const char *name;
         uint64_t value;
@@ -119,14 +387,21 @@ MA_API void mapalloc_stats_print(int fd, int json)
         {"munmap_calls", st.munmap_calls},
         {"mremap_calls", st.mremap_calls},
         {"madvise_calls", st.madvise_calls},
+        {"mprotect_calls", st.mprotect_calls},
         {"huge_fallbacks", st.huge_fallbacks},
     };
-    if (json)
-        ma_write_str(fd, "{");
+    if (o.json)
+        out_str(&o, "{");
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        put(fd, json, i == 0, rows[i].name, rows[i].value);
-    if (json)
-        ma_write_str(fd, "}\n");
+        out_field(&o, i == 0, rows[i].name, rows[i].value);
+    print_classes(&o, &w);
+    print_heaps(&o, &w);
+    struct arena_rows arenas = {&o, 0};
+    out_str(&o, o.json ? ",\"arenas\":[" : "");
+    ma_arenas_foreach(print_arena, &arenas);
+    out_str(&o, o.json ? "]}\n" : "");
+    out_flush(&o);
+    ma_unlock(&print_lock);
 }
 
 void ma_stats_at_exit(void)

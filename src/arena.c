@@ -1,0 +1,592 @@
+/* Explicit arenas, built from the same regions, pages and heaps as the rest.
+ *
+ * An arena owns its regions (mapped with its own flags) and keeps an index of
+ * its large blocks. Each thread that uses an arena gets a heap of its own in
+ * it, found through a small per-thread cache, so allocation takes no lock;
+ * a free from another thread is the usual atomic push into the page. Reset
+ * wipes the region headers and unmaps the large blocks; destroy unmaps
+ * everything. Both work on mappings, never on blocks.
+ *
+ * Lock order: an arena's lock, then ma_heap_lock, ma_region_lock,
+ * ma_large_lock (fork takes them in that order too). */
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "mapalloc.h"
+
+#define ARENA_SLOTS 4
+#define ARENA_CHUNK ((size_t)64 << 10)
+#define ARENA_REUSE_AFTER 64 /* destroyed arenas wait this long in the pool */
+
+ma_spinlock ma_arena_pool_lock;
+static ma_arena *fresh;                  /* never used */
+static ma_arena *dead_first, *dead_last; /* destroyed, oldest first */
+static size_t dead_count;
+static ma_arena *all_arenas;
+
+struct arena_slot {
+    ma_arena *arena;
+    uint64_t generation;
+    ma_heap *heap;
+};
+static __thread struct arena_slot slots[ARENA_SLOTS] __attribute__((tls_model("initial-exec")));
+static __thread unsigned slot_next __attribute__((tls_model("initial-exec")));
+static __thread ma_heap *thread_heaps __attribute__((tls_model("initial-exec")));
+
+static const unsigned known_flags = MAPALLOC_ARENA_HUGE | MAPALLOC_ARENA_NORESERVE |
+                                    MAPALLOC_ARENA_DEVZERO | MAPALLOC_ARENA_RESET_RETURNS;
+
+void ma_arena_dead(const ma_arena *arena)
+{
+    ma_fatal("use of a destroyed arena", arena);
+}
+
+static void check_live(const ma_arena *arena)
+{
+    if (ma_unlikely(arena == NULL ||
+                    atomic_load_explicit(&arena->magic, memory_order_acquire) != MA_ARENA_LIVE))
+        ma_arena_dead(arena);
+}
+
+/* ---- arena structures ---- */
+
+/* A destroyed arena's structure is reused only after ARENA_REUSE_AFTER
+ * others, so that a stale handle keeps reading as destroyed for a while. */
+static ma_arena *arena_struct_take(void)
+{
+    for (;;) {
+        ma_lock(&ma_arena_pool_lock);
+        ma_arena *a = NULL;
+        if (dead_count > ARENA_REUSE_AFTER) {
+            a = dead_first;
+            dead_first = a->pool_next;
+            if (dead_first == NULL)
+                dead_last = NULL;
+            dead_count--;
+        } else if (fresh) {
+            a = fresh;
+            fresh = a->pool_next;
+        }
+        ma_unlock(&ma_arena_pool_lock);
+        if (a)
+            return a;
+        uint8_t *chunk = ma_os_map(ARENA_CHUNK, MA_OS_PAGE, 0);
+        if (chunk == NULL)
+            return NULL;
+        size_t stride = (sizeof(ma_arena) + 63) & ~(size_t)63;
+        ma_lock(&ma_arena_pool_lock);
+        for (size_t off = 0; off + stride <= ARENA_CHUNK; off += stride) {
+            ma_arena *n = (ma_arena *)(chunk + off);
+            n->all_next = all_arenas;
+            all_arenas = n;
+            n->pool_next = fresh;
+            fresh = n;
+        }
+        ma_unlock(&ma_arena_pool_lock);
+    }
+}
+
+static void arena_struct_give_back(ma_arena *a)
+{
+    ma_lock(&ma_arena_pool_lock);
+    a->pool_next = NULL;
+    if (dead_last)
+        dead_last->pool_next = a;
+    else
+        dead_first = a;
+    dead_last = a;
+    dead_count++;
+    ma_unlock(&ma_arena_pool_lock);
+}
+
+void ma_arenas_lock_all(void)
+{
+    ma_lock(&ma_arena_pool_lock);
+    for (ma_arena *a = all_arenas; a; a = a->all_next)
+        ma_lock(&a->lock);
+}
+
+void ma_arenas_unlock_all(void)
+{
+    for (ma_arena *a = all_arenas; a; a = a->all_next)
+        ma_unlock(&a->lock);
+    ma_unlock(&ma_arena_pool_lock);
+}
+
+/* ---- limit and regions ---- */
+
+bool ma_arena_commit(ma_arena *arena, size_t bytes)
+{
+    size_t now = atomic_load_explicit(&arena->committed, memory_order_relaxed);
+    do {
+        if (arena->limit && (now + bytes > arena->limit || now + bytes < now))
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&arena->committed, &now, now + bytes,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    size_t peak = atomic_load_explicit(&arena->peak, memory_order_relaxed);
+    while (now + bytes > peak &&
+           !atomic_compare_exchange_weak_explicit(&arena->peak, &peak, now + bytes,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+    return true;
+}
+
+void ma_arena_uncommit(ma_arena *arena, size_t bytes)
+{
+    atomic_fetch_sub_explicit(&arena->committed, bytes, memory_order_relaxed);
+}
+
+ma_region *ma_arena_new_region(ma_arena *arena)
+{
+    ma_region *r = ma_region_new(arena->map_flags);
+    if (r == NULL)
+        return NULL;
+    r->arena = arena;
+    ma_lock(&arena->lock);
+    r->arena_prev = NULL;
+    r->arena_next = arena->regions;
+    if (arena->regions)
+        arena->regions->arena_prev = r;
+    arena->regions = r;
+    ma_unlock(&arena->lock);
+    atomic_fetch_add_explicit(&arena->mapped, MA_REGION_SIZE, memory_order_relaxed);
+    return r;
+}
+
+static void arena_unlink_region(ma_arena *arena, ma_region *r)
+{
+    if (r->arena_prev)
+        r->arena_prev->arena_next = r->arena_next;
+    else
+        arena->regions = r->arena_next;
+    if (r->arena_next)
+        r->arena_next->arena_prev = r->arena_prev;
+}
+
+/* ---- the calling thread's heap in an arena ---- */
+
+/* Heaps whose arena was destroyed (by any thread) go back to the pool. */
+static void thread_list_prune(void)
+{
+    for (ma_heap **h = &thread_heaps; *h;) {
+        ma_heap *heap = *h;
+        if (__atomic_load_n(&heap->arena, __ATOMIC_ACQUIRE) == NULL) {
+            *h = heap->thread_next;
+            ma_heap_return_to_pool(heap);
+        } else {
+            h = &heap->thread_next;
+        }
+    }
+}
+
+ma_heap *ma_arena_heap_slow(ma_arena *arena)
+{
+    check_live(arena);
+    uint64_t generation = atomic_load_explicit(&arena->generation, memory_order_acquire);
+    thread_list_prune();
+    ma_heap *heap = NULL;
+    for (ma_heap *h = thread_heaps; h; h = h->thread_next)
+        if (h->arena == arena && h->arena_generation == generation) {
+            heap = h;
+            break;
+        }
+    if (heap == NULL) {
+        heap = ma_heap_new_for_arena(arena);
+        if (heap == NULL)
+            return NULL;
+        ma_lock(&arena->lock);
+        if (atomic_load_explicit(&arena->magic, memory_order_relaxed) != MA_ARENA_LIVE) {
+            ma_unlock(&arena->lock);
+            ma_heap_return_to_pool(heap);
+            ma_arena_dead(arena);
+        }
+        heap->arena_prev = NULL;
+        heap->arena_next = arena->heaps;
+        if (arena->heaps)
+            arena->heaps->arena_prev = heap;
+        arena->heaps = heap;
+        ma_unlock(&arena->lock);
+        heap->thread_next = thread_heaps;
+        thread_heaps = heap;
+        ma_heap_register_thread_exit();
+    }
+    slots[slot_next++ % ARENA_SLOTS] = (struct arena_slot){arena, generation, heap};
+    return heap;
+}
+
+static inline ma_heap *arena_heap(ma_arena *arena)
+{
+    uint64_t generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
+    for (unsigned i = 0; i < ARENA_SLOTS; i++)
+        if (slots[i].arena == arena && slots[i].generation == generation)
+            return slots[i].heap;
+    return ma_arena_heap_slow(arena);
+}
+
+static void arena_unlink_heap(ma_arena *arena, ma_heap *heap)
+{
+    if (heap->arena_prev)
+        heap->arena_prev->arena_next = heap->arena_next;
+    else
+        arena->heaps = heap->arena_next;
+    if (heap->arena_next)
+        heap->arena_next->arena_prev = heap->arena_prev;
+    heap->arena_next = heap->arena_prev = NULL;
+}
+
+/* The thread exits: its arena heaps are abandoned into their arenas (under
+ * the arena's lock, so a concurrent destroy cannot unmap what they touch). */
+void ma_arena_thread_exit(void)
+{
+    memset(slots, 0, sizeof slots);
+    while (thread_heaps) {
+        ma_heap *heap = thread_heaps;
+        thread_heaps = heap->thread_next;
+        ma_arena *arena = __atomic_load_n(&heap->arena, __ATOMIC_ACQUIRE);
+        if (arena == NULL) {
+            ma_heap_return_to_pool(heap);
+            continue;
+        }
+        ma_lock(&arena->lock);
+        if (heap->arena == arena) {
+            arena_unlink_heap(arena, heap);
+            ma_heap_abandon(heap);
+            ma_unlock(&arena->lock);
+        } else {
+            ma_unlock(&arena->lock);
+            ma_heap_return_to_pool(heap);
+        }
+    }
+}
+
+/* ---- create, reset, destroy ---- */
+
+MA_API mapalloc_arena *mapalloc_arena_create(const struct mapalloc_arena_options *options)
+{
+    struct mapalloc_arena_options opt = {0, 0, 0};
+    if (options)
+        opt = *options;
+    if ((opt.flags & ~known_flags) != 0 || (opt.limit && opt.reserve > opt.limit) ||
+        opt.reserve > (size_t)PTRDIFF_MAX / 2) {
+        errno = EINVAL;
+        return NULL;
+    }
+    ma_init();
+    ma_arena *a = arena_struct_take();
+    if (a == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    unsigned map_flags = ma_os_default_flags() & ~(unsigned)(MA_MAP_HUGE | MA_MAP_NORESERVE);
+    if (opt.flags & MAPALLOC_ARENA_HUGE)
+        map_flags |= MA_MAP_HUGE;
+    if (opt.flags & MAPALLOC_ARENA_NORESERVE)
+        map_flags |= MA_MAP_NORESERVE;
+    if (opt.flags & MAPALLOC_ARENA_DEVZERO)
+        map_flags |= MA_MAP_DEVZERO;
+    a->map_flags = map_flags;
+    a->flags = opt.flags;
+    a->limit = opt.limit;
+    a->reserve = (opt.reserve + MA_REGION_SIZE - 1) & ~(MA_REGION_SIZE - 1);
+    atomic_store(&a->committed, 0);
+    atomic_store(&a->peak, 0);
+    atomic_store(&a->mapped, 0);
+    atomic_store(&a->pending_frees, 0);
+    atomic_store(&a->pending_bytes, 0);
+    a->heaps = NULL;
+    a->regions = NULL;
+    a->abandoned = NULL;
+    a->large_count = 0;
+    atomic_fetch_add_explicit(&a->generation, 1, memory_order_release);
+    atomic_store_explicit(&a->magic, MA_ARENA_LIVE, memory_order_release);
+    for (size_t done = 0; done < a->reserve; done += MA_REGION_SIZE) {
+        ma_region *r = ma_arena_new_region(a);
+        if (r == NULL) {
+            mapalloc_arena_destroy((mapalloc_arena *)a);
+            errno = ENOMEM;
+            return NULL;
+        }
+        ma_region_abandon(r); /* waits for the first heap that needs a page */
+    }
+    return (mapalloc_arena *)a;
+}
+
+/* Every heap of the arena forgets its pages. Lock held. */
+static void detach_heaps(ma_arena *a, bool dead)
+{
+    for (ma_heap *h = a->heaps, *next; h; h = next) {
+        next = h->arena_next;
+        ma_heap_detach(h);
+        if (dead) {
+            h->arena_next = h->arena_prev = NULL;
+            __atomic_store_n(&h->arena, NULL, __ATOMIC_RELEASE);
+        }
+    }
+    if (dead)
+        a->heaps = NULL;
+}
+
+MA_API void mapalloc_arena_reset(mapalloc_arena *arena)
+{
+    ma_arena *a = (ma_arena *)arena;
+    check_live(a);
+    ma_lock(&a->lock);
+    detach_heaps(a, false);
+    ma_large_release_arena(a);
+    ma_region_clear_abandoned(a);
+    bool give_back = (a->flags & MAPALLOC_ARENA_RESET_RETURNS) != 0;
+    size_t kept = 0;
+    for (ma_region *r = a->regions, *next; r; r = next) {
+        next = r->arena_next;
+        ma_region_wipe(r);
+        if (give_back && kept >= a->reserve) {
+            arena_unlink_region(a, r);
+            atomic_fetch_sub_explicit(&a->mapped, MA_REGION_SIZE, memory_order_relaxed);
+            ma_region_release(r);
+            continue;
+        }
+        if (give_back)
+            ma_region_purge(r);
+        kept += MA_REGION_SIZE;
+        ma_region_abandon(r);
+    }
+    atomic_store(&a->committed, 0);
+    atomic_store(&a->peak, 0);
+    ma_unlock(&a->lock);
+}
+
+MA_API void mapalloc_arena_destroy(mapalloc_arena *arena)
+{
+    ma_arena *a = (ma_arena *)arena;
+    if (a == NULL)
+        return;
+    uint64_t magic = atomic_load_explicit(&a->magic, memory_order_acquire);
+    if (magic == MA_ARENA_DEAD)
+        ma_fatal("arena destroyed twice", a);
+    if (magic != MA_ARENA_LIVE)
+        ma_fatal("destroy of something that is not an arena", a);
+    ma_lock(&a->lock);
+    atomic_store_explicit(&a->magic, MA_ARENA_DEAD, memory_order_release);
+    atomic_fetch_add_explicit(&a->generation, 1, memory_order_release);
+    detach_heaps(a, true);
+    ma_large_release_arena(a);
+    ma_region_clear_abandoned(a);
+    for (ma_region *r = a->regions, *next; r; r = next) {
+        next = r->arena_next;
+        ma_region_release(r);
+    }
+    a->regions = NULL;
+    if (a->large) {
+        ma_os_unmap(a->large, a->large_cap * sizeof(uintptr_t));
+        a->large = NULL;
+        a->large_cap = 0;
+    }
+    atomic_store(&a->committed, 0);
+    atomic_store(&a->mapped, 0);
+    ma_unlock(&a->lock);
+    arena_struct_give_back(a);
+}
+
+/* ---- allocation ---- */
+
+static void *arena_malloc_in(ma_arena *a, ma_heap *heap, size_t size, bool zero)
+{
+    if (ma_secure) {
+        void *p = ma_secure_malloc(heap, size, 0, a, zero);
+        if (p == NULL)
+            errno = ENOMEM;
+        return p;
+    }
+    if (size > MA_LARGE_THRESHOLD) {
+        void *p = ma_large_malloc(size, 0, zero, a);
+        if (p == NULL)
+            errno = ENOMEM;
+        return p;
+    }
+    void *p = ma_page_pop(ma_heap_page_for(heap, size));
+    if (p == NULL) {
+        p = ma_heap_malloc_generic(heap, ma_size_class(size));
+        if (p == NULL) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    if (zero)
+        memset(p, 0, size);
+    return p;
+}
+
+MA_API void *mapalloc_arena_malloc(mapalloc_arena *arena, size_t size)
+{
+    ma_arena *a = (ma_arena *)arena;
+    ma_heap *heap = arena_heap(a);
+    if (heap == NULL || size > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return arena_malloc_in(a, heap, size, false);
+}
+
+MA_API void *mapalloc_arena_calloc(mapalloc_arena *arena, size_t count, size_t size)
+{
+    ma_arena *a = (ma_arena *)arena;
+    size_t total;
+    ma_heap *heap = arena_heap(a);
+    if (heap == NULL || __builtin_mul_overflow(count, size, &total) || total > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return arena_malloc_in(a, heap, total, true);
+}
+
+MA_API void *mapalloc_arena_aligned_alloc(mapalloc_arena *arena, size_t alignment, size_t size)
+{
+    ma_arena *a = (ma_arena *)arena;
+    ma_heap *heap = arena_heap(a);
+    if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (heap == NULL || size > (size_t)PTRDIFF_MAX || alignment > ((size_t)1 << 40)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (alignment <= MA_SMALL_STEP)
+        return arena_malloc_in(a, heap, size, false);
+    unsigned c = ma_aligned_class(size, alignment);
+    void *p;
+    if (ma_secure) {
+        p = ma_secure_malloc(heap, size, alignment, a, false);
+    } else if (c < MA_CLASS_COUNT) {
+        p = ma_page_pop(heap->pages[c]);
+        if (p == NULL)
+            p = ma_heap_malloc_generic(heap, c);
+    } else {
+        p = ma_large_malloc(size, alignment, false, a);
+    }
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+/* The arena a block belongs to (NULL: the ordinary heap); aborts for a
+ * pointer that is no live block. */
+static ma_arena *arena_of(void *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    if (ma_in_region(u)) {
+        ma_page_of_live_block(p);
+        return ma_region_of(u)->arena;
+    }
+    return ma_large_arena_of(p);
+}
+
+static void check_owner(ma_arena *a, void *p)
+{
+    if (ma_unlikely(arena_of(p) != a))
+        ma_fatal("free into the wrong arena of", p);
+}
+
+MA_API void mapalloc_arena_free(mapalloc_arena *arena, void *ptr)
+{
+    ma_arena *a = (ma_arena *)arena;
+    check_live(a);
+    if (ptr == NULL)
+        return;
+    uintptr_t u = (uintptr_t)ptr;
+    if (!ma_in_region(u)) {
+        check_owner(a, ptr);
+        ma_large_free(ptr, 0, 0);
+        return;
+    }
+    ma_page *page = ma_page_of_live_block(ptr);
+    if (ma_unlikely(ma_region_of(u)->arena != a))
+        ma_fatal("free into the wrong arena of", ptr);
+    ma_free_block(arena_heap(a), page, ptr);
+}
+
+MA_API void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t size)
+{
+    ma_arena *a = (ma_arena *)arena;
+    check_live(a);
+    if (ptr == NULL)
+        return mapalloc_arena_malloc(arena, size);
+    check_owner(a, ptr);
+    if (size == 0) {
+        mapalloc_arena_free(arena, ptr);
+        return NULL;
+    }
+    if (size > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uintptr_t u = (uintptr_t)ptr;
+    size_t old_usable;
+    if (ma_in_region(u)) {
+        ma_page *page = ma_page_of_live_block(ptr);
+        if (ma_secure)
+            old_usable = ma_secure_size(page, ptr);
+        else if (size <= MA_LARGE_THRESHOLD && ma_size_class(size) == page->class_idx)
+            return ptr;
+        else
+            old_usable = page->block_size;
+    } else if (ma_secure) {
+        old_usable = ma_large_requested_size(ptr);
+    } else {
+        if (size > MA_LARGE_THRESHOLD) {
+            void *q = ma_large_realloc(ptr, size);
+            if (q == NULL)
+                errno = ENOMEM;
+            return q;
+        }
+        old_usable = ma_large_usable_size(ptr);
+    }
+    void *q = mapalloc_arena_malloc(arena, size);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, ptr, old_usable < size ? old_usable : size);
+    mapalloc_arena_free(arena, ptr);
+    return q;
+}
+
+/* ---- statistics ---- */
+
+void ma_arenas_foreach(void (*fn)(const void *, const struct mapalloc_arena_stats *, void *), void *arg)
+{
+    ma_lock(&ma_arena_pool_lock);
+    for (ma_arena *a = all_arenas; a; a = a->all_next) {
+        if (atomic_load(&a->magic) != MA_ARENA_LIVE)
+            continue;
+        struct mapalloc_arena_stats st;
+        mapalloc_arena_stats((mapalloc_arena *)a, &st);
+        fn(a, &st, arg);
+    }
+    ma_unlock(&ma_arena_pool_lock);
+}
+
+MA_API void mapalloc_arena_stats(mapalloc_arena *arena, struct mapalloc_arena_stats *out)
+{
+    ma_arena *a = (ma_arena *)arena;
+    check_live(a);
+    memset(out, 0, sizeof *out);
+    ma_lock(&a->lock);
+    for (ma_region *r = a->regions; r; r = r->arena_next)
+        for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+            const ma_page *page = &r->pages[i];
+            if (page->slices != 0 && page->first_slice == i) {
+                size_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+                out->live += used * page->block_size;
+                out->blocks += used;
+            }
+        }
+    ma_unlock(&a->lock);
+    size_t large_live, large_blocks;
+    ma_large_arena_stats(a, &large_live, &large_blocks);
+    size_t pending = atomic_load(&a->pending_frees), pending_bytes = atomic_load(&a->pending_bytes);
+    out->live = (out->live > pending_bytes ? out->live - pending_bytes : 0) + large_live;
+    out->blocks = (out->blocks > pending ? out->blocks - pending : 0) + large_blocks;
+    out->committed = atomic_load(&a->committed);
+    out->mapped = atomic_load(&a->mapped);
+    out->peak = atomic_load(&a->peak);
+}

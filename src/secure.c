@@ -1,0 +1,132 @@
+/* The secure profile (option secure=1, or the default with -Dsecure=true):
+ * what costs more than the default checks.
+ *
+ *  - Canaries: every small or medium block ends with an 8-byte trailer that
+ *    holds the requested size and a keyed checksum; the bytes between the
+ *    request and the trailer hold a keyed pattern. free checks both, so a
+ *    write one byte past the request is caught.
+ *  - Zero on free, checked on reuse: free clears the block (all but the
+ *    link and tag words); malloc checks it is still clear, so a write after
+ *    free is caught when the block comes back.
+ *  - Guard pages: the last 4 KiB of every page and of every region header
+ *    are inaccessible, and large blocks get one after them.
+ *  - Randomised order: blocks are carved into the free list in random order.
+ *
+ * None of it is on the fast path: while the profile is on, heaps publish the
+ * empty page (every malloc takes the generic path) and regions are marked
+ * MA_MAP_CHECKED in the region map (every free takes the slow path, which
+ * checks the block before it is pushed on a list). */
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+
+bool ma_secure;
+
+static uint64_t trailer_sum(const void *block, uint64_t size)
+{
+    uint64_t x = (uint64_t)(uintptr_t)block ^ ma_secret[3] ^ (size * 0x9e3779b97f4a7c15ull);
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ull;
+    return x ^ (x >> 29);
+}
+
+static uint8_t pattern_byte(const void *block)
+{
+    return (uint8_t)(trailer_sum(block, 0) >> 56) | 1; /* never 0: a zeroed tail is caught */
+}
+
+/* The class that serves size with its trailer. */
+unsigned ma_secure_class(size_t size, size_t alignment)
+{
+    if (size > MA_LARGE_THRESHOLD - MA_SECURE_TRAILER)
+        return MA_CLASS_COUNT;
+    size += MA_SECURE_TRAILER;
+    return alignment > MA_SMALL_STEP ? ma_aligned_class(size, alignment) : ma_size_class(size);
+}
+
+/* A block just popped: it must still be clear (it was cleared when freed or
+ * carved); then the request's trailer and pattern go in. */
+void *ma_secure_prepare(void *p, size_t size, bool zero)
+{
+    ma_page *page = ma_page_of((uintptr_t)p);
+    uint8_t *b = p;
+    size_t bsize = page->block_size;
+    for (size_t i = sizeof(ma_block); i < bsize; i++)
+        if (b[i] != 0)
+            ma_fatal("write after free detected in block", p);
+    size_t end = bsize - MA_SECURE_TRAILER;
+    memset(b + size, pattern_byte(p), end - size);
+    uint64_t trailer = (uint64_t)size | (trailer_sum(p, size) << 32);
+    memcpy(b + end, &trailer, sizeof trailer);
+    if (zero)
+        memset(b, 0, sizeof(ma_block));
+    return p;
+}
+
+/* The size that was requested for p; aborts if the trailer was overwritten. */
+size_t ma_secure_size(const ma_page *page, const void *p)
+{
+    const uint8_t *b = p;
+    size_t end = page->block_size - MA_SECURE_TRAILER;
+    uint64_t trailer;
+    memcpy(&trailer, b + end, sizeof trailer);
+    uint64_t size = trailer & 0xffffffffu;
+    if (size > end || (trailer >> 32) != (trailer_sum(p, size) & 0xffffffffu))
+        ma_fatal("heap overflow (canary) detected at the end of block", p);
+    return (size_t)size;
+}
+
+/* A block being freed: check the canary, then clear it. The first 16 bytes
+ * are the list link and tag, written by the free that called us. */
+void ma_secure_release(const ma_page *page, void *p)
+{
+    uint8_t *b = p;
+    size_t size = ma_secure_size(page, p);
+    size_t end = page->block_size - MA_SECURE_TRAILER;
+    uint8_t pat = pattern_byte(p);
+    for (size_t i = size; i < end; i++)
+        if (b[i] != pat)
+            ma_fatal("heap overflow (canary) detected at the end of block", p);
+    if (page->block_size > sizeof(ma_block))
+        memset(b + sizeof(ma_block), 0, page->block_size - sizeof(ma_block));
+}
+
+void *ma_secure_malloc(ma_heap *heap, size_t size, size_t alignment, ma_arena *arena, bool zero)
+{
+    unsigned c = ma_secure_class(size, alignment);
+    if (c >= MA_CLASS_COUNT)
+        return ma_large_malloc(size, alignment, zero, arena);
+    void *p = ma_heap_malloc_generic(heap, c);
+    return p ? ma_secure_prepare(p, size, zero) : NULL;
+}
+
+/* Blocks carved for the first time: cleared (the slices may have been used
+ * before), and linked in random order. */
+void ma_secure_carve(ma_page *page, uint8_t *first, unsigned count)
+{
+    static __thread uint64_t rng __attribute__((tls_model("initial-exec")));
+    if (rng == 0)
+        rng = ma_secret[2] ^ (uintptr_t)&rng;
+    size_t bsize = page->block_size;
+    memset(first, 0, (size_t)count * bsize);
+    uint16_t order[1024];
+    unsigned n = count < 1024 ? count : 1024;
+    for (unsigned i = 0; i < n; i++)
+        order[i] = (uint16_t)i;
+    for (unsigned i = n; i > 1; i--) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        unsigned j = (unsigned)(rng % i);
+        uint16_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    ma_block *next = page->free;
+    for (unsigned i = n; i-- > 0;) {
+        ma_block *b = (ma_block *)(first + (size_t)order[i] * bsize);
+        b->link = ma_link_encode(page, next);
+        b->tag = ma_block_tag(page, b);
+        next = b;
+    }
+    page->free = next;
+}
