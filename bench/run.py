@@ -399,7 +399,7 @@ def micro_binaries(args, allocators):
         log(f"skipping micro-benchmarks: {micro} not built (Google Benchmark missing?)")
     else:
         plan += [(name, micro, path) for name, path in allocators]
-    for peer in ("jemalloc", "mimalloc"):
+    for peer in (REFERENCE, "jemalloc", "mimalloc"):
         exe = os.path.join(args.build_dir, "bench", f"micro-arena-{peer}")
         if os.access(exe, os.X_OK) and (not args.allocators or peer in args.allocators):
             plan.append((peer, exe, None))

@@ -1,8 +1,9 @@
 /* jemalloc's explicit arenas, for comparison with mapalloc's arena API:
  * allocation with mallocx(MALLOCX_ARENA(a) | MALLOCX_TCACHE_NONE) from an
  * arena made with "arenas.create", and dropping a whole batch with
- * "arena.<a>.reset" instead of freeing block by block. Linked to libjemalloc
- * (no LD_PRELOAD). Case names match arena_mimalloc.c.
+ * "arena.<a>.reset" (or a whole arena with "arena.<a>.destroy") instead of
+ * freeing block by block. Linked to libjemalloc (no LD_PRELOAD). Case names
+ * match arena_mapalloc.c and arena_mimalloc.c.
  */
 #include "cases.h"
 
@@ -76,8 +77,33 @@ static void arena_batch_reset(mb_state *st, const int64_t *arg)
     drop_arena(a);
 }
 
+/* Create an arena, allocate the same batch in it, destroy the arena. */
+static void arena_batch_destroy(mb_state *st, const int64_t *arg)
+{
+    size_t size = (size_t)arg[0], n = (size_t)16 << 20;
+    n = n / size > 1000 ? 1000 : n / size;
+    mb_set_ops(st, (int64_t)n);
+    while (mb_running(st)) {
+        unsigned a;
+        if (new_arena(st, &a))
+            break;
+        int flags = MALLOCX_ARENA(a) | MALLOCX_TCACHE_NONE;
+        for (size_t i = 0; i < n; i++) {
+            char *p = mallocx(size, flags);
+            if (!p) {
+                mb_error(st, "mallocx returned NULL");
+                break;
+            }
+            p[0] = 1;
+            mb_escape(p);
+        }
+        drop_arena(a);
+    }
+}
+
 const struct mb_case mb_cases[] = {
     {"arena_pairs", arena_pairs, 1, {"size"}, sizes, NSIZES, 0},
     {"arena_batch_reset", arena_batch_reset, 1, {"size"}, sizes, NSIZES, 0},
+    {"arena_batch_destroy", arena_batch_destroy, 1, {"size"}, sizes, NSIZES, 0},
 };
 const int mb_ncases = sizeof mb_cases / sizeof mb_cases[0];

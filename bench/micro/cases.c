@@ -234,12 +234,10 @@ static void cross_thread(mb_state *st, const int64_t *arg)
 }
 
 /* ---- the table ----------------------------------------------------------
- * ARENA CASES GO HERE: mapalloc's explicit arena API (src/arena.c, a later
- * issue) gets its cases in a table of its own, micro/arena_mapalloc.c, built
- * as a binary linked to libmapalloc like micro/arena_jemalloc.c and
- * micro/arena_mimalloc.c, with the same case names so run.py --micro-arena
- * lines them up: arena_pairs/size, arena_batch_reset/size (allocate a batch
- * in a fresh arena, then drop it whole).
+ * The explicit-arena cases are not here: they call each allocator's own API,
+ * so each allocator has a binary of its own linked to it, with the same case
+ * names (micro/arena_mapalloc.c, arena_jemalloc.c, arena_mimalloc.c);
+ * run.py --micro runs them alongside this one.
  */
 const struct mb_case mb_cases[] = {
     {"pairs", pairs, 1, {"size"}, sizes, NSIZES, 0},
