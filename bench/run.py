@@ -303,7 +303,9 @@ def workload_tables(workloads, allocators, summary):
     ref = reference_of(allocators)
     out, geo = [], {}
     for field, title, unit, fmt in (("seconds", "Median wall time", "s", "{:.3f}"),
-                                    ("peak_rss_mib", "Median peak RSS", "MiB", "{:.1f}")):
+                                    ("peak_rss_mib", "Median peak RSS", "MiB", "{:.1f}"),
+                                    ("cpu_seconds", "Median CPU time, user + system "
+                                     "(less sensitive than wall time to a busy machine)", "s", "{:.3f}")):
         out.append(f"{title} ({unit}; in brackets: ratio to {ref}, lower is better)\n")
         out.append("| workload | " + " | ".join(names) + " |")
         out.append("|---|" + "---:|" * len(names))
@@ -510,6 +512,33 @@ def run_instructions(args, allocators, machine, stem):
     log(f"wrote {base}.csv/.json/.md")
 
 
+def report_only(args):
+    with open(args.report) as f:
+        data = json.load(f)
+    machine, rows = data["machine"], data["raw"]
+    allocators = [(n, v.get("preload")) for n, v in machine["allocators"].items()]
+    workloads = list(dict.fromkeys(x["workload"] for x in rows))
+    for x in rows:  # runs recorded before cpu_seconds existed
+        x.setdefault("cpu_seconds", x.get("user", 0) + x.get("sys", 0))
+    summary = summarize(workloads, allocators, rows)
+    table, _ = workload_tables(workloads, allocators, summary)
+    print(table)
+    args.out_dir = os.path.dirname(os.path.abspath(args.report))
+    stem = os.path.basename(args.report)[:-len(".json")]
+    base = os.path.join(args.out_dir, stem)
+    with open(base + ".md", "w") as f:
+        f.write(f"# {stem}\n\nCommand: `{machine['command']}`\n\n"
+                f"Machine: {machine['cpu']}, {machine['nproc']} CPUs, {machine['memory_mib']} MiB, "
+                f"Linux {machine['kernel']}, {machine['glibc']}; "
+                f"load average at start {machine.get('loadavg_at_start', '?')}\n\n"
+                + "".join(f"- {n}: {v['version']}\n" for n, v in machine["allocators"].items())
+                + "\n" + table + "\n")
+    log(f"wrote {base}.md")
+    if not args.no_chart and draw_chart(base + ".png", workloads, allocators, summary, machine):
+        log(f"wrote {base}.png")
+    return 0
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -537,6 +566,9 @@ def main():
     ap.add_argument("--pairs", type=int, default=100000, help="--instructions: N")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per workload run")
     ap.add_argument("--no-chart", action="store_true")
+    ap.add_argument("--report", metavar="RESULTS.json",
+                    help="rewrite the tables (.md) and chart (.png) of a saved workload run "
+                         "from its raw results, without running anything")
     args = ap.parse_args()
     args.build_dir = os.path.abspath(args.build_dir)
     for a in args.alloc:
@@ -545,6 +577,9 @@ def main():
     if not os.path.isdir(args.build_dir):
         sys.exit(f"error: no build directory {args.build_dir}: "
                  "meson setup build && meson compile -C build first")
+
+    if args.report:
+        return report_only(args)
 
     allocators = discover_allocators(args)
     if not allocators:

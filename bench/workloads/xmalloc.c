@@ -4,9 +4,10 @@
  * multithreaded Linux environment", USENIX 2000; also in mimalloc-bench):
  * some threads only allocate and others only free, so every block is freed
  * by a thread other than the one that allocated it. Half of the threads
- * (at least one) produce batches of 64 blocks of random size (16..512 bytes,
- * with a few up to 8 KiB), the batch itself a malloc'd array, and pass them
- * through one bounded queue to the consumers, which check and free them.
+ * produce batches of 64 blocks of random size (16..512 bytes, with a few up
+ * to 8 KiB), the batch itself a malloc'd array, and pass them through one
+ * bounded queue to the other half, which check and free them. With -t 1 it
+ * still runs one producer and one consumer.
  *
  * -n: batches per producer.
  *
