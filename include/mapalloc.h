@@ -4,7 +4,9 @@
  * the process's malloc; for that, preload libmapalloc-preload.so.
  *
  * Semantics follow glibc where the C standard leaves a choice:
- *  - mapalloc_malloc(0) returns a unique, freeable block (of usable size 16);
+ *  - mapalloc_malloc(0) returns a unique, freeable block (of usable size 16;
+ *    in the secure profile the usable size is always the size requested,
+ *    so 0 here: the bytes after the request are its canary);
  *  - mapalloc_realloc(p, 0) with p != NULL frees p and returns NULL;
  *  - mapalloc_realloc(NULL, n) is mapalloc_malloc(n).
  * Errors: a request that cannot be met (overflow, more than PTRDIFF_MAX bytes,

@@ -18,7 +18,7 @@
 #define MAPALLOC_CHECKS 1
 #endif
 
-extern __thread ma_heap *ma_tls_heap __attribute__((tls_model("initial-exec")));
+extern MA_THREAD_LOCAL ma_heap *ma_tls_heap;
 
 /* ---- free-list links and free tags ---- */
 

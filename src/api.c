@@ -181,7 +181,7 @@ MA_API void *mapalloc_realloc(void *ptr, size_t size)
     ma_arena *arena = in_region ? ma_region_of(u)->arena : ma_large_arena_of(ptr);
     if (arena != NULL) /* the block stays in its arena */
         return mapalloc_arena_realloc((mapalloc_arena *)arena, ptr, size);
-    if (ma_secure)
+    if (ma_secure && (in_region || size <= MA_LARGE_THRESHOLD))
         return realloc_by_copy(ptr, size, usable_size(ptr));
     if (in_region) {
         ma_page *page = ma_page_of_live_block(ptr);

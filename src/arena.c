@@ -30,9 +30,9 @@ struct arena_slot {
     uint64_t generation;
     ma_heap *heap;
 };
-static __thread struct arena_slot slots[ARENA_SLOTS] __attribute__((tls_model("initial-exec")));
-static __thread unsigned slot_next __attribute__((tls_model("initial-exec")));
-static __thread ma_heap *thread_heaps __attribute__((tls_model("initial-exec")));
+static MA_THREAD_LOCAL struct arena_slot slots[ARENA_SLOTS];
+static MA_THREAD_LOCAL unsigned slot_next;
+static MA_THREAD_LOCAL ma_heap *thread_heaps;
 
 static const unsigned known_flags = MAPALLOC_ARENA_HUGE | MAPALLOC_ARENA_NORESERVE |
                                     MAPALLOC_ARENA_DEVZERO | MAPALLOC_ARENA_RESET_RETURNS;
@@ -217,6 +217,8 @@ ma_heap *ma_arena_heap_slow(ma_arena *arena)
 
 static inline ma_heap *arena_heap(ma_arena *arena)
 {
+    if (ma_unlikely(arena == NULL))
+        ma_arena_dead(arena);
     uint64_t generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
     for (unsigned i = 0; i < ARENA_SLOTS; i++)
         if (slots[i].arena == arena && slots[i].generation == generation)
@@ -347,7 +349,7 @@ MA_API void mapalloc_arena_reset(mapalloc_arena *arena)
             continue;
         }
         if (give_back)
-            ma_region_purge(r);
+            ma_region_purge(r, 0, 0, NULL);
         kept += MA_REGION_SIZE;
         ma_region_abandon(r);
     }
@@ -390,7 +392,23 @@ MA_API void mapalloc_arena_destroy(mapalloc_arena *arena)
 
 /* ---- allocation ---- */
 
+static void *arena_malloc_once(ma_arena *a, ma_heap *heap, size_t size, bool zero);
+
+/* Past the limit: blocks freed into this thread's pages of the arena may not
+ * be collected yet; collect them, give back the empty pages, and try once
+ * more. Blocks freed into other threads' pages count until those threads
+ * allocate from the arena again. */
 static void *arena_malloc_in(ma_arena *a, ma_heap *heap, size_t size, bool zero)
+{
+    void *p = arena_malloc_once(a, heap, size, zero);
+    if (p == NULL && a->limit) {
+        ma_heap_trim(heap);
+        p = arena_malloc_once(a, heap, size, zero);
+    }
+    return p;
+}
+
+static void *arena_malloc_once(ma_arena *a, ma_heap *heap, size_t size, bool zero)
 {
     if (ma_secure) {
         void *p = ma_secure_malloc(heap, size, 0, a, zero);
@@ -531,7 +549,7 @@ MA_API void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t siz
             return ptr;
         else
             old_usable = page->block_size;
-    } else if (ma_secure) {
+    } else if (ma_secure && size <= MA_LARGE_THRESHOLD) {
         old_usable = ma_large_requested_size(ptr);
     } else {
         if (size > MA_LARGE_THRESHOLD) {

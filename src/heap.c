@@ -26,7 +26,7 @@
 
 ma_page ma_empty_page;
 ma_heap ma_empty_heap = {.direct = {EMPTY_DIRECT_INIT}, .pages = {EMPTY_PAGES_INIT}};
-__thread ma_heap *ma_tls_heap __attribute__((tls_model("initial-exec"))) = &ma_empty_heap;
+MA_THREAD_LOCAL ma_heap *ma_tls_heap = &ma_empty_heap;
 
 ma_spinlock ma_heap_lock;
 static ma_heap *heap_pool;
@@ -35,6 +35,11 @@ static ma_heap *all_heaps;
 ma_heap *ma_heap_list(void)
 {
     return all_heaps;
+}
+
+const void *ma_thread_id(void)
+{
+    return &ma_tls_heap;
 }
 static pthread_key_t heap_key;
 static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
@@ -116,12 +121,10 @@ static void page_release(ma_heap *heap, ma_page *page)
                       MA_GUARD_SIZE);
     if (r->arena)
         ma_arena_uncommit(r->arena, (size_t)page->slices << MA_SLICE_SHIFT);
-    ma_region_free_slices(r, page->first_slice, page->slices);
+    ma_region_free_slices(r, page->first_slice, page->slices, (uint32_t)ma_clock_ms());
     page->capacity = 0; /* its addresses are no longer blocks */
     page->slices = 0;
     page->free = page->local_free = NULL;
-    if (heap->dirty_bytes == 0)
-        heap->dirty_since_ms = ma_clock_ms();
     heap->dirty_bytes += (size_t)page->reserved * page->block_size;
 }
 
@@ -146,27 +149,48 @@ static void heap_link_region(ma_heap *heap, ma_region *r)
     atomic_store_explicit(&r->heap, heap, memory_order_release);
 }
 
-/* Purges every dirty slice of the heap, releases the empty pages it kept,
- * and unmaps empty regions but one (an arena keeps its regions until reset
- * or destroy). Returns the bytes given back. */
-static size_t heap_purge(ma_heap *heap)
+static void unretain(ma_heap *heap, ma_page *page)
 {
+    page->retained = 0;
+    page->free_trigger = 1;
+    size_t bytes = (size_t)page->capacity * page->block_size;
+    heap->retained_bytes = heap->retained_bytes > bytes ? heap->retained_bytes - bytes : 0;
+}
+
+/* Gives back what has been unused for at least min_age_ms: retained empty
+ * pages that saw no malloc or free since they were retired, then dirty
+ * slices freed that long ago; empty regions but one are unmapped (an arena
+ * keeps its regions until reset or destroy). Returns the bytes given back. */
+static size_t heap_purge(ma_heap *heap, uint32_t min_age_ms)
+{
+    uint32_t now = (uint32_t)ma_clock_ms();
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
         ma_page *page = heap->queues[c].first;
-        if (page && page->retained) {
-            page->retained = 0;
-            page->free_trigger = 1;
-            if (page->used == 0) { /* its blocks are all back: none can be in thread_free */
+        if (page == NULL || !page->retained)
+            continue;
+        if (page->used != 0) { /* in use again */
+            unretain(heap, page);
+        } else if (page->free != page->retired_free || page->local_free != page->retired_local) {
+            page->retired_free = page->free; /* used since: idle from now */
+            page->retired_local = page->local_free;
+            page->retired_ms = now;
+            if (min_age_ms == 0) {
+                unretain(heap, page);
                 queue_remove(heap, page);
                 page_release(heap, page);
             }
+        } else if ((uint32_t)(now - page->retired_ms) >= min_age_ms) {
+            unretain(heap, page); /* its blocks are all back: none in thread_free */
+            queue_remove(heap, page);
+            page_release(heap, page);
         }
     }
-    size_t purged = 0;
+    size_t purged = 0, left = 0;
     bool kept_empty = false;
     for (ma_region *r = heap->regions, *next; r; r = next) {
         next = r->next;
-        if (ma_region_is_empty(r) && heap->arena == NULL) {
+        purged += ma_region_purge(r, now, min_age_ms, &left);
+        if (ma_region_is_empty(r) && r->dirty_slices == 0 && heap->arena == NULL) {
             if (kept_empty) {
                 heap_unlink_region(heap, r);
                 purged += MA_REGION_SIZE;
@@ -175,36 +199,46 @@ static size_t heap_purge(ma_heap *heap)
             }
             kept_empty = true;
         }
-        purged += ma_region_purge(r);
     }
-    heap->dirty_bytes = 0;
-    heap->dirty_since_ms = 0;
+    heap->dirty_bytes = left;
     return purged;
 }
 
+/* Driven by the heap's own page traffic, never by a timer: at most one pass
+ * per half decay period, at once when the heap holds more empty memory than
+ * dirty_max_kb. */
 static void heap_maybe_purge(ma_heap *heap)
 {
-    if (heap->dirty_bytes == 0)
+    if (heap->dirty_bytes + heap->retained_bytes > (size_t)ma_option(MA_OPT_DIRTY_MAX_KB) << 10) {
+        heap_purge(heap, 0);
         return;
-    if (heap->dirty_bytes > (size_t)ma_option(MA_OPT_DIRTY_MAX_KB) << 10 ||
-        ma_clock_ms() - heap->dirty_since_ms >= (uint64_t)ma_option(MA_OPT_DECAY_MS))
-        heap_purge(heap);
+    }
+    if (heap->dirty_bytes == 0 && heap->retained_bytes == 0)
+        return;
+    uint64_t now = ma_clock_ms();
+    if (now < heap->next_purge_ms)
+        return;
+    uint64_t decay = (uint64_t)ma_option(MA_OPT_DECAY_MS);
+    heap->next_purge_ms = now + decay / 2;
+    heap_purge(heap, (uint32_t)decay);
 }
 
 /* An empty page: keep it if it is its class's only page (a thread that
  * mallocs and frees one block in a loop must not map and purge each time),
- * but count it as dirty so that decay and the dirty limit reach it. */
+ * counted so that decay and the dirty limit reach it. */
 static void page_empty(ma_heap *heap, ma_page *page)
 {
     if (page->in_full || page->notify_pending)
         return; /* it comes back through heap->notify; handled there */
     if (heap->queues[page->class_idx].first == page && page->next == NULL) {
         /* While retained, its frees stay on the fast path (trigger 0). */
+        if (!page->retained)
+            heap->retained_bytes += (size_t)page->capacity * page->block_size;
         page->retained = 1;
         page->free_trigger = 0;
-        if (heap->dirty_bytes == 0)
-            heap->dirty_since_ms = ma_clock_ms();
-        heap->dirty_bytes += (size_t)page->capacity * page->block_size;
+        page->retired_ms = (uint32_t)ma_clock_ms();
+        page->retired_free = page->free;
+        page->retired_local = page->local_free;
         heap_maybe_purge(heap);
         return;
     }
@@ -337,10 +371,8 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
 {
     for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
         next = page->next;
-        if (page->retained) {
-            page->retained = 0;
-            page->free_trigger = 1;
-        }
+        if (page->retained)
+            unretain(heap, page);
         if (page->free == NULL)
             ma_page_collect(page);
         if (page->free == NULL)
@@ -441,7 +473,8 @@ static void heap_reset(ma_heap *heap)
     atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
     heap->regions = NULL;
     heap->dirty_bytes = 0;
-    heap->dirty_since_ms = 0;
+    heap->retained_bytes = 0;
+    heap->next_purge_ms = 0;
 }
 
 /* Asks for thread_done at this thread's exit. The value is the thread's
@@ -481,6 +514,7 @@ ma_heap *ma_heap_new_for_arena(ma_arena *arena)
     heap->arena = arena;
     heap->arena_generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
     heap->arena_next = heap->arena_prev = heap->thread_next = NULL;
+    heap->owner = ma_thread_id();
     return heap;
 }
 
@@ -543,7 +577,7 @@ void ma_heap_abandon(ma_heap *heap)
             if (page->used == 0)
                 page_release(heap, page);
         }
-        ma_region_purge(r);
+        ma_region_purge(r, 0, 0, NULL);
         r->next = r->prev = NULL;
         if (ma_region_is_empty(r) && r->arena == NULL)
             ma_region_release(r);
@@ -566,11 +600,13 @@ size_t ma_heap_trim(ma_heap *heap)
         for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
             next = page->next;
             if (page->used == 0) {
+                if (page->retained)
+                    unretain(heap, page);
                 queue_remove(heap, page);
                 page_release(heap, page);
             }
         }
-    size_t purged = heap_purge(heap);
+    size_t purged = heap_purge(heap, 0);
     /* The one empty region heap_purge keeps is mapped but not resident. */
     return purged;
 }

@@ -18,7 +18,7 @@
 uintptr_t ma_secret[4];
 _Atomic int ma_init_state;
 int ma_stats_fd = 2;
-static __thread bool in_init __attribute__((tls_model("initial-exec")));
+static MA_THREAD_LOCAL bool in_init;
 
 static uint64_t splitmix64(uint64_t *state)
 {

@@ -45,6 +45,17 @@
 #define MA_HIDDEN __attribute__((visibility("hidden")))
 #define MA_API __attribute__((visibility("default"))) /* the public mapalloc_ names */
 
+/* Thread-local state. The preload and the static library use the
+ * initial-exec model (glibc's rule for a replacement malloc, and one
+ * instruction per access); the shared library, which may be loaded with
+ * dlopen, uses TLS descriptors (-mtls-dialect=gnu2): as cheap once loaded at
+ * start-up, and no claim on the static TLS space when dlopen'ed. */
+#ifdef MAPALLOC_TLS_DYNAMIC
+#define MA_THREAD_LOCAL __thread
+#else
+#define MA_THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
+#endif
+
 #define MA_REGION_SHIFT 22
 #define MA_REGION_SIZE ((size_t)1 << MA_REGION_SHIFT) /* 4 MiB */
 #define MA_REGION_SLICES ((unsigned)(MA_REGION_SIZE >> MA_SLICE_SHIFT)) /* 64 */
@@ -99,21 +110,25 @@ typedef struct ma_page {
     uint8_t in_full;         /* owner: out of its queue because it was full */
     uint8_t notify_pending;  /* owner: a remote freer took the FULL notice */
     uint8_t retained;        /* owner: empty, kept as its class's only page */
+    uint32_t retired_ms;     /* owner: when it was last seen empty and idle */
+    ma_block *retired_free, *retired_local; /* its lists then: if they moved, it was used */
 } __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
 
 typedef struct ma_region {
+    /* First, so that a page's descriptor is region + index * 128. */
+    ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
+    uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
     uintptr_t cookie;               /* ma_region_cookie(region) while mapped */
     _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
     struct ma_region *next, *prev;  /* in the owner's list or the abandoned list */
     struct ma_region *all_next, *all_prev; /* in the list of every region (stats, trim) */
     uint64_t used_slices;           /* bit i: slice i belongs to a page (bit 0: header) */
     uint64_t dirty_slices;          /* bit i: free, touched, not yet purged */
+    uint32_t freed_ms[MA_REGION_SLICES]; /* when each dirty slice was freed (ma_clock_ms) */
     unsigned map_flags;             /* MA_MAP_* it was mapped with */
     bool abandoned;                 /* in an abandoned list (under ma_region_lock) */
     struct ma_arena *arena;         /* NULL for the ordinary heap */
     struct ma_region *arena_next, *arena_prev; /* every region of the arena */
-    uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
-    ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
 } ma_region;
 
 typedef struct ma_page_queue {
@@ -129,7 +144,8 @@ typedef struct ma_heap {
     _Atomic(ma_page *) notify;      /* full pages that got a remote free */
     ma_region *regions;             /* owned regions */
     size_t dirty_bytes;             /* free but unpurged bytes in owned regions */
-    uint64_t dirty_since_ms;        /* when dirty_bytes last rose from zero */
+    size_t retained_bytes;          /* carved bytes of retained empty pages */
+    uint64_t next_purge_ms;         /* the next time a purge pass may run */
     struct ma_heap *pool_next;      /* in the pool of unused heaps */
     struct ma_heap *all_next;       /* in the list of every heap ever made */
     bool in_use;
@@ -142,6 +158,7 @@ typedef struct ma_heap {
     uint64_t arena_generation;      /* the arena's generation when this heap joined */
     struct ma_heap *arena_next, *arena_prev; /* the arena's heaps */
     struct ma_heap *thread_next;    /* the owning thread's arena heaps */
+    const void *owner;              /* the owning thread's ma_thread_id() */
 } ma_heap;
 
 /* An explicit arena (the public mapalloc_arena). Arena structures come from
@@ -218,8 +235,10 @@ extern uint8_t ma_region_map[MA_REGION_MAP_SIZE];
 ma_region *ma_region_new(unsigned map_flags);
 void ma_region_release(ma_region *r);       /* unmap (region must be empty) */
 int ma_region_alloc_slices(ma_region *r, unsigned n, bool *dirty); /* -1 if none */
-void ma_region_free_slices(ma_region *r, unsigned first, unsigned n);
-size_t ma_region_purge(ma_region *r);       /* returns bytes purged */
+void ma_region_free_slices(ma_region *r, unsigned first, unsigned n, uint32_t now_ms);
+/* Purges the dirty slices freed at least min_age_ms ago; returns the bytes
+ * purged and adds those still dirty to *left. */
+size_t ma_region_purge(ma_region *r, uint32_t now_ms, uint32_t min_age_ms, size_t *left);
 bool ma_region_is_empty(const ma_region *r);
 void ma_region_abandon(ma_region *r);        /* into its arena's list, or the global one */
 ma_region *ma_region_take_abandoned(ma_arena *arena);
@@ -246,6 +265,7 @@ extern ma_heap ma_empty_heap;
 extern ma_page ma_empty_page;
 ma_heap *ma_heap_get_or_create(void);
 ma_heap *ma_heap_list(void); /* every heap ever made (under ma_heap_lock) */
+const void *ma_thread_id(void); /* unique among live threads */
 ma_heap *ma_heap_new_for_arena(ma_arena *arena); /* NULL: no memory */
 void ma_heap_detach(ma_heap *heap);     /* arena destroyed: forget its pages */
 void ma_heap_return_to_pool(ma_heap *heap);

@@ -141,7 +141,8 @@ static bool reserve_arena_slot(ma_arena *arena)
             return false;
         uintptr_t *old = NULL;
         if (arena->large_cap == old_cap) {
-            memcpy(list, arena->large, arena->large_count * sizeof(uintptr_t));
+            if (arena->large_count)
+                memcpy(list, arena->large, arena->large_count * sizeof(uintptr_t));
             old = arena->large;
             arena->large = list;
             arena->large_cap = cap;
@@ -427,7 +428,8 @@ void *ma_large_realloc(void *p, size_t size)
 {
     if (size > (size_t)PTRDIFF_MAX - MA_OS_PAGE)
         return NULL;
-    size_t map_size = page_round(size);
+    size_t guard = ma_secure ? MA_GUARD_SIZE : 0; /* the guard page moves to the new end */
+    size_t map_size = page_round(size) + guard;
     ma_lock(&ma_large_lock);
     struct entry *e = live_entry(p);
     size_t old = e->size;
@@ -440,6 +442,8 @@ void *ma_large_realloc(void *p, size_t size)
     ma_unlock(&ma_large_lock);
     if (arena && map_size > old && !ma_arena_commit(arena, map_size - old))
         return NULL;
+    if (guard)
+        ma_os_unguard((uint8_t *)p + old - guard, guard);
     void *q = ma_os_remap(p, old, map_size, false);
     ma_lock(&ma_large_lock);
     if (q == NULL)
@@ -447,6 +451,8 @@ void *ma_large_realloc(void *p, size_t size)
     if (q != NULL)
         rekey((uintptr_t)p, (uintptr_t)q, map_size, size);
     ma_unlock(&ma_large_lock);
+    if (guard)
+        ma_os_guard(q ? (uint8_t *)q + map_size - guard : (uint8_t *)p + old - guard, guard);
     if (q == NULL) {
         if (arena && map_size > old)
             ma_arena_uncommit(arena, map_size - old);

@@ -205,6 +205,12 @@ static void notify_owner(ma_page *page)
  * once per full page, a notice to the owner. */
 void ma_page_free_remote(ma_page *page, ma_block *b)
 {
+    /* free() of a block of one of this thread's own arena heaps: local. */
+    ma_heap *owner = atomic_load_explicit(&page->heap, memory_order_relaxed);
+    if (owner != NULL && owner->arena != NULL && owner->owner == ma_thread_id()) {
+        ma_free_tagged(owner, page, b, ma_block_tag(page, b));
+        return;
+    }
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     /* Nobody owns the page: take its region over, or blocks freed into it
      * would wait for a thread that needs a new region. Done before the

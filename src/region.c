@@ -101,19 +101,26 @@ int ma_region_alloc_slices(ma_region *r, unsigned n, bool *dirty)
     return best;
 }
 
-void ma_region_free_slices(ma_region *r, unsigned first, unsigned n)
+void ma_region_free_slices(ma_region *r, unsigned first, unsigned n, uint32_t now_ms)
 {
     uint64_t m = slice_mask(n) << first;
     r->used_slices &= ~m;
     r->dirty_slices |= m;
     memset(&r->slice_page[first], 0, n);
+    for (unsigned i = first; i < first + n; i++)
+        r->freed_ms[i] = now_ms;
 }
 
-size_t ma_region_purge(ma_region *r)
+size_t ma_region_purge(ma_region *r, uint32_t now_ms, uint32_t min_age_ms, size_t *left)
 {
-    uint64_t d = r->dirty_slices;
+    uint64_t old = 0; /* the dirty slices old enough */
+    for (uint64_t d = r->dirty_slices; d; d &= d - 1) {
+        unsigned i = (unsigned)__builtin_ctzll(d);
+        if ((uint32_t)(now_ms - r->freed_ms[i]) >= min_age_ms)
+            old |= (uint64_t)1 << i;
+    }
     size_t purged = 0;
-    while (d) {
+    for (uint64_t d = old; d;) {
         unsigned first = (unsigned)__builtin_ctzll(d);
         uint64_t rest = ~(d >> first);
         unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : 64 - first; /* run of ones */
@@ -121,7 +128,9 @@ size_t ma_region_purge(ma_region *r)
         purged += (size_t)len << MA_SLICE_SHIFT;
         d &= ~(slice_mask(len) << first);
     }
-    r->dirty_slices = 0;
+    r->dirty_slices &= ~old;
+    if (left)
+        *left += (size_t)__builtin_popcountll(r->dirty_slices) << MA_SLICE_SHIFT;
     return purged;
 }
 

@@ -105,7 +105,7 @@ void *ma_secure_malloc(ma_heap *heap, size_t size, size_t alignment, ma_arena *a
  * before), and linked in random order. */
 void ma_secure_carve(ma_page *page, uint8_t *first, unsigned count)
 {
-    static __thread uint64_t rng __attribute__((tls_model("initial-exec")));
+    static MA_THREAD_LOCAL uint64_t rng;
     if (rng == 0)
         rng = ma_secret[2] ^ (uintptr_t)&rng;
     size_t bsize = page->block_size;

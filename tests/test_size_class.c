@@ -1,0 +1,150 @@
+/* Unit test of the size classes (src/size_class.h): the rounding bound, the
+ * order of the classes, the round trip size -> class -> size for every size up
+ * to the large threshold, and the aligned-class and page-span helpers. */
+#include "check.h"
+#include "size_class.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+static bool is_pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
+/* Class sizes: strictly increasing multiples of 16, ending at the threshold. */
+static void test_class_table(void)
+{
+    CHECK(MA_CLASS_COUNT >= 2);
+    size_t prev = 0;
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
+        size_t s = ma_class_size(c);
+        CHECKF(s % 16 == 0, "class %u size %zu", c, s);
+        CHECKF(s > prev, "class %u size %zu after %zu", c, s, prev);
+        CHECKF(ma_size_class(s) == c, "class %u size %zu maps to %u", c, s, ma_size_class(s));
+        CHECKF(s == MA_CLASS_SIZE_EXPR(c), "class %u", c);
+        prev = s;
+    }
+    CHECK(ma_class_size(0) == MA_SMALL_STEP);
+    CHECK(ma_class_size(MA_CLASS_COUNT - 1) == MA_LARGE_THRESHOLD);
+    CHECK(ma_size_class(MA_LARGE_THRESHOLD) == MA_CLASS_COUNT - 1);
+
+    /* The class sizes are usable as array bounds in constant expressions. */
+    static const size_t as_constant[] = {MA_CLASS_SIZE_EXPR(0), MA_CLASS_SIZE_EXPR(MA_CLASS_COUNT - 1)};
+    CHECK(as_constant[1] == MA_LARGE_THRESHOLD);
+}
+
+/* Every size: the class fits it, it is the smallest class that does, the
+ * waste is bounded, and the mapping never goes down as the size grows. */
+static void test_every_size(void)
+{
+    unsigned prev_class = 0;
+    for (size_t size = 0; size <= MA_LARGE_THRESHOLD; size++) {
+        unsigned c = ma_size_class(size);
+        CHECKF(c < MA_CLASS_COUNT, "size %zu -> class %u", size, c);
+        size_t block = ma_class_size(c);
+        CHECKF(block >= size, "size %zu -> class %u of %zu bytes", size, c, block);
+        /* Smallest fit: the class below is too small. */
+        if (c > 0)
+            CHECKF(ma_class_size(c - 1) < size, "size %zu -> class %u but class %u (%zu) fits",
+                   size, c, c - 1, ma_class_size(c - 1));
+        /* Rounding bound: at most 15 bytes, or less than 20% of the block
+         * (size 0 gets the smallest block, all of it "waste"). */
+        size_t waste = block - size;
+        CHECKF(size == 0 || waste <= 15 || waste * 5 < block, "size %zu -> block %zu wastes %zu", size, block,
+               waste);
+        CHECKF(c >= prev_class, "size %zu -> class %u after class %u", size, c, prev_class);
+        /* Round trip: the block size maps back to the same class. */
+        CHECKF(ma_size_class(block) == c, "size %zu -> %u -> %zu -> %u", size, c, block,
+               ma_size_class(block));
+        prev_class = c;
+    }
+    CHECK(prev_class == MA_CLASS_COUNT - 1);
+    CHECK(ma_size_class(0) == 0);
+    CHECK(ma_size_class(1) == 0);
+    CHECK(ma_size_class(16) == 0);
+    CHECK(ma_size_class(17) == 1);
+}
+
+/* Every power of two from 16 to the threshold is a class size. */
+static void test_powers_of_two(void)
+{
+    for (size_t p = 16; p <= MA_LARGE_THRESHOLD; p <<= 1)
+        CHECKF(ma_class_size(ma_size_class(p)) == p, "power of two %zu is not a class", p);
+}
+
+/* ma_aligned_class: the first class at or above max(size, alignment) whose
+ * block size is a multiple of the alignment; MA_CLASS_COUNT when none fits. */
+static void test_aligned_class(void)
+{
+    for (size_t align = 16; align <= 2 * MA_LARGE_THRESHOLD; align <<= 1) {
+        for (size_t size = 0; size <= MA_LARGE_THRESHOLD + 4096; size += (size < 4096 ? 1 : 61)) {
+            unsigned c = ma_aligned_class(size, align);
+            size_t need = size > align ? size : align;
+            if (need > MA_LARGE_THRESHOLD) {
+                CHECKF(c == MA_CLASS_COUNT, "size %zu align %zu -> %u", size, align, c);
+                continue;
+            }
+            CHECKF(c < MA_CLASS_COUNT, "size %zu align %zu -> none", size, align);
+            size_t block = ma_class_size(c);
+            CHECKF(block >= size && block >= align, "size %zu align %zu -> block %zu", size,
+                   align, block);
+            CHECKF(block % align == 0, "size %zu align %zu -> block %zu", size, align, block);
+            /* The first such class: none between the plain class and c fits. */
+            for (unsigned d = ma_size_class(need); d < c; d++)
+                CHECKF(ma_class_size(d) % align != 0, "size %zu align %zu -> %u but %u fits",
+                       size, align, c, d);
+            /* Alignment 16 costs nothing: every class is a multiple of 16. */
+            if (align == 16)
+                CHECKF(c == ma_size_class(need), "size %zu -> %u", size, c);
+            /* Never more than the next power of two at or above need. */
+            size_t p2 = 16;
+            while (p2 < need)
+                p2 <<= 1;
+            CHECKF(block <= p2, "size %zu align %zu -> block %zu > %zu", size, align, block, p2);
+        }
+    }
+    CHECK(ma_aligned_class(1, MA_LARGE_THRESHOLD) == MA_CLASS_COUNT - 1);
+    CHECK(ma_aligned_class(MA_LARGE_THRESHOLD + 1, 16) == MA_CLASS_COUNT);
+    CHECK(ma_aligned_class(16, 2 * MA_LARGE_THRESHOLD) == MA_CLASS_COUNT);
+}
+
+/* Page spans: a power of two of slices, holding at least eight blocks, the
+ * smallest such (or one slice), capped at MA_MAX_PAGE_SLICES, where the
+ * biggest classes still get four blocks; a power-of-two block divides its
+ * page, so a page aligned to its length keeps those blocks naturally
+ * aligned. */
+static void test_class_slices(void)
+{
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
+        unsigned n = ma_class_slices(c);
+        size_t block = ma_class_size(c);
+        size_t page = (size_t)n * MA_SLICE_SIZE;
+        CHECKF(is_pow2(n) && n <= MA_MAX_PAGE_SLICES, "class %u: %u slices", c, n);
+        size_t max_page = (size_t)MA_MAX_PAGE_SLICES * MA_SLICE_SIZE;
+        size_t want = max_page / block < MA_PAGE_MIN_BLOCKS ? max_page / block : MA_PAGE_MIN_BLOCKS;
+        CHECKF(page / block >= want && page / block >= 4, "class %u (%zu): %u slices hold %zu", c,
+               block, n, page / block);
+        if (n < MA_MAX_PAGE_SLICES)
+            CHECKF(page / block >= MA_PAGE_MIN_BLOCKS, "class %u (%zu): %u slices hold %zu", c,
+                   block, n, page / block);
+        if (n > 1)
+            CHECKF((page / 2) / block < MA_PAGE_MIN_BLOCKS, "class %u: %u slices, half would do",
+                   c, n);
+        if (is_pow2(block))
+            CHECKF(page % block == 0, "class %u: page %zu, block %zu", c, page, block);
+        CHECK(n == MA_CLASS_SLICES_EXPR(c));
+    }
+}
+
+int main(void)
+{
+    test_class_table();
+    test_every_size();
+    test_powers_of_two();
+    test_aligned_class();
+    test_class_slices();
+    printf("size classes: %u classes, largest %zu\n", (unsigned)MA_CLASS_COUNT,
+           ma_class_size(MA_CLASS_COUNT - 1));
+    return 0;
+}
