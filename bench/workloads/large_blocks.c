@@ -1,0 +1,165 @@
+/* large-blocks: blocks of 1 to 64 MiB.
+ *
+ * Modelled on the large-object phases of scientific codes, image and
+ * database buffers, and the big-block tests of glibc's and mimalloc's
+ * benchmark suites: each thread keeps 4 slots; per operation it picks one,
+ * and either frees its block and allocates a new one, or (one time in four)
+ * reallocs it to a new size. Sizes are log-uniform in 1..64 MiB. Every 4 KiB
+ * page of a new block (or of the part a realloc adds) is written, so page
+ * faults and the return of memory to the kernel are part of the cost, as
+ * they are in real programs.
+ *
+ * -n: operations per thread.
+ *
+ * Check: each page holds a word derived from (block id, page number); all
+ * pages are verified before a free, and the kept prefix after a realloc.
+ * The sum of the ids freed (plus the pages verified) is compared with a
+ * replay of the random decisions that allocates nothing.
+ */
+#include "wl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+enum { SLOTS = 4, PAGE = 4096 };
+#define MIB ((size_t)1 << 20)
+
+struct slot {
+    unsigned char *p;
+    size_t size;
+    uint64_t id;
+};
+
+struct worker {
+    int id;
+    long ops;
+    uint64_t seed, sum;
+    char pad[64];
+};
+
+static size_t pick_size(wl_rng *rng)
+{
+    size_t base = MIB << wl_below(rng, 6);
+    return base + (size_t)wl_below(rng, base);
+}
+
+/* Pages of a block of this size that hold a stamp word. */
+static uint64_t pages_of(size_t size) { return (size + PAGE - 8) / PAGE; }
+
+static uint64_t page_word(uint64_t id, size_t page) { return wl_tag(id * 65536 + page); }
+
+static void touch(struct slot *s, size_t from)
+{
+    for (size_t off = from; off + 8 <= s->size; off += PAGE) {
+        uint64_t v = page_word(s->id, off / PAGE);
+        memcpy(s->p + off, &v, 8);
+    }
+}
+
+/* Verifies the first `size` bytes' pages; returns how many were checked. */
+static uint64_t verify(const struct slot *s, size_t size)
+{
+    uint64_t n = 0;
+    for (size_t off = 0; off + 8 <= size; off += PAGE, n++) {
+        uint64_t v;
+        memcpy(&v, s->p + off, 8);
+        if (v != page_word(s->id, off / PAGE)) {
+            wl_fail("large block page broken, id", s->id);
+            break;
+        }
+    }
+    return n;
+}
+
+static void *run(void *arg)
+{
+    struct worker *w = arg;
+    wl_rng rng;
+    wl_rng_init(&rng, w->seed, (uint64_t)w->id);
+    struct slot slots[SLOTS] = {{0}};
+    uint64_t next_id = ((uint64_t)w->id << 32) + 1;
+    for (long op = 0; op < w->ops; op++) {
+        struct slot *s = &slots[wl_below(&rng, SLOTS)];
+        int re = s->p && wl_below(&rng, 4) == 0;
+        size_t size = pick_size(&rng);
+        if (re) {
+            size_t old = s->size;
+            unsigned char *p = realloc(s->p, size);
+            if (!p) {
+                wl_fail("realloc returned NULL, size", size);
+                continue;
+            }
+            s->p = p;
+            s->size = size;
+            w->sum += verify(s, old < size ? old : size);
+            if (size > old)
+                touch(s, pages_of(old) * PAGE);
+            continue;
+        }
+        if (s->p) {
+            w->sum += s->id + verify(s, s->size);
+            free(s->p);
+        }
+        s->p = malloc(size);
+        if (!s->p) {
+            wl_fail("malloc returned NULL, size", size);
+            continue;
+        }
+        s->size = size;
+        s->id = next_id++;
+        touch(s, 0);
+    }
+    for (int i = 0; i < SLOTS; i++) {
+        if (slots[i].p) {
+            w->sum += slots[i].id + verify(&slots[i], slots[i].size);
+            free(slots[i].p);
+        }
+    }
+    return NULL;
+}
+
+/* The same decisions as run(), on sizes only. */
+static uint64_t replay(int id, long ops, uint64_t seed)
+{
+    wl_rng rng;
+    wl_rng_init(&rng, seed, (uint64_t)id);
+    struct slot slots[SLOTS] = {{0}};
+    uint64_t next_id = ((uint64_t)id << 32) + 1, sum = 0;
+    for (long op = 0; op < ops; op++) {
+        struct slot *s = &slots[wl_below(&rng, SLOTS)];
+        int re = s->size && wl_below(&rng, 4) == 0;
+        size_t size = pick_size(&rng);
+        if (re) {
+            sum += pages_of(s->size < size ? s->size : size);
+            s->size = size;
+            continue;
+        }
+        if (s->size)
+            sum += s->id + pages_of(s->size);
+        s->size = size;
+        s->id = next_id++;
+    }
+    for (int i = 0; i < SLOTS; i++)
+        if (slots[i].size)
+            sum += slots[i].id + pages_of(slots[i].size);
+    return sum;
+}
+
+int main(int argc, char **argv)
+{
+    struct wl_args a;
+    wl_parse(argc, argv, &a, 400, "operations per thread");
+    struct worker *w = calloc((size_t)a.threads, sizeof *w);
+    if (!w)
+        return 1;
+    for (int i = 0; i < a.threads; i++)
+        w[i] = (struct worker){.id = i, .ops = a.n, .seed = a.seed};
+    wl_run_threads(a.threads, run, w, sizeof *w);
+    uint64_t got = 0, expected = 0;
+    for (int t = 0; t < a.threads; t++) {
+        got += w[t].sum;
+        expected += replay(t, a.n, a.seed);
+    }
+    free(w);
+    return wl_finish("large-blocks", &a, got, expected);
+}
