@@ -204,21 +204,25 @@ static size_t heap_purge(ma_heap *heap, uint32_t min_age_ms)
     return purged;
 }
 
-/* Driven by the heap's own page traffic, never by a timer: at most one pass
- * per half decay period, at once when the heap holds more empty memory than
- * dirty_max_kb. */
+/* Driven by the heap's own traffic (its slow paths), never by a timer: at
+ * most one pass per half decay period. Past dirty_max_kb of empty memory the
+ * heap does not wait: it gives back what has been idle for an eighth of the
+ * decay (so memory that a busy program reuses at once is not purged only to
+ * be faulted in again), and everything past eight times that. */
 static void heap_maybe_purge(ma_heap *heap)
 {
-    if (heap->dirty_bytes + heap->retained_bytes > (size_t)ma_option(MA_OPT_DIRTY_MAX_KB) << 10) {
-        heap_purge(heap, 0);
-        return;
-    }
-    if (heap->dirty_bytes == 0 && heap->retained_bytes == 0)
+    size_t empty = heap->dirty_bytes + heap->retained_bytes;
+    if (empty == 0)
         return;
     uint64_t now = ma_clock_ms();
+    uint64_t decay = (uint64_t)ma_option(MA_OPT_DECAY_MS);
+    size_t cap = (size_t)ma_option(MA_OPT_DIRTY_MAX_KB) << 10;
+    if (empty > cap) {
+        heap_purge(heap, empty > 8 * cap ? 0 : (uint32_t)(decay / 8));
+        return;
+    }
     if (now < heap->next_purge_ms)
         return;
-    uint64_t decay = (uint64_t)ma_option(MA_OPT_DECAY_MS);
     heap->next_purge_ms = now + decay / 2;
     heap_purge(heap, (uint32_t)decay);
 }
@@ -547,6 +551,7 @@ void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
             return NULL;
     }
     heap_take_notices(heap);
+    heap_maybe_purge(heap);
     ma_page *page = heap_find_page(heap, class_idx);
     if (page == NULL)
         return NULL;

@@ -223,15 +223,23 @@ static void bury(struct entry *e)
 
 /* ---- the cache of freed mappings ---- */
 
-/* Takes a cached mapping that fits size without wasting more than a
- * quarter of it. Lock held. */
+/* Takes the cached mapping closest in size to size, within a factor of two
+ * either way: its pages are resident already, which saves the faults of a
+ * fresh mapping. The caller fits it to size with mremap. Lock held. */
 static uintptr_t cache_take(size_t size, size_t *got)
 {
     int best = -1;
-    for (unsigned i = 0; i < cache_count; i++)
-        if (cache[i].size >= size && cache[i].size - size <= size / 4 &&
-            (best < 0 || cache[i].size < cache[best].size))
+    size_t best_gap = SIZE_MAX;
+    for (unsigned i = 0; i < cache_count; i++) {
+        size_t c = cache[i].size;
+        if (c / 2 > size || c < size / 2)
+            continue;
+        size_t gap = c > size ? c - size : size - c;
+        if (gap < best_gap) {
             best = (int)i;
+            best_gap = gap;
+        }
+    }
     if (best < 0)
         return 0;
     uintptr_t addr = cache[best].addr;
@@ -288,6 +296,18 @@ void *ma_large_malloc(size_t size, size_t alignment, bool zero, ma_arena *arena)
         addr = cache_take(map_size, &got);
         ma_unlock(&ma_large_lock);
         unmap_all(expired, n_expired);
+    }
+    if (addr != 0 && got != map_size) {
+        /* Trim the tail in place, or grow (moving if it must): either way
+         * the part that is resident stays so. */
+        void *q = ma_os_remap((void *)addr, got, map_size, true);
+        if (q == NULL) {
+            ma_os_unmap((void *)addr, got);
+            addr = 0;
+        } else {
+            addr = (uintptr_t)q;
+            got = map_size;
+        }
     }
     bool fresh = addr == 0;
     if (fresh) {
@@ -440,6 +460,10 @@ void *ma_large_realloc(void *p, size_t size)
         return p;
     }
     ma_unlock(&ma_large_lock);
+    /* A block that grows usually grows again: a quarter more than asked
+     * saves a system call on each of the next small steps. */
+    if (map_size > old && map_size < old + old / 4 && !arena)
+        map_size = page_round(old + old / 4) + guard;
     if (arena && map_size > old && !ma_arena_commit(arena, map_size - old))
         return NULL;
     if (guard)
