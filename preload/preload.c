@@ -8,6 +8,14 @@
 
 #include "mapalloc.h"
 
+/* Starts the allocator when the library is loaded, so that its options
+ * (verbose, stats at exit) take effect even in a program that never calls
+ * malloc. The first malloc may come earlier still; that is fine too. */
+__attribute__((constructor)) static void preload_start(void)
+{
+    mapalloc_free(mapalloc_malloc(1));
+}
+
 void *malloc(size_t size) { return mapalloc_malloc(size); }
 void *calloc(size_t count, size_t size) { return mapalloc_calloc(count, size); }
 void *realloc(void *ptr, size_t size) { return mapalloc_realloc(ptr, size); }

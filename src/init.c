@@ -77,13 +77,13 @@ void ma_init_slow(void)
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         atomic_store_explicit(&ma_init_state, 2, memory_order_release);
         in_init = false;
-        /* atexit may allocate, so it comes after the state says "done".
-         * Some programs (coreutils) close stderr before exit handlers run:
-         * the report goes to a copy of it taken now. */
-        if (ma_option(MA_OPT_STATS)) {
+        /* atexit may allocate, so it comes after the state says "done";
+         * the handler checks the option, which code may still change. Some
+         * programs (coreutils) close stderr before exit handlers run: with
+         * stats on from the start, the report goes to a copy taken now. */
+        if (ma_option(MA_OPT_STATS))
             ma_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
-            atexit(ma_stats_at_exit);
-        }
+        atexit(ma_stats_at_exit);
         return;
     }
     /* A recursive call from inside set-up goes on with what is ready (the

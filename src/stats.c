@@ -406,5 +406,7 @@ MA_API void mapalloc_stats_print(int fd, int json)
 
 void ma_stats_at_exit(void)
 {
+    if (!ma_option(MA_OPT_STATS))
+        return;
     mapalloc_stats_print(ma_stats_fd >= 0 ? ma_stats_fd : 2, ma_option(MA_OPT_STATS) == 2);
 }
