@@ -115,8 +115,11 @@ static inline bool obs_smaps_field(const void *addr, const char *field, uintptr_
             const char *v = line + len + 1;
             while (*v == ' ' || *v == '\t')
                 v++;
-            snprintf(value, value_size, "%s", v);
-            value[strcspn(value, "\n")] = '\0';
+            size_t n = strcspn(v, "\n");
+            if (n >= value_size)
+                n = value_size - 1;
+            memcpy(value, v, n);
+            value[n] = '\0';
             found = true;
         }
     }

@@ -100,7 +100,7 @@ static int child_effect(const char *name, long value)
     long v = mapalloc_option_get(name);
     CHECKF(v == value, "%s reads back %ld, expected %ld", name, v, value);
     char buf[512];
-    uintptr_t lo, hi;
+    uintptr_t lo = 0, hi = 0;
 
     if (strcmp(name, "huge") == 0) {
         void *p = region_block();
@@ -255,7 +255,7 @@ static int child_set_before(void)
     struct mapalloc_stats s1 = stats();
     CHECKF(s1.munmap_calls > s0.munmap_calls, "large_cache=0 set from code, but no munmap");
     char buf[512];
-    uintptr_t lo, hi;
+    uintptr_t lo = 0, hi = 0;
     p = region_block();
     CHECK(obs_smaps_field(p, "VmFlags", &lo, &hi, buf, sizeof buf));
     CHECKF(obs_vmflag(buf, "hg"), "thp=1 set from code, region VmFlags: %s", buf);
