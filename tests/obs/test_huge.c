@@ -14,7 +14,7 @@
 #include "mapalloc.h"
 #include "obs.h"
 
-#define TWO_MiB (2 * MiB)
+#define REGION (4 * MiB) /* regions are mapped aligned to their size */
 
 static struct mapalloc_stats stats(void)
 {
@@ -109,9 +109,15 @@ static void part_thp(void)
         char flags[512], eligible[64], anon[64];
         uintptr_t lo = 0, hi = 0;
         CHECK(obs_smaps_field(b.p[i], "VmFlags", &lo, &hi, flags, sizeof flags));
-        CHECKF(lo % TWO_MiB == 0 && hi % TWO_MiB == 0,
-               "region mapping %#lx-%#lx not 2 MiB aligned", (unsigned long)lo,
-               (unsigned long)hi);
+        /* The 4 MiB-aligned window around the block is all in this one
+         * mapping: the region is aligned, so each of its 2 MiB halves can
+         * be a huge page. (Its bounds may be wider: the kernel merges
+         * neighbouring mappings with the same flags.) */
+        uintptr_t window = (uintptr_t)b.p[i] & ~(uintptr_t)(REGION - 1);
+        CHECKF(lo <= window && window + REGION <= hi,
+               "block %p: mapping %#lx-%#lx does not hold the aligned region %#lx-%#lx",
+               (void *)b.p[i], (unsigned long)lo, (unsigned long)hi, (unsigned long)window,
+               (unsigned long)(window + REGION));
         CHECKF(obs_vmflag(flags, "hg") == (on != 0), "thp=%ld: mapping %#lx-%#lx VmFlags %s", on,
                (unsigned long)lo, (unsigned long)hi, flags);
         if (obs_smaps_field(b.p[i], "THPeligible", &lo, &hi, eligible, sizeof eligible)) {
@@ -131,7 +137,7 @@ static void part_thp(void)
         }
         checked++;
     }
-    printf("thp=%ld (kernel mode %s): %u block mappings checked, 2 MiB aligned; the largest "
+    printf("thp=%ld (kernel mode %s): %u block mappings checked, regions 4 MiB aligned; the largest "
            "AnonHugePages of one %ld kB, process AnonHugePages %ld kB\n",
            on, mode[0] ? mode : "unknown", checked, anon_huge_max, obs_rollup_kb("AnonHugePages"));
     if (!on || strcmp(mode, "never") == 0)
