@@ -73,6 +73,11 @@ medians() {
             for (p = 1; p <= width[k]; p++)
                 s = s (p > 1 ? " / " : "") median(vals[k, p])
             printf "%s=%s\t", k, s
+            if (width[k] == 1) { # the spread of a single figure: "min-max"
+                n = split(vals[k, 1], a, " "); lo = a[1]; hi = a[1]
+                for (j = 2; j <= n; j++) { if (a[j] + 0 < lo + 0) lo = a[j]; if (a[j] + 0 > hi + 0) hi = a[j] }
+                printf "%s_range=%s-%s\t", k, lo, hi
+            }
         }
         printf "\n"
     }' "$1"
@@ -80,22 +85,23 @@ medians() {
 
 field() { printf '%s\n' "$1" | tr '\t' '\n' | sed -n "s/^$2=//p"; }
 
-echo "Decay: bursts of ${decay_args%% *} MiB in small blocks, freed, then idle-ish work; median of $runs runs"
+echo "Decay: bursts of ${decay_args%% *} MiB in small blocks, freed, then idle-ish work; median of $runs runs (min-max)"
 decay=$out/decay.txt
 : >"$decay"
 run "$decay" short "decay_ms=0,dirty_max_kb=0" "$decay_bin" $decay_args
 run "$decay" default "" "$decay_bin" $decay_args
+run "$decay" no_limit "dirty_max_kb=1073741823" "$decay_bin" $decay_args
 run "$decay" infinite "decay_ms=3600000,dirty_max_kb=1073741823" "$decay_bin" $decay_args
 echo
 echo "| decay | MAPALLOC_OPTIONS | wall s | bursts s | peak RSS MiB | RSS after each free MiB | RSS at end of each idle phase MiB | madvise | munmap |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for name in short default infinite; do
+for name in short default no_limit infinite; do
     m=$(medians "$decay" "$name")
-    echo "| $name | \`$(field "$m" options)\` | $(field "$m" wall_s) | $(field "$m" burst_s) | $(field "$m" peak_mib) | $(field "$m" free_mib) | $(field "$m" idle_mib) | $(field "$m" madvise) | $(field "$m" munmap) |"
+    echo "| $name | \`$(field "$m" options)\` | $(field "$m" wall_s) ($(field "$m" wall_s_range)) | $(field "$m" burst_s) ($(field "$m" burst_s_range)) | $(field "$m" peak_mib) | $(field "$m" free_mib) | $(field "$m" idle_mib) | $(field "$m" madvise) | $(field "$m" munmap) |"
 done
 
 echo
-echo "Huge pages: $ws MiB of 64 B - 4 KiB blocks, $accesses M random accesses; median of $runs runs"
+echo "Huge pages: $ws MiB of 64 B - 4 KiB blocks, $accesses M random accesses; median of $runs runs (min-max)"
 huge=$out/hugepage.txt
 : >"$huge"
 run "$huge" thp0 "thp=0" "$huge_bin" "$ws" "$accesses"
@@ -106,7 +112,7 @@ echo "| MAPALLOC_OPTIONS | allocate s | random access s | free s | RSS MiB | Ano
 echo "|---|---|---|---|---|---|---|---|"
 for name in thp0 thp1 huge1; do
     m=$(medians "$huge" "$name")
-    echo "| \`$(field "$m" options)\` | $(field "$m" alloc_s) | $(field "$m" access_s) | $(field "$m" free_s) | $(field "$m" rss_mib) | $(field "$m" anon_huge_mib) | $(field "$m" huge_fallbacks) | $(field "$m" madvise) |"
+    echo "| \`$(field "$m" options)\` | $(field "$m" alloc_s) ($(field "$m" alloc_s_range)) | $(field "$m" access_s) ($(field "$m" access_s_range)) | $(field "$m" free_s) | $(field "$m" rss_mib) | $(field "$m" anon_huge_mib) | $(field "$m" huge_fallbacks) | $(field "$m" madvise) |"
 done
 echo
 echo "raw results and the machine: $out/"
