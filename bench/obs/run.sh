@@ -35,16 +35,14 @@ unset MAPALLOC_OPTIONS
     echo "runs: $runs; decay args: $decay_args; huge working set: $ws MiB, $accesses M accesses"
 } >"$out/machine.txt"
 
-# run FILE NAME OPTIONS CMD...: RUNS lines "name=NAME options=OPTIONS k=v..." into FILE.
-run() {
+# once FILE NAME OPTIONS CMD...: one run, its line "name=NAME options=OPTIONS
+# k=v..." added to FILE. The configurations take turns (run 1 of each, then
+# run 2...), so that a drift of the machine does not favour one of them.
+once() {
     file=$1 name=$2 opts=$3
     shift 3
-    i=0
-    while [ "$i" -lt "$runs" ]; do
-        line=$(MAPALLOC_OPTIONS=$opts "$@")
-        echo "name=$name options=$opts $line" >>"$file"
-        i=$((i + 1))
-    done
+    line=$(MAPALLOC_OPTIONS=$opts "$@")
+    echo "name=$name options=$opts $line" >>"$file"
 }
 
 # The median of each field over the lines of one configuration; a field
@@ -88,10 +86,14 @@ field() { printf '%s\n' "$1" | tr '\t' '\n' | sed -n "s/^$2=//p"; }
 echo "Decay: bursts of ${decay_args%% *} MiB in small blocks, freed, then idle-ish work; median of $runs runs (min-max)"
 decay=$out/decay.txt
 : >"$decay"
-run "$decay" short "decay_ms=0,dirty_max_kb=0" "$decay_bin" $decay_args
-run "$decay" default "" "$decay_bin" $decay_args
-run "$decay" no_limit "dirty_max_kb=1073741823" "$decay_bin" $decay_args
-run "$decay" infinite "decay_ms=3600000,dirty_max_kb=1073741823" "$decay_bin" $decay_args
+i=0
+while [ "$i" -lt "$runs" ]; do
+    once "$decay" short "decay_ms=0,dirty_max_kb=0" "$decay_bin" $decay_args
+    once "$decay" default "" "$decay_bin" $decay_args
+    once "$decay" no_limit "dirty_max_kb=1073741823" "$decay_bin" $decay_args
+    once "$decay" infinite "decay_ms=3600000,dirty_max_kb=1073741823" "$decay_bin" $decay_args
+    i=$((i + 1))
+done
 echo
 echo "| decay | MAPALLOC_OPTIONS | wall s | bursts s | peak RSS MiB | RSS after each free MiB | RSS at end of each idle phase MiB | madvise | munmap |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -104,9 +106,13 @@ echo
 echo "Huge pages: $ws MiB of 64 B - 4 KiB blocks, $accesses M random accesses; median of $runs runs (min-max)"
 huge=$out/hugepage.txt
 : >"$huge"
-run "$huge" thp0 "thp=0" "$huge_bin" "$ws" "$accesses"
-run "$huge" thp1 "thp=1" "$huge_bin" "$ws" "$accesses"
-run "$huge" huge1 "huge=1" "$huge_bin" "$ws" "$accesses"
+i=0
+while [ "$i" -lt "$runs" ]; do
+    once "$huge" thp0 "thp=0" "$huge_bin" "$ws" "$accesses"
+    once "$huge" thp1 "thp=1" "$huge_bin" "$ws" "$accesses"
+    once "$huge" huge1 "huge=1" "$huge_bin" "$ws" "$accesses"
+    i=$((i + 1))
+done
 echo
 echo "| MAPALLOC_OPTIONS | allocate s | random access s | free s | RSS MiB | AnonHugePages MiB | huge_fallbacks | madvise |"
 echo "|---|---|---|---|---|---|---|---|"
