@@ -1,0 +1,161 @@
+/* Huge pages (issue 6).
+ *
+ * huge=1 asks for MAP_HUGETLB regions; where the kernel has no huge pages
+ * reserved (HugePages_Free 0) it must fall back to ordinary pages, count it
+ * (huge_fallbacks), and work. thp=1 madvises regions MADV_HUGEPAGE: their
+ * mappings carry the "hg" flag and are 2 MiB aligned (regions are 4 MiB
+ * aligned); where the kernel's THP mode allows it, smaps says THPeligible 1.
+ * Whether huge pages are actually used (AnonHugePages) depends on the
+ * kernel's mood (defrag, fragmentation): printed, not required.
+ *
+ * Usage: test_huge huge|thp|arena_huge   with MAPALLOC_OPTIONS from meson
+ */
+#include "burst.h"
+#include "mapalloc.h"
+#include "obs.h"
+
+#define REGION (4 * MiB) /* regions are mapped aligned to their size */
+
+static struct mapalloc_stats stats(void)
+{
+    struct mapalloc_stats s;
+    mapalloc_stats_get(&s);
+    return s;
+}
+
+/* The kernel's THP mode: "always", "madvise", "never", or "" if unknown. */
+static void thp_mode(char *mode, size_t size)
+{
+    mode[0] = '\0';
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f == NULL)
+        return;
+    char line[128];
+    if (fgets(line, sizeof line, f) != NULL) {
+        char *open = strchr(line, '['), *close = open ? strchr(open, ']') : NULL;
+        if (open && close) {
+            *close = '\0';
+            snprintf(mode, size, "%s", open + 1);
+        }
+    }
+    fclose(f);
+}
+
+static void part_huge(void)
+{
+    mapalloc_free(mapalloc_malloc(1));
+    CHECK(mapalloc_option_get("huge") == 1);
+    long free_huge = obs_meminfo("HugePages_Free");
+    struct burst b;
+    burst_init(&b, 1u << 20);
+    burst_allocate(&b, 64 * MiB, 21);
+    void *big = mapalloc_malloc(16 * MiB);
+    CHECK(big != NULL);
+    memset(big, 3, 16 * MiB);
+    struct mapalloc_stats s = stats();
+    printf("huge: HugePages_Free %ld, regions %llu, huge_fallbacks %llu, mmap_calls %llu\n",
+           free_huge, (unsigned long long)s.regions, (unsigned long long)s.huge_fallbacks,
+           (unsigned long long)s.mmap_calls);
+    if (free_huge == 0)
+        CHECKF(s.huge_fallbacks >= s.regions && s.huge_fallbacks > 0,
+               "no huge pages free: %llu regions, %llu fallbacks",
+               (unsigned long long)s.regions, (unsigned long long)s.huge_fallbacks);
+    CHECK(((unsigned char *)big)[16 * MiB - 1] == 3);
+    burst_free(&b, 22);
+    mapalloc_free(big);
+    /* Still works after the memory went back and came again. */
+    burst_allocate(&b, 16 * MiB, 23);
+    burst_free(&b, 24);
+    burst_done(&b);
+}
+
+/* An arena created with MAPALLOC_ARENA_HUGE falls back the same way. */
+static void part_arena_huge(void)
+{
+    struct mapalloc_stats s0 = stats();
+    struct mapalloc_arena_options o = {MAPALLOC_ARENA_HUGE, 0, 0};
+    mapalloc_arena *a = mapalloc_arena_create(&o);
+    CHECK(a != NULL);
+    for (int i = 0; i < 2000; i++) {
+        unsigned char *p = mapalloc_arena_malloc(a, 1000 + (size_t)i * 17);
+        CHECK(p != NULL);
+        p[0] = 1;
+    }
+    struct mapalloc_stats s1 = stats();
+    printf("arena_huge: huge_fallbacks %llu -> %llu\n", (unsigned long long)s0.huge_fallbacks,
+           (unsigned long long)s1.huge_fallbacks);
+    if (obs_meminfo("HugePages_Free") == 0)
+        CHECK(s1.huge_fallbacks > s0.huge_fallbacks);
+    mapalloc_arena_destroy(a);
+}
+
+static void part_thp(void)
+{
+    mapalloc_free(mapalloc_malloc(1));
+    long on = mapalloc_option_get("thp");
+    char mode[32];
+    thp_mode(mode, sizeof mode);
+    struct burst b;
+    burst_init(&b, 1u << 20);
+    burst_allocate(&b, 64 * MiB, 31);
+    struct mapalloc_stats s = stats();
+    if (on)
+        CHECKF(s.madvise_calls >= s.regions, "thp=1: %llu regions, %llu madvise calls",
+               (unsigned long long)s.regions, (unsigned long long)s.madvise_calls);
+    /* Every mapping that holds a block: its bounds and flags. */
+    unsigned checked = 0;
+    long anon_huge_max = 0;
+    for (size_t i = 0; i < b.count; i += b.count / 64 + 1) {
+        char flags[512], eligible[64], anon[64];
+        uintptr_t lo = 0, hi = 0;
+        CHECK(obs_smaps_field(b.p[i], "VmFlags", &lo, &hi, flags, sizeof flags));
+        /* The 4 MiB-aligned window around the block is all in this one
+         * mapping: the region is aligned, so each of its 2 MiB halves can
+         * be a huge page. (Its bounds may be wider: the kernel merges
+         * neighbouring mappings with the same flags.) */
+        uintptr_t window = (uintptr_t)b.p[i] & ~(uintptr_t)(REGION - 1);
+        CHECKF(lo <= window && window + REGION <= hi,
+               "block %p: mapping %#lx-%#lx does not hold the aligned region %#lx-%#lx",
+               (void *)b.p[i], (unsigned long)lo, (unsigned long)hi, (unsigned long)window,
+               (unsigned long)(window + REGION));
+        CHECKF(obs_vmflag(flags, "hg") == (on != 0), "thp=%ld: mapping %#lx-%#lx VmFlags %s", on,
+               (unsigned long)lo, (unsigned long)hi, flags);
+        if (obs_smaps_field(b.p[i], "THPeligible", &lo, &hi, eligible, sizeof eligible)) {
+            /* 1 when the mode and the mapping allow huge pages. */
+            if (strcmp(mode, "never") == 0)
+                CHECK(eligible[0] == '0');
+            else if (strcmp(mode, "madvise") == 0)
+                CHECKF((eligible[0] == '1') == (on != 0),
+                       "THP mode madvise, thp=%ld, THPeligible %s", on, eligible);
+            else if (strcmp(mode, "always") == 0)
+                CHECKF(eligible[0] == '1', "THP mode always, THPeligible %s", eligible);
+        }
+        if (obs_smaps_field(b.p[i], "AnonHugePages", &lo, &hi, anon, sizeof anon)) {
+            long kb = strtol(anon, NULL, 10);
+            if (kb > anon_huge_max)
+                anon_huge_max = kb;
+        }
+        checked++;
+    }
+    printf("thp=%ld (kernel mode %s): %u block mappings checked, regions 4 MiB aligned; the largest "
+           "AnonHugePages of one %ld kB, process AnonHugePages %ld kB\n",
+           on, mode[0] ? mode : "unknown", checked, anon_huge_max, obs_rollup_kb("AnonHugePages"));
+    if (!on || strcmp(mode, "never") == 0)
+        CHECK(anon_huge_max == 0 || strcmp(mode, "always") == 0);
+    burst_free(&b, 32);
+    burst_done(&b);
+}
+
+int main(int argc, char **argv)
+{
+    CHECKF(argc == 2, "usage: %s huge|arena_huge|thp", argv[0]);
+    if (strcmp(argv[1], "huge") == 0)
+        part_huge();
+    else if (strcmp(argv[1], "arena_huge") == 0)
+        part_arena_huge();
+    else if (strcmp(argv[1], "thp") == 0)
+        part_thp();
+    else
+        CHECKF(false, "no part %s", argv[1]);
+    return 0;
+}

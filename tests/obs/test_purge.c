@@ -1,0 +1,212 @@
+/* Purging (issue 6): after a burst of 200 MiB in small and medium blocks is
+ * freed, resident memory (/proc/self/statm) goes back to where it was
+ * within the decay time, driven only by the program's own allocator
+ * activity; with a decay and a dirty limit too large to act, it stays until
+ * malloc_trim(0); with purge_free=1 the pages are given back with
+ * MADV_FREE and the memory is reused correctly.
+ *
+ * Usage: test_purge PART, with MAPALLOC_OPTIONS set by tests/obs/meson.build:
+ *   decay      falls within decay_ms + 1.5 s (any decay_ms, dirty_max_kb)
+ *   no_decay   decay_ms=3600000,dirty_max_kb=1073741823: stays; trim drops it
+ *   purge_free purge_free=1 (or 0, the control)
+ * Skipped (77) under AddressSanitizer, whose shadow memory moves the
+ * figures.
+ */
+#include "burst.h"
+#include "mapalloc.h"
+#include "obs.h"
+
+#define BURST (200 * MiB)
+#define SLACK (8 * MiB) /* "back where it was": within a few MiB */
+
+static struct mapalloc_stats stats(void)
+{
+    struct mapalloc_stats s;
+    mapalloc_stats_get(&s);
+    return s;
+}
+
+static long kib(size_t now, size_t base)
+{
+    return ((long)now - (long)base) / 1024;
+}
+
+/* Allocator activity until resident is within SLACK of base or the
+ * deadline passes; returns the seconds it took (or -1). */
+static double activity_until_back(size_t base, double deadline, uint64_t *rs)
+{
+    double t0 = obs_now();
+    for (;;) {
+        if (obs_resident() <= base + SLACK)
+            return obs_now() - t0;
+        if (obs_now() - t0 > deadline)
+            return -1;
+        burst_activity(rs);
+        obs_sleep_ms(1);
+    }
+}
+
+static void part_decay(void)
+{
+    mapalloc_free(mapalloc_malloc(16)); /* options are read at the first allocation */
+    long decay = mapalloc_option_get("decay_ms");
+    long dirty = mapalloc_option_get("dirty_max_kb");
+    struct burst b;
+    burst_init(&b, 1u << 20);
+    size_t base = obs_resident();
+    double t0 = obs_now();
+    burst_allocate(&b, BURST, 1);
+    size_t peak = obs_resident();
+    CHECKF(peak >= base + BURST - 32 * MiB, "200 MiB written, resident +%ld KiB", kib(peak, base));
+    burst_free(&b, 2);
+    double freed_at = obs_now();
+    size_t right_after = obs_resident();
+    if ((size_t)dirty << 10 >= BURST && decay > 0)
+        /* The dirty limit does not act: what goes back is the decay's doing. */
+        CHECKF(right_after >= base + BURST / 2,
+               "dirty_max_kb=%ld: resident +%ld KiB right after the free: purged before the decay",
+               dirty, kib(right_after, base));
+    uint64_t rs = 3;
+    double took = activity_until_back(base, (double)decay / 1000 + 1.5, &rs);
+    struct mapalloc_stats s = stats();
+    printf("purge decay: decay_ms=%ld dirty_max_kb=%ld: resident at start %zu KiB, peak %+ld KiB, "
+           "right after free %+ld KiB, back within %zu KiB %.3f s after the free (burst took "
+           "%.2f s); madvise_calls %llu munmap_calls %llu\n",
+           decay, dirty, base / KiB, kib(peak, base), kib(right_after, base), SLACK / KiB, took,
+           freed_at - t0, (unsigned long long)s.madvise_calls,
+           (unsigned long long)s.munmap_calls);
+    CHECKF(took >= 0, "decay_ms=%ld: resident still %+ld KiB %.1f s after the free", decay,
+           kib(obs_resident(), base), (double)decay / 1000 + 1.5);
+    CHECK(s.live_blocks == 0);
+    burst_done(&b);
+}
+
+static void part_no_decay(void)
+{
+    mapalloc_free(mapalloc_malloc(16));
+    CHECK(mapalloc_option_get("decay_ms") == 3600000);
+    CHECK(mapalloc_option_get("dirty_max_kb") == 1073741823);
+    struct burst b;
+    burst_init(&b, 1u << 20);
+    size_t base = obs_resident();
+    burst_allocate(&b, BURST, 4);
+    burst_free(&b, 5);
+    /* A second of activity: nothing goes back. */
+    uint64_t rs = 6;
+    double t0 = obs_now();
+    while (obs_now() - t0 < 1.0) {
+        burst_activity(&rs);
+        obs_sleep_ms(1);
+    }
+    size_t kept = obs_resident();
+    CHECKF(kept >= base + BURST - 32 * MiB,
+           "decay and dirty limit off: resident +%ld KiB after 1 s, expected the burst's 200 MiB",
+           kib(kept, base));
+    int r = mapalloc_trim(0);
+    size_t trimmed = obs_resident();
+    printf("purge no_decay: resident %+ld KiB 1 s after the free, %+ld KiB after "
+           "malloc_trim(0) (returned %d)\n",
+           kib(kept, base), kib(trimmed, base), r);
+    CHECK(r == 1);
+    CHECKF(trimmed <= base + SLACK, "after trim: resident %+ld KiB", kib(trimmed, base));
+    /* And the memory is there to use again. */
+    burst_allocate(&b, BURST / 4, 7);
+    burst_free(&b, 8);
+    burst_done(&b);
+}
+
+/* MADV_FREE: the pages stay resident (LazyFree in smaps) until the kernel
+ * needs them, so the check is the madvise count and LazyFree; then the
+ * lazily freed memory must be reused correctly: calloc still zeroes it, and
+ * contents written stay. One small block per 2 MiB stays live so that the
+ * regions are not unmapped (purged pages, not whole regions). */
+static void part_purge_free(void)
+{
+    mapalloc_free(mapalloc_malloc(16));
+    long on = mapalloc_option_get("purge_free");
+    struct burst b, pins;
+    burst_init(&b, 1u << 20);
+    burst_init(&pins, 1u << 12);
+    size_t base = obs_resident();
+    long lazy0 = obs_rollup_kb("LazyFree");
+    burst_allocate(&b, BURST, 9);
+    size_t bytes = 0, next_pin = 0;
+    for (size_t i = 0; i < b.count; i++) {
+        bytes += mapalloc_usable_size(b.p[i]);
+        /* A small block pins a page of 64 KiB; a medium one up to 2 MiB. */
+        if (bytes >= next_pin && pins.count < pins.cap && mapalloc_usable_size(b.p[i]) <= KiB) {
+            pins.p[pins.count++] = b.p[i];
+            b.p[i] = mapalloc_malloc(1); /* freed with the others instead */
+            memset(b.p[i], burst_tag(i), 1);
+            next_pin = bytes + 2 * MiB;
+        }
+    }
+    struct mapalloc_stats s0 = stats();
+    burst_free(&b, 10);
+    uint64_t rs = 11;
+    double t0 = obs_now();
+    while (obs_now() - t0 < (double)mapalloc_option_get("decay_ms") / 1000 + 0.3) {
+        burst_activity(&rs);
+        obs_sleep_ms(1);
+    }
+    mapalloc_trim(0);
+    struct mapalloc_stats s1 = stats();
+    size_t after = obs_resident();
+    long lazy1 = obs_rollup_kb("LazyFree");
+    printf("purge purge_free=%ld: madvise_calls %llu -> %llu, munmap_calls %llu -> %llu, "
+           "LazyFree %ld -> %ld kB, resident %+ld KiB after free and trim (%zu blocks kept)\n",
+           on, (unsigned long long)s0.madvise_calls, (unsigned long long)s1.madvise_calls,
+           (unsigned long long)s0.munmap_calls, (unsigned long long)s1.munmap_calls, lazy0, lazy1,
+           kib(after, base), pins.count);
+    CHECKF(s1.madvise_calls > s0.madvise_calls, "no madvise call");
+    if (lazy1 >= 0) {
+        if (on) /* lazily freed, unless the kernel already took them back */
+            CHECKF(lazy1 - lazy0 >= 64 * 1024 || after <= base + 64 * MiB,
+                   "purge_free=1: LazyFree %ld -> %ld kB, resident %+ld KiB", lazy0, lazy1,
+                   kib(after, base));
+        else
+            CHECKF(lazy1 <= lazy0, "purge_free=0: LazyFree %ld -> %ld kB", lazy0, lazy1);
+    }
+    if (!on)
+        CHECKF(after <= base + 16 * MiB, "purge_free=0: resident %+ld KiB", kib(after, base));
+
+    /* Reuse: calloc must zero lazily freed pages (their old contents may
+     * still be there), and what is written stays. */
+    uint64_t zs = 12;
+    size_t zeroed = 0;
+    while (zeroed < BURST / 2) {
+        size_t n = 1 + (size_t)(obs_rnd(&zs) % (64 * KiB));
+        unsigned char *p = mapalloc_calloc(1, n);
+        CHECK(p != NULL);
+        for (size_t i = 0; i < n; i += 61)
+            CHECKF(p[i] == 0, "calloc(1, %zu) after purge_free=%ld: byte %zu is %#x", n, on, i,
+                   p[i]);
+        CHECK(p[n - 1] == 0);
+        b.p[b.count++] = p;
+        memset(p, burst_tag(b.count - 1), n);
+        zeroed += n;
+    }
+    burst_free(&b, 13);
+    for (size_t i = 0; i < pins.count; i++)
+        mapalloc_free(pins.p[i]);
+    burst_done(&b);
+    burst_done(&pins);
+}
+
+int main(int argc, char **argv)
+{
+    if (TEST_ASAN) {
+        printf("purge: skipped under AddressSanitizer\n");
+        return TEST_SKIP;
+    }
+    CHECKF(argc == 2, "usage: %s decay|no_decay|purge_free", argv[0]);
+    if (strcmp(argv[1], "decay") == 0)
+        part_decay();
+    else if (strcmp(argv[1], "no_decay") == 0)
+        part_no_decay();
+    else if (strcmp(argv[1], "purge_free") == 0)
+        part_purge_free();
+    else
+        CHECKF(false, "no part %s", argv[1]);
+    return 0;
+}
