@@ -135,7 +135,7 @@ static inline ma_page *ma_page_of_live_block(void *p)
     ma_page *page = ma_page_of(u);
     if (ma_unlikely(!ma_page_has_block(page, u)))
         ma_free_invalid(p);
-    if (ma_unlikely(((ma_block *)p)->tag == ma_block_tag(page, p)))
+    if (MAPALLOC_CHECKS && ma_unlikely(((ma_block *)p)->tag == ma_block_tag(page, p)))
         ma_fatal("double free of", p);
     return page;
 }

@@ -317,7 +317,10 @@ static ma_page *page_in_region(ma_heap *heap, ma_region *r, unsigned c)
     if (dirty)
         heap->dirty_bytes = heap->dirty_bytes > bytes ? heap->dirty_bytes - bytes : 0;
     ma_page *page = &r->pages[first];
-    ma_page_init(page, r, (unsigned)first, c);
+    if (!ma_page_init(page, r, (unsigned)first, c)) {
+        ma_region_free_slices(r, (unsigned)first, ma_class_slices(c), (uint32_t)ma_clock_ms());
+        return NULL;
+    }
     atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
     return page;
 }

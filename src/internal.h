@@ -250,7 +250,7 @@ void ma_region_counts(size_t *regions, size_t *abandoned_regions);
 extern ma_spinlock ma_region_lock;
 
 /* ---- page.c: blocks inside a page ---- */
-void ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx);
+bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx); /* false: guard refused */
 void ma_page_extend(ma_page *page);
 void ma_page_collect(ma_page *page);        /* local and remote frees into free */
 bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */

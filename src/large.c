@@ -320,8 +320,12 @@ void *ma_large_malloc(size_t size, size_t alignment, bool zero, ma_arena *arena)
             return NULL;
         }
         addr = (uintptr_t)p;
-        if (ma_secure)
-            ma_os_guard((uint8_t *)p + map_size - MA_GUARD_SIZE, MA_GUARD_SIZE);
+        if (ma_secure && !ma_os_guard((uint8_t *)p + map_size - MA_GUARD_SIZE, MA_GUARD_SIZE)) {
+            ma_os_unmap(p, map_size); /* no block without its guard */
+            if (arena)
+                ma_arena_uncommit(arena, map_size);
+            return NULL;
+        }
     }
     if (!record(addr, got, size, arena)) {
         ma_os_unmap((void *)addr, got);

@@ -20,7 +20,7 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 33);
 }
 
-void ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx)
+bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx)
 {
     size_t bsize = ma_class_size(class_idx);
     unsigned n = ma_class_slices(class_idx);
@@ -42,7 +42,10 @@ void ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     size_t span = (size_t)n << MA_SLICE_SHIFT;
     if (ma_secure) { /* the page's last 4 KiB is a guard */
         span -= MA_GUARD_SIZE;
-        ma_os_guard(start + span, MA_GUARD_SIZE);
+        /* Each guard splits a mapping: past vm.max_map_count the kernel
+         * refuses, and the page is refused rather than left unguarded. */
+        if (!ma_os_guard(start + span, MA_GUARD_SIZE))
+            return false;
     }
     page->reserved = (uint16_t)(span / bsize);
     page->class_idx = (uint8_t)class_idx;
@@ -50,6 +53,7 @@ void ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     page->first_slice = (uint8_t)first_slice;
     page->in_full = page->notify_pending = page->retained = 0;
     memset(&r->slice_page[first_slice], (int)first_slice, n);
+    return true;
 }
 
 /* Carves the next blocks into the free list: 8 blocks first, then as many

@@ -32,10 +32,14 @@ ma_region *ma_region_new(unsigned map_flags)
         return NULL;
     /* Fresh mappings read as zero: every slice_page entry points at the
      * never-valid descriptor pages[0] until a page claims it. */
+    /* In the secure profile, a guard between the header and the first page;
+     * a region the kernel will not guard is not used. */
+    if (ma_secure && !ma_os_guard((uint8_t *)r + MA_SLICE_SIZE - MA_GUARD_SIZE, MA_GUARD_SIZE)) {
+        ma_os_unmap(r, MA_REGION_SIZE);
+        return NULL;
+    }
     r->cookie = region_cookie(r);
     r->used_slices = 1;
-    if (ma_secure) /* between the header and the first page */
-        ma_os_guard((uint8_t *)r + MA_SLICE_SIZE - MA_GUARD_SIZE, MA_GUARD_SIZE);
     r->map_flags = map_flags;
     ma_lock(&ma_region_lock);
     r->all_next = all_regions;

@@ -59,8 +59,8 @@ void *ma_secure_prepare(void *p, size_t size, bool zero)
     memset(b + size, pattern_byte(p), end - size);
     uint64_t trailer = (uint64_t)size | (trailer_sum(p, size) << 32);
     memcpy(b + end, &trailer, sizeof trailer);
-    if (zero)
-        memset(b, 0, sizeof(ma_block));
+    if (zero) /* the rest is clear already; the canary starts at size */
+        memset(b, 0, size < sizeof(ma_block) ? size : sizeof(ma_block));
     return p;
 }
 
