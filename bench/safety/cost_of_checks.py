@@ -47,7 +47,7 @@ def build(build_dir, name, options):
     return path
 
 
-def timed(argv, env):
+def timed(argv, env, config):
     """Wall and CPU seconds of one run of argv."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -55,8 +55,8 @@ def timed(argv, env):
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
-        sys.exit('cost_of_checks: %s failed (%d): %s' % (' '.join(argv), result.returncode,
-                                                          result.stderr.decode()[-500:]))
+        sys.exit('cost_of_checks: %s failed (%d) in configuration %s: %s' % (
+            ' '.join(argv), result.returncode, config, result.stderr.decode()[-500:]))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
 
@@ -102,7 +102,7 @@ def main():
                 env.pop('MAPALLOC_OPTIONS', None)
                 if options:
                     env['MAPALLOC_OPTIONS'] = options
-                wall, cpu = timed(argv, env)
+                wall, cpu = timed(argv, env, cname)
                 times[(cname, name)]['wall'].append(wall)
                 times[(cname, name)]['cpu'].append(cpu)
         print('round %d of %d done' % (run + 1, args.runs), file=sys.stderr)

@@ -2,7 +2,8 @@
  * README.md in this directory); each case must run to the end once fixed.
  *
  *   regress secure_arena_calloc_small   arena calloc below 16 bytes, secure profile
- *   regress arena_first_large           the first large block of an arena (UBSan) */
+ *   regress arena_first_large           the first large block of an arena (UBSan)
+ *   regress checks_off_fresh_realloc    -Dchecks=false: usable_size, realloc of a fresh block */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: regress secure_arena_calloc_small|arena_first_large\n");
+        fprintf(stderr, "usage: regress secure_arena_calloc_small|arena_first_large|checks_off_fresh_realloc\n");
         return 2;
     }
     if (strcmp(argv[1], "secure_arena_calloc_small") == 0) {
@@ -31,6 +32,14 @@ int main(int argc, char **argv)
         char *p = mapalloc_arena_malloc(a, 1 << 20);
         mapalloc_arena_free(a, p);
         mapalloc_arena_destroy(a);
+    } else if (strcmp(argv[1], "checks_off_fresh_realloc") == 0) {
+        /* Bug 4: with -Dchecks=false malloc leaves a carved block's free tag
+         * in place, but usable_size and realloc still check it. */
+        char *p = mapalloc_malloc(16);
+        if (mapalloc_usable_size(p) < 16)
+            return 1;
+        p = mapalloc_realloc(p, 100);
+        mapalloc_free(p);
     } else {
         return 2;
     }
