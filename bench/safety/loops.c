@@ -53,7 +53,7 @@ static void batch(long rounds)
 
 #define RING 4096
 static void *ring[RING];
-static _Atomic unsigned long head, tail;
+static unsigned long head, tail; /* accessed with __atomic builtins */
 
 static void *consumer(void *arg)
 {
