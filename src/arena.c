@@ -422,10 +422,13 @@ static void *arena_malloc_once(ma_arena *a, ma_heap *heap, size_t size, bool zer
  * allocate from the arena again. */
 static void *arena_malloc_in(ma_arena *a, ma_heap *heap, size_t size, bool zero)
 {
+    int saved = errno;
     void *p = arena_malloc_once(a, heap, size, zero);
     if (p == NULL && a->limit) {
         ma_heap_trim(heap);
         p = arena_malloc_once(a, heap, size, zero);
+        if (p != NULL)
+            errno = saved; /* success leaves errno alone */
     }
     return p;
 }
