@@ -151,15 +151,49 @@ static size_t usable_size(void *p)
     return ma_secure ? ma_large_requested_size(p) : ma_large_usable_size(p);
 }
 
-/* realloc by allocating, copying and freeing (the secure profile, and any
- * move between classes). */
-static void *realloc_by_copy(void *ptr, size_t size, size_t old_usable)
+/* realloc of a block of the ordinary heap (arena NULL) or of an arena: the
+ * new block comes from the same place. A block that stays in its class is
+ * kept; a large one grows or shrinks with mremap; anything else moves. In
+ * the secure profile a small or medium block always moves (its canary sits
+ * right after the requested size). */
+void *ma_realloc_in(ma_arena *arena, void *ptr, size_t size)
 {
-    void *q = mapalloc_malloc(size);
+    if (size == 0) { /* glibc: free and return NULL */
+        if (arena)
+            mapalloc_arena_free((mapalloc_arena *)arena, ptr);
+        else
+            mapalloc_free(ptr);
+        return NULL;
+    }
+    if (size > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t old_usable;
+    if (ma_in_region((uintptr_t)ptr)) {
+        ma_page *page = ma_page_of_live_block(ptr);
+        if (ma_secure)
+            old_usable = ma_secure_size(page, ptr);
+        else if (size <= MA_LARGE_THRESHOLD && ma_size_class(size) == page->class_idx)
+            return ptr;
+        else
+            old_usable = page->block_size;
+    } else if (size > MA_LARGE_THRESHOLD) {
+        void *q = ma_large_realloc(ptr, size);
+        if (q == NULL)
+            errno = ENOMEM;
+        return q;
+    } else {
+        old_usable = ma_secure ? ma_large_requested_size(ptr) : ma_large_usable_size(ptr);
+    }
+    void *q = arena ? mapalloc_arena_malloc((mapalloc_arena *)arena, size) : mapalloc_malloc(size);
     if (q == NULL)
         return NULL; /* the old block stays as it was */
     memcpy(q, ptr, old_usable < size ? old_usable : size);
-    mapalloc_free(ptr);
+    if (arena)
+        mapalloc_arena_free((mapalloc_arena *)arena, ptr);
+    else
+        mapalloc_free(ptr);
     return q;
 }
 
@@ -167,38 +201,9 @@ MA_API void *mapalloc_realloc(void *ptr, size_t size)
 {
     if (ptr == NULL)
         return mapalloc_malloc(size);
-    if (size == 0) { /* glibc: free and return NULL */
-        mapalloc_free(ptr);
-        return NULL;
-    }
-    if (size > (size_t)PTRDIFF_MAX) {
-        errno = ENOMEM;
-        return NULL;
-    }
     uintptr_t u = (uintptr_t)ptr;
-    size_t old_usable;
-    bool in_region = ma_in_region(u);
-    ma_arena *arena = in_region ? ma_region_of(u)->arena : ma_large_arena_of(ptr);
-    if (arena != NULL) /* the block stays in its arena */
-        return mapalloc_arena_realloc((mapalloc_arena *)arena, ptr, size);
-    if (ma_secure && (in_region || size <= MA_LARGE_THRESHOLD))
-        return realloc_by_copy(ptr, size, usable_size(ptr));
-    if (in_region) {
-        ma_page *page = ma_page_of_live_block(ptr);
-        /* Staying in the same class keeps the block (and free_sized exact). */
-        if (size <= MA_LARGE_THRESHOLD && ma_size_class(size) == page->class_idx)
-            return ptr;
-        old_usable = page->block_size;
-    } else {
-        if (size > MA_LARGE_THRESHOLD) {
-            void *q = ma_large_realloc(ptr, size);
-            if (q == NULL)
-                errno = ENOMEM;
-            return q;
-        }
-        old_usable = ma_large_usable_size(ptr);
-    }
-    return realloc_by_copy(ptr, size, old_usable);
+    ma_arena *arena = ma_in_region(u) ? ma_region_of(u)->arena : ma_large_arena_of(ptr);
+    return ma_realloc_in(arena, ptr, size);
 }
 
 MA_API void *mapalloc_reallocarray(void *ptr, size_t count, size_t size)

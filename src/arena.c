@@ -583,41 +583,7 @@ MA_API void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t siz
     if (ptr == NULL)
         return mapalloc_arena_malloc(arena, size);
     check_owner(a, ptr);
-    if (size == 0) {
-        mapalloc_arena_free(arena, ptr);
-        return NULL;
-    }
-    if (size > (size_t)PTRDIFF_MAX) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    uintptr_t u = (uintptr_t)ptr;
-    size_t old_usable;
-    if (ma_in_region(u)) {
-        ma_page *page = ma_page_of_live_block(ptr);
-        if (ma_secure)
-            old_usable = ma_secure_size(page, ptr);
-        else if (size <= MA_LARGE_THRESHOLD && ma_size_class(size) == page->class_idx)
-            return ptr;
-        else
-            old_usable = page->block_size;
-    } else if (ma_secure && size <= MA_LARGE_THRESHOLD) {
-        old_usable = ma_large_requested_size(ptr);
-    } else {
-        if (size > MA_LARGE_THRESHOLD) {
-            void *q = ma_large_realloc(ptr, size);
-            if (q == NULL)
-                errno = ENOMEM;
-            return q;
-        }
-        old_usable = ma_large_usable_size(ptr);
-    }
-    void *q = mapalloc_arena_malloc(arena, size);
-    if (q == NULL)
-        return NULL;
-    memcpy(q, ptr, old_usable < size ? old_usable : size);
-    mapalloc_arena_free(arena, ptr);
-    return q;
+    return ma_realloc_in(a, ptr, size);
 }
 
 /* ---- statistics ---- */

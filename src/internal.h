@@ -325,6 +325,7 @@ void ma_stats_at_exit(void);
 
 /* ---- api.c: the public functions; alloc.h holds their fast paths ---- */
 MA_NOINLINE void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align);
+void *ma_realloc_in(ma_arena *arena, void *ptr, size_t size); /* arena NULL: the ordinary heap */
 void ma_free_block(struct ma_heap *heap, ma_page *page, void *p); /* validated, off the fast path */
 MA_NOINLINE void *ma_malloc_generic(size_t size);
 MA_NOINLINE void *ma_malloc_large_path(size_t size);
