@@ -506,7 +506,6 @@ ma_heap *ma_heap_get_or_create(void)
     if (heap == NULL)
         return NULL;
     heap_reset(heap);
-    heap->in_use = true;
     heap->arena = NULL;
     ma_tls_heap = heap;
     ma_heap_register_thread_exit();
@@ -520,7 +519,6 @@ ma_heap *ma_heap_new_for_arena(ma_arena *arena)
     if (heap == NULL)
         return NULL;
     heap_reset(heap);
-    heap->in_use = true;
     heap->arena = arena;
     heap->arena_generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
     heap->arena_next = heap->arena_prev = heap->thread_next = NULL;
@@ -540,7 +538,6 @@ void ma_heap_return_to_pool(ma_heap *heap)
     ma_stats_fold(heap);
     heap->arena = NULL;
     ma_lock(&ma_heap_lock);
-    heap->in_use = false;
     heap->pool_next = heap_pool;
     heap_pool = heap;
     ma_unlock(&ma_heap_lock);

@@ -42,7 +42,6 @@
 #define MA_OPAQUE __attribute__((noipa))
 #endif
 #define MA_NORETURN __attribute__((noreturn))
-#define MA_HIDDEN __attribute__((visibility("hidden")))
 #define MA_API __attribute__((visibility("default"))) /* the public mapalloc_ names */
 
 /* Thread-local state. The preload and the static library use the
@@ -118,7 +117,6 @@ typedef struct ma_region {
     /* First, so that a page's descriptor is region + index * 128. */
     ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
     uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
-    uintptr_t cookie;               /* ma_region_cookie(region) while mapped */
     _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
     struct ma_region *next, *prev;  /* in the owner's list or the abandoned list */
     struct ma_region *all_next, *all_prev; /* in the list of every region (stats, trim) */
@@ -148,7 +146,6 @@ typedef struct ma_heap {
     uint64_t next_purge_ms;         /* the next time a purge pass may run */
     struct ma_heap *pool_next;      /* in the pool of unused heaps */
     struct ma_heap *all_next;       /* in the list of every heap ever made */
-    bool in_use;
     /* Remote frees made by this thread, and those its owner side collected
      * (plain counters, summed by the statistics: a remote free is counted
      * as freed at once, not when its page's owner collects it). */

@@ -20,11 +20,6 @@ static size_t region_count, abandoned_count;
 _Static_assert(sizeof(ma_region) <= MA_SLICE_SIZE - MA_GUARD_SIZE,
                "the region header fits in slice 0, before the secure profile's guard");
 
-static uintptr_t region_cookie(const ma_region *r)
-{
-    return (uintptr_t)r ^ ma_secret[2];
-}
-
 ma_region *ma_region_new(unsigned map_flags)
 {
     ma_region *r = ma_os_map(MA_REGION_SIZE, MA_REGION_SIZE, map_flags);
@@ -38,7 +33,6 @@ ma_region *ma_region_new(unsigned map_flags)
         ma_os_unmap(r, MA_REGION_SIZE);
         return NULL;
     }
-    r->cookie = region_cookie(r);
     r->used_slices = 1;
     r->map_flags = map_flags;
     ma_lock(&ma_region_lock);
@@ -66,7 +60,6 @@ void ma_region_release(ma_region *r)
         r->all_next->all_prev = r->all_prev;
     region_count--;
     ma_unlock(&ma_region_lock);
-    r->cookie = 0;
     ma_os_unmap(r, MA_REGION_SIZE);
 }
 
