@@ -489,10 +489,8 @@ static int run_case(const struct death_case *c)
         close(addr[0]);
         dup2(err[1], 2);
         addr_fd = addr[1];
-        if (c->secure)
-            setenv("MAPALLOC_OPTIONS", "secure=1", 1);
-        else
-            unsetenv("MAPALLOC_OPTIONS");
+        /* Explicit both ways: a -Dsecure=true build defaults to secure. */
+        setenv("MAPALLOC_OPTIONS", c->secure ? "secure=1" : "secure=0", 1);
         c->run();
         _exit(3); /* the misuse went unnoticed */
     }
