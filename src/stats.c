@@ -132,8 +132,12 @@ MA_API void mapalloc_stats_get(struct mapalloc_stats *out)
     out->large_blocks = large_blocks;
     out->small_mapped = s.regions_bytes;
     out->large_mapped = large_mapped;
-    out->mapped = os.mapped;
-    out->peak_mapped = os.peak_mapped;
+    /* The parts are read one after another while other threads map and
+     * unmap: keep the snapshot consistent (the whole at least its parts,
+     * the peak at least the present). */
+    size_t parts = out->small_mapped + out->large_mapped;
+    out->mapped = os.mapped > parts ? os.mapped : parts;
+    out->peak_mapped = os.peak_mapped > out->mapped ? os.peak_mapped : out->mapped;
     out->resident = resident_bytes();
     out->mmap_calls = os.mmap_calls;
     out->munmap_calls = os.munmap_calls;
