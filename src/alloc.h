@@ -156,11 +156,6 @@ static inline void ma_free_tagged(ma_heap *heap, ma_page *page, ma_block *b, uin
     }
 }
 
-static inline void ma_free_in_page(ma_page *page, ma_block *b)
-{
-    ma_free_tagged(ma_tls_heap, page, b, ma_block_tag(page, b));
-}
-
 /* The misuse exits are plain calls that never return, not noreturn ones,
  * so that the compiler makes them tail jumps and the fast path keeps no
  * stack frame. */

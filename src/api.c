@@ -13,8 +13,7 @@ void *ma_malloc_generic(size_t size)
 {
     ma_init(); /* the profile is known from here on */
     if (ma_unlikely(ma_secure)) {
-        ma_heap *heap = ma_heap_get_or_create();
-        void *p = heap ? ma_secure_malloc(heap, size, 0, NULL, false) : NULL;
+        void *p = ma_secure_malloc(ma_tls_heap, size, 0, NULL, false);
         if (p == NULL)
             errno = ENOMEM;
         return p;
@@ -233,26 +232,25 @@ static void *malloc_aligned(size_t alignment, size_t size)
         return NULL;
     }
     ma_init();
-    if (ma_secure) {
-        ma_heap *heap = ma_heap_get_or_create();
-        void *p = heap ? ma_secure_malloc(heap, size, alignment, NULL, false) : NULL;
-        if (p == NULL)
-            errno = ENOMEM;
-        return p;
-    }
+    return ma_heap_malloc_aligned(ma_tls_heap, NULL, size, alignment);
+}
+
+/* An aligned block (alignment a power of two above 16) from heap, of the
+ * ordinary heap (arena NULL) or of an arena; NULL with errno ENOMEM. The
+ * generic path makes the thread's heap when heap is still the empty one. */
+void *ma_heap_malloc_aligned(ma_heap *heap, ma_arena *arena, size_t size, size_t alignment)
+{
     unsigned c = ma_aligned_class(size, alignment);
-    if (c < MA_CLASS_COUNT) {
-        ma_heap *heap = ma_tls_heap;
-        void *p = ma_page_pop(heap->pages[c]);
-        if (p == NULL) {
+    void *p;
+    if (ma_secure) {
+        p = ma_secure_malloc(heap, size, alignment, arena, false);
+    } else if (c < MA_CLASS_COUNT) {
+        p = ma_page_pop(heap->pages[c]);
+        if (p == NULL)
             p = ma_heap_malloc_generic(heap, c);
-            if (p == NULL)
-                errno = ENOMEM;
-        }
-        return p;
+    } else {
+        p = ma_large_malloc(size, alignment, false, arena);
     }
-    ma_init();
-    void *p = ma_large_malloc(size, alignment, false, NULL);
     if (p == NULL)
         errno = ENOMEM;
     return p;

@@ -341,7 +341,7 @@ static void detach_heaps(ma_arena *a, bool dead)
 {
     for (ma_heap *h = a->heaps, *next; h; h = next) {
         next = h->arena_next;
-        ma_heap_detach(h);
+        ma_heap_reset(h);
         if (dead) {
             h->arena_next = h->arena_prev = NULL;
             __atomic_store_n(&h->arena, NULL, __ATOMIC_RELEASE);
@@ -524,20 +524,7 @@ MA_API void *mapalloc_arena_aligned_alloc(mapalloc_arena *arena, size_t alignmen
     }
     if (alignment <= MA_SMALL_STEP)
         return arena_malloc_in(a, heap, size, false);
-    unsigned c = ma_aligned_class(size, alignment);
-    void *p;
-    if (ma_secure) {
-        p = ma_secure_malloc(heap, size, alignment, a, false);
-    } else if (c < MA_CLASS_COUNT) {
-        p = ma_page_pop(heap->pages[c]);
-        if (p == NULL)
-            p = ma_heap_malloc_generic(heap, c);
-    } else {
-        p = ma_large_malloc(size, alignment, false, a);
-    }
-    if (p == NULL)
-        errno = ENOMEM;
-    return p;
+    return ma_heap_malloc_aligned(heap, a, size, alignment);
 }
 
 /* The arena a block belongs to (NULL: the ordinary heap); aborts for a

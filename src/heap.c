@@ -472,7 +472,7 @@ static ma_heap *heap_pool_take(void)
     }
 }
 
-static void heap_reset(ma_heap *heap)
+void ma_heap_reset(ma_heap *heap)
 {
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++)
         heap->direct[i] = &ma_empty_page;
@@ -505,7 +505,7 @@ ma_heap *ma_heap_get_or_create(void)
     heap = heap_pool_take();
     if (heap == NULL)
         return NULL;
-    heap_reset(heap);
+    ma_heap_reset(heap);
     heap->arena = NULL;
     ma_tls_heap = heap;
     ma_heap_register_thread_exit();
@@ -518,7 +518,7 @@ ma_heap *ma_heap_new_for_arena(ma_arena *arena)
     ma_heap *heap = heap_pool_take();
     if (heap == NULL)
         return NULL;
-    heap_reset(heap);
+    ma_heap_reset(heap);
     heap->arena = arena;
     heap->arena_generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
     heap->arena_next = heap->arena_prev = heap->thread_next = NULL;
@@ -526,15 +526,9 @@ ma_heap *ma_heap_new_for_arena(ma_arena *arena)
     return heap;
 }
 
-/* The arena is gone or reset: the heap forgets every page it had. */
-void ma_heap_detach(ma_heap *heap)
-{
-    heap_reset(heap);
-}
-
 void ma_heap_return_to_pool(ma_heap *heap)
 {
-    heap_reset(heap);
+    ma_heap_reset(heap);
     ma_stats_fold(heap);
     heap->arena = NULL;
     ma_lock(&ma_heap_lock);

@@ -264,7 +264,7 @@ ma_heap *ma_heap_get_or_create(void);
 ma_heap *ma_heap_list(void); /* every heap ever made (under ma_heap_lock) */
 const void *ma_thread_id(void); /* unique among live threads */
 ma_heap *ma_heap_new_for_arena(ma_arena *arena); /* NULL: no memory */
-void ma_heap_detach(ma_heap *heap);     /* arena destroyed: forget its pages */
+void ma_heap_reset(ma_heap *heap);      /* forget every page (arena reset or destroy) */
 void ma_heap_return_to_pool(ma_heap *heap);
 void ma_heap_register_thread_exit(void);
 void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx);
@@ -323,6 +323,7 @@ void ma_stats_at_exit(void);
 /* ---- api.c: the public functions; alloc.h holds their fast paths ---- */
 MA_NOINLINE void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align);
 void *ma_realloc_in(ma_arena *arena, void *ptr, size_t size); /* arena NULL: the ordinary heap */
+void *ma_heap_malloc_aligned(ma_heap *heap, ma_arena *arena, size_t size, size_t alignment);
 void ma_free_block(struct ma_heap *heap, ma_page *page, void *p); /* validated, off the fast path */
 MA_NOINLINE void *ma_malloc_generic(size_t size);
 MA_NOINLINE void *ma_malloc_large_path(size_t size);

@@ -209,11 +209,6 @@ void *ma_os_map(size_t size, size_t alignment, unsigned flags)
     return p;
 }
 
-void *ma_os_map_test(size_t size, size_t alignment, unsigned flags)
-{
-    return ma_os_map(size, alignment, flags);
-}
-
 bool ma_os_unmap(void *addr, size_t size)
 {
     if (addr == NULL || size == 0)

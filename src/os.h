@@ -58,8 +58,4 @@ struct ma_os_counters {
 };
 void ma_os_counters(struct ma_os_counters *out);
 
-/* Lets a test reach the /dev/zero path and the huge-page fallback whatever
- * the options say. */
-void *ma_os_map_test(size_t size, size_t alignment, unsigned flags);
-
 #endif

@@ -232,7 +232,7 @@ void ma_page_free_remote(ma_page *page, ma_block *b)
      * push, so our live block keeps the region from being emptied and
      * unmapped by another adopter meanwhile. */
     if ((tf & MA_TF_STATE_MASK) == MA_TF_NEVER && ma_heap_reclaim_on_free(page)) {
-        ma_free_in_page(page, b);
+        ma_free_tagged(ma_tls_heap, page, b, ma_block_tag(page, b));
         return;
     }
     b->tag = ma_block_tag(page, b);

@@ -307,8 +307,8 @@ static void test_devzero(void)
     struct ma_os_counters before, after;
     ma_os_counters(&before);
     size_t size = 4 * MiB;
-    unsigned char *a = ma_os_map_test(size, 4 * MiB, MA_MAP_DEVZERO);
-    unsigned char *b = ma_os_map_test(size, 64 * KiB, MA_MAP_DEVZERO);
+    unsigned char *a = ma_os_map(size, 4 * MiB, MA_MAP_DEVZERO);
+    unsigned char *b = ma_os_map(size, 64 * KiB, MA_MAP_DEVZERO);
     CHECK(a != NULL && b != NULL);
     CHECK(aligned(a, 4 * MiB));
     CHECK(aligned(b, 64 * KiB));
@@ -347,7 +347,7 @@ static void test_huge_fallback(void)
         struct ma_os_counters before, after;
         ma_os_counters(&before);
         errno = 4242;
-        unsigned char *p = ma_os_map_test(size, 2 * MiB, MA_MAP_HUGE);
+        unsigned char *p = ma_os_map(size, 2 * MiB, MA_MAP_HUGE);
         CHECK(p != NULL);
         CHECK(errno == 4242);
         CHECK(aligned(p, 2 * MiB));
@@ -367,7 +367,7 @@ static void test_huge_fallback(void)
         MA_MAP_HUGE | MA_MAP_NORESERVE | MA_MAP_THP, MA_MAP_DEVZERO | MA_MAP_NORESERVE,
     };
     for (size_t k = 0; k < sizeof flag_sets / sizeof flag_sets[0]; k++) {
-        unsigned char *p = ma_os_map_test(size, 4 * MiB, flag_sets[k]);
+        unsigned char *p = ma_os_map(size, 4 * MiB, flag_sets[k]);
         CHECKF(p != NULL, "flags %#x", flag_sets[k]);
         CHECK(aligned(p, 4 * MiB));
         CHECK(all_zero(p, size));
@@ -386,9 +386,9 @@ static void test_failure(void)
     errno = 4242;
     CHECK(ma_os_map(huge, page, 0) == NULL);
     CHECK(errno == 4242);
-    CHECK(ma_os_map_test(huge, page, MA_MAP_DEVZERO) == NULL);
+    CHECK(ma_os_map(huge, page, MA_MAP_DEVZERO) == NULL);
     CHECK(errno == 4242);
-    CHECK(ma_os_map_test(huge, 2 * MiB, MA_MAP_HUGE) == NULL);
+    CHECK(ma_os_map(huge, 2 * MiB, MA_MAP_HUGE) == NULL);
     CHECK(errno == 4242);
     /* An alignment that cannot be met by over-mapping. */
     CHECK(ma_os_map(page, (size_t)1 << 62, 0) == NULL);
