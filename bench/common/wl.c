@@ -178,3 +178,21 @@ int wl_finish(const char *name, const struct wl_args *a, uint64_t got, uint64_t 
     fflush(stdout);
     return ok ? 0 : 1;
 }
+
+int wl_run_checked(const char *name, const struct wl_args *a, void *(*fn)(void *),
+                   uint64_t (*expect)(int thread, long n, uint64_t seed))
+{
+    struct wl_worker *w = calloc((size_t)a->threads, sizeof *w);
+    if (!w)
+        return 1;
+    for (int i = 0; i < a->threads; i++)
+        w[i] = (struct wl_worker){.id = i, .n = a->n, .seed = a->seed};
+    wl_run_threads(a->threads, fn, w, sizeof *w);
+    uint64_t got = 0, expected = 0;
+    for (int t = 0; t < a->threads; t++) {
+        got += w[t].sum;
+        expected += expect(t, a->n, a->seed);
+    }
+    free(w);
+    return wl_finish(name, a, got, expected);
+}

@@ -107,6 +107,21 @@ void wl_fail(const char *what, uint64_t detail);
  * thread as well, so the main thread's heap stays out of the measurement. */
 void wl_run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size);
 
+/* The argument of the workloads whose threads each work alone and return
+ * a sum: thread id, the size -n, the seed, and the sum it computed. */
+struct wl_worker {
+    int id;
+    long n;
+    uint64_t seed, sum;
+    char pad[64]; /* no false sharing between neighbours */
+};
+
+/* Runs fn on a->threads workers and checks the sum of their sums against
+ * the sum over threads of expect(thread, n, seed), computed without
+ * allocating; returns wl_finish's exit status. */
+int wl_run_checked(const char *name, const struct wl_args *a, void *(*fn)(void *),
+                   uint64_t (*expect)(int thread, long n, uint64_t seed));
+
 /* A reusable barrier for n threads. */
 typedef struct {
     pthread_mutex_t mu;

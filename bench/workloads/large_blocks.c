@@ -30,13 +30,6 @@ struct slot {
     uint64_t id;
 };
 
-struct worker {
-    int id;
-    long ops;
-    uint64_t seed, sum;
-    char pad[64];
-};
-
 static size_t pick_size(wl_rng *rng)
 {
     size_t base = MIB << wl_below(rng, 6);
@@ -73,12 +66,12 @@ static uint64_t verify(const struct slot *s, size_t size)
 
 static void *run(void *arg)
 {
-    struct worker *w = arg;
+    struct wl_worker *w = arg;
     wl_rng rng;
     wl_rng_init(&rng, w->seed, (uint64_t)w->id);
     struct slot slots[SLOTS] = {{0}};
     uint64_t next_id = ((uint64_t)w->id << 32) + 1;
-    for (long op = 0; op < w->ops; op++) {
+    for (long op = 0; op < w->n; op++) {
         struct slot *s = &slots[wl_below(&rng, SLOTS)];
         int re = s->p && wl_below(&rng, 4) == 0;
         size_t size = pick_size(&rng);
@@ -149,17 +142,5 @@ int main(int argc, char **argv)
 {
     struct wl_args a;
     wl_parse(argc, argv, &a, 400, "operations per thread");
-    struct worker *w = calloc((size_t)a.threads, sizeof *w);
-    if (!w)
-        return 1;
-    for (int i = 0; i < a.threads; i++)
-        w[i] = (struct worker){.id = i, .ops = a.n, .seed = a.seed};
-    wl_run_threads(a.threads, run, w, sizeof *w);
-    uint64_t got = 0, expected = 0;
-    for (int t = 0; t < a.threads; t++) {
-        got += w[t].sum;
-        expected += replay(t, a.n, a.seed);
-    }
-    free(w);
-    return wl_finish("large-blocks", &a, got, expected);
+    return wl_run_checked("large-blocks", &a, run, replay);
 }

@@ -32,13 +32,6 @@ struct buf {
     int geometric;
 };
 
-struct worker {
-    int id;
-    long ops;
-    uint64_t seed, sum;
-    char pad[64];
-};
-
 static unsigned char byte_at(uint64_t gen, size_t i)
 {
     return (unsigned char)((gen * 131) ^ (i * 7) ^ (i >> 8));
@@ -83,14 +76,14 @@ static void verify(const struct buf *b)
 
 static void *run(void *arg)
 {
-    struct worker *w = arg;
+    struct wl_worker *w = arg;
     wl_rng rng;
     wl_rng_init(&rng, w->seed, (uint64_t)w->id);
     struct buf bufs[BUFS] = {{0}};
     uint64_t gen = (uint64_t)w->id << 32;
     for (int i = 0; i < BUFS; i++)
         start(&bufs[i], &rng, gen++);
-    for (long op = 0; op < w->ops; op++) {
+    for (long op = 0; op < w->n; op++) {
         struct buf *b = &bufs[wl_below(&rng, BUFS)];
         size_t finished, len = decide(b, &rng, &finished);
         if (finished) {
@@ -147,17 +140,5 @@ int main(int argc, char **argv)
 {
     struct wl_args a;
     wl_parse(argc, argv, &a, 2000000, "operations per thread");
-    struct worker *w = calloc((size_t)a.threads, sizeof *w);
-    if (!w)
-        return 1;
-    for (int i = 0; i < a.threads; i++)
-        w[i] = (struct worker){.id = i, .ops = a.n, .seed = a.seed};
-    wl_run_threads(a.threads, run, w, sizeof *w);
-    uint64_t got = 0, expected = 0;
-    for (int t = 0; t < a.threads; t++) {
-        got += w[t].sum;
-        expected += replay(t, a.n, a.seed);
-    }
-    free(w);
-    return wl_finish("realloc-heavy", &a, got, expected);
+    return wl_run_checked("realloc-heavy", &a, run, replay);
 }

@@ -37,13 +37,6 @@ struct table {
     size_t mask, entries;
 };
 
-struct worker {
-    int id;
-    long ops;
-    uint64_t seed, sum;
-    char pad[64];
-};
-
 /* Writes key number k as a string into buf and returns its length: k in
  * base 26 (lowercase letters), '_', then 3..26 letters that follow from k.
  * The part before '_' makes the strings of different k differ. */
@@ -171,42 +164,37 @@ static uint64_t walk_and_free(struct table *t)
 
 static void *run(void *arg)
 {
-    struct worker *w = arg;
+    struct wl_worker *w = arg;
     wl_rng rng;
     wl_rng_init(&rng, w->seed, (uint64_t)w->id);
-    uint64_t distinct = (uint64_t)w->ops / 4 + 1;
+    uint64_t distinct = (uint64_t)w->n / 4 + 1;
     for (int round = 0; round < ROUNDS; round++) {
         struct table t = {calloc(16, sizeof(struct entry *)), 15, 0};
         if (!t.buckets) {
             wl_fail("calloc returned NULL for buckets", 16);
             return NULL;
         }
-        for (long i = 0; i < w->ops; i++)
+        for (long i = 0; i < w->n; i++)
             op(&t, wl_below(&rng, distinct));
         w->sum += walk_and_free(&t);
     }
     return NULL;
 }
 
+/* The key numbers a thread draws, replayed without a table. */
+static uint64_t expected_sum(int thread, long n, uint64_t seed)
+{
+    uint64_t sum = 0, distinct = (uint64_t)n / 4 + 1;
+    wl_rng rng;
+    wl_rng_init(&rng, seed, (uint64_t)thread);
+    for (long i = 0; i < (long)ROUNDS * n; i++)
+        sum += wl_below(&rng, distinct) + 1;
+    return sum;
+}
+
 int main(int argc, char **argv)
 {
     struct wl_args a;
     wl_parse(argc, argv, &a, 800000, "operations per thread per round");
-    struct worker *w = calloc((size_t)a.threads, sizeof *w);
-    if (!w)
-        return 1;
-    for (int i = 0; i < a.threads; i++)
-        w[i] = (struct worker){.id = i, .ops = a.n, .seed = a.seed};
-    wl_run_threads(a.threads, run, w, sizeof *w);
-
-    uint64_t got = 0, expected = 0, distinct = (uint64_t)a.n / 4 + 1;
-    for (int t = 0; t < a.threads; t++) {
-        got += w[t].sum;
-        wl_rng rng;
-        wl_rng_init(&rng, a.seed, (uint64_t)t);
-        for (long i = 0; i < (long)ROUNDS * a.n; i++)
-            expected += wl_below(&rng, distinct) + 1;
-    }
-    free(w);
-    return wl_finish("strhash", &a, got, expected);
+    return wl_run_checked("strhash", &a, run, expected_sum);
 }

@@ -28,13 +28,6 @@ struct node {
     unsigned char data[];
 };
 
-struct worker {
-    int id;
-    long n;
-    uint64_t seed, sum;
-    char pad[64];
-};
-
 static uint64_t key_of(int t, int round, uint64_t i)
 {
     return wl_mix(((uint64_t)t << 48) | ((uint64_t)round << 40) | i);
@@ -116,7 +109,7 @@ static void destroy(struct node *n)
 
 static void *run(void *arg)
 {
-    struct worker *w = arg;
+    struct wl_worker *w = arg;
     wl_rng rng;
     wl_rng_init(&rng, w->seed, (uint64_t)w->id);
     uint64_t n = (uint64_t)w->n;
@@ -144,27 +137,23 @@ static void *run(void *arg)
     return NULL;
 }
 
+/* The keys a thread's trees keep, computed without building them. */
+static uint64_t expected_sum(int thread, long nodes, uint64_t seed)
+{
+    (void)seed;
+    uint64_t sum = 0, n = (uint64_t)nodes;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (uint64_t i = 0; i < n; i += 2)
+            sum += key_of(thread, round, i) + 1;
+        for (uint64_t i = n; i < n + n / 2; i++)
+            sum += key_of(thread, round, i) + 1;
+    }
+    return sum;
+}
+
 int main(int argc, char **argv)
 {
     struct wl_args a;
     wl_parse(argc, argv, &a, 300000, "nodes per tree");
-    struct worker *w = calloc((size_t)a.threads, sizeof *w);
-    if (!w)
-        return 1;
-    for (int i = 0; i < a.threads; i++)
-        w[i] = (struct worker){.id = i, .n = a.n, .seed = a.seed};
-    wl_run_threads(a.threads, run, w, sizeof *w);
-
-    uint64_t got = 0, expected = 0, n = (uint64_t)a.n;
-    for (int t = 0; t < a.threads; t++) {
-        got += w[t].sum;
-        for (int round = 0; round < ROUNDS; round++) {
-            for (uint64_t i = 0; i < n; i += 2)
-                expected += key_of(t, round, i) + 1;
-            for (uint64_t i = n; i < n + n / 2; i++)
-                expected += key_of(t, round, i) + 1;
-        }
-    }
-    free(w);
-    return wl_finish("tree", &a, got, expected);
+    return wl_run_checked("tree", &a, run, expected_sum);
 }
