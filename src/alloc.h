@@ -69,18 +69,20 @@ static inline ma_page *ma_page_of(uintptr_t u)
     return &r->pages[r->slice_page[(u >> MA_SLICE_SHIFT) & (MA_REGION_SLICES - 1)]];
 }
 
-/* True when u is the start of a carved block of page. One multiply gives
- * both answers: with div_magic = floor(2^42 / size) + 1, the high bits of
- * offset * div_magic are the block index, and its low 42 bits are below
- * div_magic exactly when the offset is a multiple of the size (offsets
- * below 2 MiB, sizes up to 512 KiB; tests/test_page_index.c checks every
- * one). u is always at or above page->start: its slice belongs to the page. */
-#define MA_DIV_SHIFT 42
+/* True when u is the start of a carved block of page, with one multiply,
+ * one rotate and one compare (the divisibility test of Granlund and
+ * Montgomery). The size is odd * 2^shift and block_inv the inverse of odd
+ * modulo 2^64. For an offset q * size the product is q * 2^shift, and the
+ * rotate gives q back; any other offset leaves low bits that the rotate
+ * moves to the top, or a product above 2^64 / size, so the result is far
+ * above capacity either way (tests/test_page_index.c checks every offset of
+ * every class). u is never below page->start: its slice belongs to the
+ * page, or to pages[0], whose capacity is 0. */
 static inline bool ma_page_has_block(const ma_page *page, uintptr_t u)
 {
-    uint64_t prod = (uint64_t)(u - (uintptr_t)page->start) * page->div_magic;
-    return (prod >> MA_DIV_SHIFT) < page->capacity &&
-           (prod & (((uint64_t)1 << MA_DIV_SHIFT) - 1)) < page->div_magic;
+    uint64_t x = (uint64_t)(u - (uintptr_t)page->start) * page->block_inv;
+    unsigned k = page->block_shift;
+    return ((x >> k) | (x << (-k & 63))) < page->capacity;
 }
 
 /* ---- malloc ---- */

@@ -90,13 +90,14 @@ typedef struct ma_page {
     uint16_t capacity;       /* blocks carved so far (the free list is built lazily) */
     uint16_t free_trigger;   /* an owner free goes to the slow path when used drops below
                               * this: 1 normally (page empty), 0xffff while in_full */
-    uint16_t block_size16;   /* block size / 16 */
+    uint8_t block_shift;     /* trailing zero bits of the block size: see ma_page_has_block */
+    uint8_t unused;
     uintptr_t link_key;      /* secret for the links in this page */
     uintptr_t tag_key;       /* secret for the free tags in this page */
     ma_block *local_free;    /* freed by the owner, not yet reusable */
     _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
     uint8_t *start;          /* first block */
-    uint64_t div_magic;      /* see ma_page_has_block */
+    uint64_t block_inv;      /* inverse of the size's odd part mod 2^64: see ma_page_has_block */
 
     _Atomic uintptr_t thread_free; /* remote frees | MA_TF_* state */
     struct ma_page *next, *prev;  /* the heap's queue for this class */
@@ -248,6 +249,7 @@ extern ma_spinlock ma_region_lock;
 
 /* ---- page.c: blocks inside a page ---- */
 bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx); /* false: guard refused */
+void ma_page_set_divisor(ma_page *page, size_t block_size);
 void ma_page_extend(ma_page *page);
 void ma_page_collect(ma_page *page);        /* local and remote frees into free */
 bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */

@@ -20,6 +20,19 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 33);
 }
 
+/* block_shift and block_inv for ma_page_has_block. Newton's iteration
+ * doubles the correct low bits of the inverse; an odd number is its own
+ * inverse modulo 8, so five steps reach 96 bits. */
+void ma_page_set_divisor(ma_page *page, size_t block_size)
+{
+    unsigned shift = (unsigned)__builtin_ctzll(block_size);
+    uint64_t odd = block_size >> shift, inv = odd;
+    for (int i = 0; i < 5; i++)
+        inv *= 2 - odd * inv;
+    page->block_shift = (uint8_t)shift;
+    page->block_inv = inv;
+}
+
 bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx)
 {
     size_t bsize = ma_class_size(class_idx);
@@ -32,10 +45,9 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     page->used = 0;
     page->capacity = 0;
     page->free_trigger = 1;
-    page->block_size16 = (uint16_t)(bsize >> 4);
+    ma_page_set_divisor(page, bsize);
     page->local_free = NULL;
     page->start = start;
-    page->div_magic = (((uint64_t)1 << MA_DIV_SHIFT) / bsize) + 1;
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
     page->next = page->prev = page->notify_next = NULL;
     page->block_size = (uint32_t)bsize;
@@ -69,8 +81,7 @@ void ma_page_extend(ma_page *page)
     unsigned avail = (unsigned)page->reserved - page->capacity;
     if (avail == 0)
         return;
-    /* 4096 / bsize, by the page's reciprocal (exact: see ma_page_has_block). */
-    unsigned count = (unsigned)((MA_EXTEND_BYTES * page->div_magic) >> MA_DIV_SHIFT);
+    unsigned count = (unsigned)(MA_EXTEND_BYTES / bsize);
     unsigned grow = page->capacity > MA_EXTEND_FIRST ? page->capacity : MA_EXTEND_FIRST;
     if (count > grow)
         count = grow;

@@ -13,7 +13,7 @@ int main(void)
         size_t bsize = ma_class_size(c);
         size_t span = (size_t)ma_class_slices(c) << MA_SLICE_SHIFT;
         page.start = (uint8_t *)((uintptr_t)1 << 40);
-        page.div_magic = (((uint64_t)1 << MA_DIV_SHIFT) / bsize) + 1;
+        ma_page_set_divisor(&page, bsize);
         unsigned reserved = (unsigned)(span / bsize);
         unsigned caps[3] = {reserved, reserved / 2, 1};
         for (int k = 0; k < 3; k++) {
