@@ -252,13 +252,16 @@ static void page_empty(ma_heap *heap, ma_page *page)
 }
 
 /* The owner's free fell out of the fast path: the page became empty, or it
- * was full and out of its queue. */
+ * was full and out of its queue. A full page goes back at the end of its
+ * queue: at the front, with its one free block, it would be full again two
+ * mallocs later, and a class whose pages are nearly all live (a server's
+ * steady state) would move pages out and back for every block freed. */
 void ma_heap_page_free_slow(ma_heap *heap, ma_page *page)
 {
     if (page->in_full && !page->notify_pending) {
         if (ma_page_unfull(page)) {
             page->in_full = 0;
-            queue_push_front(heap, page);
+            queue_push_back(heap, page);
         } else {
             page->notify_pending = 1;
         }

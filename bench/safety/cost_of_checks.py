@@ -2,7 +2,7 @@
 """The cost of mapalloc's checks (issue 5).
 
 Builds the library twice with meson -- the default build and -Dchecks=false --
-and times the same commands under three configurations, each through the
+and runs the same commands under three configurations, each through the
 preload library:
 
   default     the default build (the misuse checks on)
@@ -13,21 +13,30 @@ Runs are interleaved (every round times every command under every
 configuration, in a rotating order) so that drift on the machine falls on all
 of them alike. Reported: the median wall time and CPU time (user + sys) per
 command and configuration, and the geometric mean over the commands of
-default/checks-off and secure/checks-off.
+default/checks-off and secure/checks-off. With --instructions, each command
+runs once per configuration under valgrind --tool=callgrind instead and the
+ratios are of instructions executed: a figure that machine noise does not
+move, to read beside the times.
 
   bench/safety/cost_of_checks.py [--build-dir DIR] [--runs N] [--scale X]
-                                 [--cmd NAME=COMMAND ...] [--json FILE]
+                                 [--configs default,checks-off,secure]
+                                 [--loops | --cmd NAME=COMMAND ...]
+                                 [--instructions] [--json FILE]
 
-Without --cmd the commands are the loops of bench/safety/loops.c (built in
-the default configuration). A COMMAND is split like a shell line; it may use
-{build} for the build directory of the default configuration, e.g.
-  --cmd 'larson={build}/bench/workloads/larson 10'
+Without --cmd the commands are the whole workloads of the benchmark suite
+(bench/workloads, built in the default configuration), each with the -n of
+bench/run.py's default run times --scale (default 1). --loops runs the loops
+of bench/safety/loops.c instead. A COMMAND is split like a shell line; it may
+use {build} for the build directory of the default configuration, e.g.
+  --cmd 'larson={build}/bench/larson -n 100000'
 """
 import argparse
+import importlib.util
 import json
 import math
 import os
 import platform
+import re
 import resource
 import shlex
 import statistics
@@ -36,6 +45,14 @@ import sys
 import time
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def suite_workloads():
+    """bench/run.py's workloads and their default sizes."""
+    spec = importlib.util.spec_from_file_location('bench_run', os.path.join(SOURCE, 'bench', 'run.py'))
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    return {name: sizes[0] for name, sizes in run.WORKLOADS.items()}
 
 
 def build(build_dir, name, options):
@@ -61,6 +78,17 @@ def timed(argv, env, config):
     return wall, cpu
 
 
+def instructions(argv, env, config):
+    """Instructions executed by one run of argv under callgrind."""
+    cmd = ['valgrind', '--tool=callgrind', '--callgrind-out-file=/dev/null'] + argv
+    result = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    m = re.search(r'Collected\s*:\s*(\d+)', result.stderr)
+    if result.returncode != 0 or not m:
+        sys.exit('cost_of_checks: %s failed under callgrind in configuration %s: %s' % (
+            ' '.join(argv), config, result.stderr[-500:]))
+    return int(m.group(1))
+
+
 def geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
@@ -70,31 +98,43 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--build-dir', default='/tmp/mapalloc-cost-of-checks')
     ap.add_argument('--runs', type=int, default=5)
-    ap.add_argument('--scale', type=float, default=0.25,
-                    help='work per run of the default loops (1.0: a few seconds each)')
+    ap.add_argument('--scale', type=float, default=1.0,
+                    help='work per run of the workloads or loops (1.0: a few seconds each)')
+    ap.add_argument('--configs', default='default,checks-off,secure',
+                    help='which configurations to run (checks-off is always one)')
+    ap.add_argument('--loops', action='store_true', help='the loops of bench/safety/loops.c')
     ap.add_argument('--cmd', action='append', default=[], metavar='NAME=COMMAND')
-    ap.add_argument('--json', help='write the raw times and the summary here')
+    ap.add_argument('--instructions', action='store_true',
+                    help='count instructions with callgrind, one run each, instead of timing')
+    ap.add_argument('--json', help='write the raw figures and the summary here')
     args = ap.parse_args()
 
     default_dir = build(args.build_dir, 'default', [])
     nochecks_dir = build(args.build_dir, 'checks-off', ['-Dchecks=false'])
     preload = 'preload/libmapalloc-preload.so'
-    configs = [
+    wanted = set(args.configs.split(',')) | {'checks-off'}
+    configs = [c for c in [
         ('default', os.path.join(default_dir, preload), ''),
         ('checks-off', os.path.join(nochecks_dir, preload), ''),
         ('secure', os.path.join(default_dir, preload), 'secure=1'),
-    ]
+    ] if c[0] in wanted]
+    others = [c for c, _, _ in configs if c != 'checks-off']
 
     commands = []
     for spec in args.cmd:
         name, _, line = spec.partition('=')
         commands.append((name, shlex.split(line.replace('{build}', default_dir))))
-    if not commands:
+    if not commands and args.loops:
         loops = os.path.join(default_dir, 'bench', 'safety', 'safety_loops')
-        commands = [(w, [loops, w, str(args.scale)]) for w in ('pairs', 'batch', 'remote', 'realloc')]
+        commands = [(w, [loops, w, str(args.scale * 0.25)]) for w in ('pairs', 'batch', 'remote', 'realloc')]
+    elif not commands:
+        commands = [(w, [os.path.join(default_dir, 'bench', w), '-n', str(max(1, int(n * args.scale)))])
+                    for w, n in suite_workloads().items()]
+    metrics = ('instructions',) if args.instructions else ('wall', 'cpu')
 
-    times = {(c, n): {'wall': [], 'cpu': []} for c, _, _ in configs for n, _ in commands}
-    for run in range(args.runs):
+    runs = 1 if args.instructions else args.runs
+    figures = {(c, n): {m: [] for m in metrics} for c, _, _ in configs for n, _ in commands}
+    for run in range(runs):
         for i, (name, argv) in enumerate(commands):
             k = (run + i) % len(configs)
             for cname, lib, options in configs[k:] + configs[:k]:
@@ -102,37 +142,44 @@ def main():
                 env.pop('MAPALLOC_OPTIONS', None)
                 if options:
                     env['MAPALLOC_OPTIONS'] = options
-                wall, cpu = timed(argv, env, cname)
-                times[(cname, name)]['wall'].append(wall)
-                times[(cname, name)]['cpu'].append(cpu)
-        print('round %d of %d done' % (run + 1, args.runs), file=sys.stderr)
+                if args.instructions:
+                    figures[(cname, name)]['instructions'].append(instructions(argv, env, cname))
+                else:
+                    wall, cpu = timed(argv, env, cname)
+                    figures[(cname, name)]['wall'].append(wall)
+                    figures[(cname, name)]['cpu'].append(cpu)
+        print('round %d of %d done' % (run + 1, runs), file=sys.stderr)
 
-    med = {key: {m: statistics.median(v[m]) for m in ('wall', 'cpu')} for key, v in times.items()}
-    print('median seconds over %d runs (wall / cpu)' % args.runs)
-    print('%-12s' % 'command' + ''.join('%22s' % c for c, _, _ in configs) +
-          '%14s%14s' % ('default/off', 'secure/off'))
+    med = {key: {m: statistics.median(v[m]) for m in metrics} for key, v in figures.items()}
+    if args.instructions:
+        print('instructions executed (callgrind, millions)')
+        cell = lambda m: '%.1f' % (m['instructions'] / 1e6)
+    else:
+        print('median seconds over %d runs (wall / cpu)' % runs)
+        cell = lambda m: '%.3f / %.3f' % (m['wall'], m['cpu'])
+    first = metrics[0]
+    print('%-14s' % 'command' + ''.join('%22s' % c for c, _, _ in configs) +
+          ''.join('%14s' % (c + '/off') for c in others))
     for name, _ in commands:
-        row = '%-12s' % name
-        for cname, _, _ in configs:
-            row += '%22s' % ('%.3f / %.3f' % (med[(cname, name)]['wall'], med[(cname, name)]['cpu']))
-        off = med[('checks-off', name)]['wall']
-        row += '%14.3f%14.3f' % (med[('default', name)]['wall'] / off, med[('secure', name)]['wall'] / off)
+        row = '%-14s' % name + ''.join('%22s' % cell(med[(c, name)]) for c, _, _ in configs)
+        off = med[('checks-off', name)][first]
+        row += ''.join('%14.3f' % (med[(c, name)][first] / off) for c in others)
         print(row)
     summary = {}
-    for metric in ('wall', 'cpu'):
-        for cname in ('default', 'secure'):
+    for metric in metrics:
+        for cname in others:
             summary['%s/checks-off %s' % (cname, metric)] = geomean(
                 [med[(cname, n)][metric] / med[('checks-off', n)][metric] for n, _ in commands])
     for key, value in summary.items():
-        print('geometric mean %-26s %.3f (%+.1f%%)' % (key, value, (value - 1) * 100))
+        print('geometric mean %-30s %.3f (%+.1f%%)' % (key, value, (value - 1) * 100))
 
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({
                 'machine': {'uname': platform.uname()._asdict(), 'cpus': os.cpu_count()},
-                'runs': args.runs,
+                'runs': runs,
                 'commands': {n: a for n, a in commands},
-                'times': {'%s|%s' % k: v for k, v in times.items()},
+                'figures': {'%s|%s' % k: v for k, v in figures.items()},
                 'summary': summary,
             }, f, indent=1)
 
