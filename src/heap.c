@@ -218,7 +218,13 @@ static void heap_maybe_purge(ma_heap *heap)
     uint64_t decay = (uint64_t)ma_option(MA_OPT_DECAY_MS);
     size_t cap = (size_t)ma_option(MA_OPT_DIRTY_MAX_KB) << 10;
     if (empty > cap) {
-        heap_purge(heap, empty > 8 * cap ? 0 : (uint32_t)(decay / 8));
+        /* At most one such pass per clock tick: a producer whose pages all
+         * empty at once would otherwise rescan the same young slices on
+         * every slow path. */
+        if (empty > 8 * cap || now != heap->overcap_pass_ms) {
+            heap->overcap_pass_ms = now;
+            heap_purge(heap, empty > 8 * cap ? 0 : (uint32_t)(decay / 8));
+        }
         return;
     }
     if (now < heap->next_purge_ms)
@@ -488,6 +494,7 @@ void ma_heap_reset(ma_heap *heap)
     heap->dirty_bytes = 0;
     heap->retained_bytes = 0;
     heap->next_purge_ms = 0;
+    heap->overcap_pass_ms = 0;
 }
 
 /* Asks for thread_done at this thread's exit. The value is the thread's

@@ -145,6 +145,7 @@ typedef struct ma_heap {
     size_t dirty_bytes;             /* free but unpurged bytes in owned regions */
     size_t retained_bytes;          /* carved bytes of retained empty pages */
     uint64_t next_purge_ms;         /* the next time a purge pass may run */
+    uint64_t overcap_pass_ms;       /* the last pass made past dirty_max_kb */
     struct ma_heap *pool_next;      /* in the pool of unused heaps */
     struct ma_heap *all_next;       /* in the list of every heap ever made */
     /* Remote frees made by this thread, and those its owner side collected
