@@ -351,18 +351,28 @@ static void detach_heaps(ma_arena *a, bool dead)
         a->heaps = NULL;
 }
 
+/* Without RESET_RETURNS, each heap keeps its pages in place, emptied (the
+ * next request finds them at once), and its regions; the regions no heap
+ * owns (of exited threads, or left empty) are wiped and wait for any heap.
+ * With it, every page and region goes, and memory goes back to the kernel. */
 MA_API void mapalloc_arena_reset(mapalloc_arena *arena)
 {
     ma_arena *a = (ma_arena *)arena;
     check_live(a);
     ma_lock(&a->lock);
-    detach_heaps(a, false);
+    bool give_back = (a->flags & MAPALLOC_ARENA_RESET_RETURNS) != 0;
+    if (give_back)
+        detach_heaps(a, false);
+    else
+        for (ma_heap *h = a->heaps; h; h = h->arena_next)
+            ma_heap_reset_keep(h);
     ma_large_release_arena(a);
     ma_region_clear_abandoned(a);
-    bool give_back = (a->flags & MAPALLOC_ARENA_RESET_RETURNS) != 0;
     size_t kept = 0;
     for (ma_region *r = a->regions, *next; r; r = next) {
         next = r->arena_next;
+        if (!give_back && atomic_load_explicit(&r->heap, memory_order_relaxed) != NULL)
+            continue;
         ma_region_wipe(r);
         if (give_back && kept >= a->reserve) {
             arena_unlink_region(a, r);

@@ -119,7 +119,7 @@ static void page_release(ma_heap *heap, ma_page *page)
     if (ma_secure)
         ma_os_unguard(page->start + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
                       MA_GUARD_SIZE);
-    if (r->arena)
+    if (r->arena && !page->kept)
         ma_arena_uncommit(r->arena, (size_t)page->slices << MA_SLICE_SHIFT);
     ma_region_free_slices(r, page->first_slice, page->slices, (uint32_t)ma_clock_ms());
     page->capacity = 0; /* its addresses are no longer blocks */
@@ -373,11 +373,23 @@ bool ma_heap_reclaim_on_free(ma_page *page)
     return true;
 }
 
+/* A page an arena reset kept in place is used again: from now on it counts
+ * against the arena's limit. */
+static bool page_recommit(ma_heap *heap, ma_page *page)
+{
+    if (!ma_arena_commit(heap->arena, (size_t)page->slices << MA_SLICE_SHIFT))
+        return false;
+    page->kept = 0;
+    return true;
+}
+
 /* A page of class c with a free block, at the front of its queue. */
 static ma_page *heap_find_page(ma_heap *heap, unsigned c)
 {
     for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
         next = page->next;
+        if (page->kept && !page_recommit(heap, page))
+            return NULL;
         if (page->retained)
             unretain(heap, page);
         if (page->free == NULL)
@@ -472,7 +484,8 @@ static ma_heap *heap_pool_take(void)
     }
 }
 
-void ma_heap_reset(ma_heap *heap)
+/* Every queue empty: the fast path's tables name the empty page. */
+static void heap_clear_queues(ma_heap *heap)
 {
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++)
         heap->direct[i] = &ma_empty_page;
@@ -481,10 +494,47 @@ void ma_heap_reset(ma_heap *heap)
         heap->queues[c].first = heap->queues[c].last = NULL;
     }
     atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
+}
+
+void ma_heap_reset(ma_heap *heap)
+{
+    heap_clear_queues(heap);
     heap->regions = NULL;
     heap->dirty_bytes = 0;
     heap->retained_bytes = 0;
     heap->next_purge_ms = 0;
+}
+
+/* The pages of r that heap used since the last reset stay, emptied, in
+ * their queues; those it left unused go back to r. */
+static void region_keep_pages(ma_heap *heap, ma_region *r)
+{
+    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+        if (r->slice_page[i] != i) /* one cache line says where pages start */
+            continue;
+        ma_page *page = &r->pages[i];
+        if (page->kept) {
+            page_release(heap, page);
+            continue;
+        }
+        ma_page_restart(page);
+        page->kept = 1;
+        queue_push_back(heap, page);
+    }
+}
+
+void ma_heap_reset_keep(ma_heap *heap)
+{
+    heap_clear_queues(heap);
+    heap->retained_bytes = 0;
+    for (ma_region *r = heap->regions, *next; r; r = next) {
+        next = r->next;
+        region_keep_pages(heap, r);
+        if (ma_region_is_empty(r)) {
+            heap_unlink_region(heap, r);
+            atomic_store_explicit(&r->heap, NULL, memory_order_relaxed);
+        }
+    }
 }
 
 /* Asks for thread_done at this thread's exit. The value is the thread's

@@ -106,9 +106,13 @@ typedef struct ma_page {
     uint8_t class_idx;
     uint8_t slices;          /* length in slices; 0 for a page not in use */
     uint8_t first_slice;     /* index of its first slice in the region */
-    uint8_t in_full;         /* owner: out of its queue because it was full */
-    uint8_t notify_pending;  /* owner: a remote freer took the FULL notice */
-    uint8_t retained;        /* owner: empty, kept as its class's only page */
+    uint8_t in_full : 1;     /* owner: out of its queue because it was full */
+    uint8_t notify_pending : 1; /* owner: a remote freer took the FULL notice */
+    uint8_t retained : 1;    /* owner: empty, kept as its class's only page */
+    uint8_t kept : 1;        /* emptied in place by an arena reset and not used since:
+                              * not counted in the arena's committed bytes */
+    uint16_t reuse_blocks;   /* blocks out when an arena reset emptied it: carved at once
+                              * when it is used again */
     uint32_t retired_ms;     /* owner: when it was last seen empty and idle */
     ma_block *retired_free, *retired_local; /* its lists then: if they moved, it was used */
 } __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
@@ -248,7 +252,14 @@ extern ma_spinlock ma_region_lock;
 
 /* ---- page.c: blocks inside a page ---- */
 bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx); /* false: guard refused */
+#define MA_EXTEND_MAX 1024 /* the most blocks one extend carves */
 void ma_page_extend(ma_page *page);
+/* Arena reset: every block of the page is gone at once, remote frees not
+ * yet collected included (counted as collected for the statistics). */
+void ma_page_forget_blocks(ma_page *page);
+/* Arena reset, the page kept in place: its blocks forgotten, new keys, out
+ * of any queue; it keeps its slices and class and is carved again. */
+void ma_page_restart(ma_page *page);
 void ma_page_collect(ma_page *page);        /* local and remote frees into free */
 bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */
 bool ma_page_unfull(ma_page *page);         /* false: a notice is on its way instead */
@@ -265,6 +276,12 @@ ma_heap *ma_heap_list(void); /* every heap ever made (under ma_heap_lock) */
 const void *ma_thread_id(void); /* unique among live threads */
 ma_heap *ma_heap_new_for_arena(ma_arena *arena); /* NULL: no memory */
 void ma_heap_reset(ma_heap *heap);      /* forget every page (arena reset or destroy) */
+/* Arena reset, memory kept: every block is gone, but the pages used since
+ * the last reset stay in place, emptied, in their queues, so the next
+ * request needs no page set-up; they count as committed again only when
+ * used. Pages unused for a whole period go back to their regions, and a
+ * region left without pages goes to no heap (the caller abandons it). */
+void ma_heap_reset_keep(ma_heap *heap);
 void ma_heap_return_to_pool(ma_heap *heap);
 void ma_heap_register_thread_exit(void);
 void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx);

@@ -20,14 +20,22 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 33);
 }
 
+_Static_assert(sizeof(ma_page) == 128, "a page descriptor is 128 bytes: the page index is a shift");
+
+/* Mixing in the old keys gives a reused descriptor new ones, so the links
+ * and tags its earlier blocks hold mean nothing to it. */
+static void page_new_keys(ma_page *page, const uint8_t *start)
+{
+    page->link_key = mix64(ma_secret[0] ^ (uintptr_t)start ^ page->link_key) | 1;
+    page->tag_key = mix64(ma_secret[1] ^ (uintptr_t)start ^ page->tag_key);
+}
+
 bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx)
 {
     size_t bsize = ma_class_size(class_idx);
     unsigned n = ma_class_slices(class_idx);
     uint8_t *start = (uint8_t *)r + ((size_t)first_slice << MA_SLICE_SHIFT);
-    /* Mixing in the old keys gives a reused descriptor new ones. */
-    page->link_key = mix64(ma_secret[0] ^ (uintptr_t)start ^ page->link_key) | 1;
-    page->tag_key = mix64(ma_secret[1] ^ (uintptr_t)start ^ page->tag_key);
+    page_new_keys(page, start);
     page->free = NULL;
     page->used = 0;
     page->capacity = 0;
@@ -51,16 +59,42 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     page->class_idx = (uint8_t)class_idx;
     page->slices = (uint8_t)n;
     page->first_slice = (uint8_t)first_slice;
-    page->in_full = page->notify_pending = page->retained = 0;
+    page->in_full = page->notify_pending = page->retained = page->kept = 0;
+    page->reuse_blocks = 0;
     memset(&r->slice_page[first_slice], (int)first_slice, n);
     return true;
+}
+
+void ma_page_forget_blocks(ma_page *page)
+{
+    size_t pending = 0; /* remote frees nobody will collect now */
+    for (uintptr_t b = atomic_load(&page->thread_free) & ~MA_TF_STATE_MASK; b && pending < page->used;
+         b = (uintptr_t)ma_link_decode(page, ((ma_block *)b)->link))
+        pending++;
+    ma_stats_collected(page, pending);
+    page->capacity = 0; /* its addresses are no longer blocks */
+    page->used = 0;
+    page->free_trigger = 1;
+    page->free = page->local_free = NULL;
+    atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
+    page->in_full = page->notify_pending = page->retained = 0;
+}
+
+void ma_page_restart(ma_page *page)
+{
+    page->reuse_blocks = page->used;
+    ma_page_forget_blocks(page);
+    page_new_keys(page, page->start);
+    page->next = page->prev = page->notify_next = NULL;
 }
 
 /* Carves the next blocks into the free list: 8 blocks first, then as many
  * as the page already has, up to 4 KiB at a time (at least one block). A
  * page becomes resident only as it is used, and a heap that uses a few
  * blocks of a class (an arena between resets) does not pay for linking
- * thousands. */
+ * thousands. A page an arena reset emptied in place is the exception: the
+ * blocks the last request used are resident, and the next request likely
+ * uses as many, so they are carved in one go (up to MA_EXTEND_MAX). */
 #define MA_EXTEND_BYTES 4096
 #define MA_EXTEND_FIRST 8
 void ma_page_extend(ma_page *page)
@@ -76,6 +110,10 @@ void ma_page_extend(ma_page *page)
         count = grow;
     if (count == 0)
         count = 1;
+    if (page->capacity + count < page->reuse_blocks)
+        count = page->reuse_blocks - page->capacity;
+    if (count > MA_EXTEND_MAX)
+        count = MA_EXTEND_MAX;
     if (count > avail)
         count = avail;
     uint8_t *first = page->start + (size_t)page->capacity * bsize;
