@@ -479,13 +479,24 @@ static MA_NOINLINE void *arena_malloc_slow(ma_arena *a, ma_heap *heap, size_t si
     return arena_malloc_in(a, heap, size, false);
 }
 
+/* The page's free list ran dry: its next fresh block, or the slow path. */
+static MA_NOINLINE void *arena_malloc_fresh(ma_arena *a, ma_heap *heap, ma_page *page, size_t size)
+{
+    void *p = ma_page_take_fresh(page);
+    if (ma_likely(p != NULL))
+        return p;
+    return arena_malloc_slow(a, heap, size);
+}
+
 static MA_NOINLINE void *arena_malloc_miss(ma_arena *a, size_t size)
 {
     ma_heap *heap = arena_heap_lookup(a);
     if (size <= MA_LARGE_THRESHOLD) {
-        void *p = ma_page_pop(ma_heap_page_for(heap, size));
+        ma_page *page = ma_heap_page_for(heap, size);
+        void *p = ma_page_pop(page);
         if (p != NULL)
             return p;
+        return arena_malloc_fresh(a, heap, page, size);
     }
     return arena_malloc_slow(a, heap, size);
 }
@@ -500,9 +511,11 @@ MA_API void *mapalloc_arena_malloc(mapalloc_arena *arena, size_t size)
         return arena_malloc_miss(a, size);
     ma_heap *heap = slots[0].heap;
     if (ma_likely(size <= MA_LARGE_THRESHOLD)) {
-        void *p = ma_page_pop(ma_heap_page_for(heap, size));
+        ma_page *page = ma_heap_page_for(heap, size);
+        void *p = ma_page_pop(page);
         if (ma_likely(p != NULL))
             return p;
+        return arena_malloc_fresh(a, heap, page, size);
     }
     return arena_malloc_slow(a, heap, size);
 }

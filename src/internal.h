@@ -111,8 +111,6 @@ typedef struct ma_page {
     uint8_t retained : 1;    /* owner: empty, kept as its class's only page */
     uint8_t kept : 1;        /* emptied in place by an arena reset and not used since:
                               * not counted in the arena's committed bytes */
-    uint16_t reuse_blocks;   /* blocks out when an arena reset emptied it: carved at once
-                              * when it is used again */
     uint32_t retired_ms;     /* owner: when it was last seen empty and idle */
     ma_block *retired_free, *retired_local; /* its lists then: if they moved, it was used */
 } __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
@@ -252,7 +250,6 @@ extern ma_spinlock ma_region_lock;
 
 /* ---- page.c: blocks inside a page ---- */
 bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx); /* false: guard refused */
-#define MA_EXTEND_MAX 1024 /* the most blocks one extend carves */
 void ma_page_extend(ma_page *page);
 /* Arena reset: every block of the page is gone at once, remote frees not
  * yet collected included (counted as collected for the statistics). */

@@ -60,7 +60,6 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     page->slices = (uint8_t)n;
     page->first_slice = (uint8_t)first_slice;
     page->in_full = page->notify_pending = page->retained = page->kept = 0;
-    page->reuse_blocks = 0;
     memset(&r->slice_page[first_slice], (int)first_slice, n);
     return true;
 }
@@ -82,7 +81,6 @@ void ma_page_forget_blocks(ma_page *page)
 
 void ma_page_restart(ma_page *page)
 {
-    page->reuse_blocks = page->used;
     ma_page_forget_blocks(page);
     page_new_keys(page, page->start);
     page->next = page->prev = page->notify_next = NULL;
@@ -92,9 +90,7 @@ void ma_page_restart(ma_page *page)
  * as the page already has, up to 4 KiB at a time (at least one block). A
  * page becomes resident only as it is used, and a heap that uses a few
  * blocks of a class (an arena between resets) does not pay for linking
- * thousands. A page an arena reset emptied in place is the exception: the
- * blocks the last request used are resident, and the next request likely
- * uses as many, so they are carved in one go (up to MA_EXTEND_MAX). */
+ * thousands. */
 #define MA_EXTEND_BYTES 4096
 #define MA_EXTEND_FIRST 8
 void ma_page_extend(ma_page *page)
@@ -110,10 +106,6 @@ void ma_page_extend(ma_page *page)
         count = grow;
     if (count == 0)
         count = 1;
-    if (page->capacity + count < page->reuse_blocks)
-        count = page->reuse_blocks - page->capacity;
-    if (count > MA_EXTEND_MAX)
-        count = MA_EXTEND_MAX;
     if (count > avail)
         count = avail;
     uint8_t *first = page->start + (size_t)page->capacity * bsize;

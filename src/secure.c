@@ -110,10 +110,11 @@ void ma_secure_carve(ma_page *page, uint8_t *first, unsigned count)
         rng = ma_secret[2] ^ (uintptr_t)&rng;
     size_t bsize = page->block_size;
     memset(first, 0, (size_t)count * bsize);
-    uint16_t order[MA_EXTEND_MAX]; /* ma_page_extend carves no more at once */
-    for (unsigned i = 0; i < count; i++)
+    uint16_t order[1024];
+    unsigned n = count < 1024 ? count : 1024;
+    for (unsigned i = 0; i < n; i++)
         order[i] = (uint16_t)i;
-    for (unsigned i = count; i > 1; i--) {
+    for (unsigned i = n; i > 1; i--) {
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
         unsigned j = (unsigned)(rng % i);
         uint16_t t = order[i - 1];
@@ -121,7 +122,7 @@ void ma_secure_carve(ma_page *page, uint8_t *first, unsigned count)
         order[j] = t;
     }
     ma_block *next = page->free;
-    for (unsigned i = count; i-- > 0;) {
+    for (unsigned i = n; i-- > 0;) {
         ma_block *b = (ma_block *)(first + (size_t)order[i] * bsize);
         b->link = ma_link_encode(page, next);
         b->tag = ma_block_tag(page, b);
