@@ -37,10 +37,12 @@ ma_heap *ma_heap_list(void)
     return all_heaps;
 }
 
+#ifndef MA_HAVE_THREAD_POINTER
 const void *ma_thread_id(void)
 {
     return &ma_tls_heap;
 }
+#endif
 static pthread_key_t heap_key;
 static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
 
@@ -569,10 +571,12 @@ ma_heap *ma_heap_new_for_arena(ma_arena *arena)
     if (heap == NULL)
         return NULL;
     ma_heap_reset(heap);
-    heap->arena = arena;
     heap->arena_generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
     heap->arena_next = heap->arena_prev = heap->thread_next = NULL;
-    heap->owner = ma_thread_id();
+    /* The owner before the arena: a thread that finds this heap as an
+     * arena's hot heap (arena.c) reads them in the other order. */
+    __atomic_store_n(&heap->owner, ma_thread_id(), __ATOMIC_RELAXED);
+    __atomic_store_n(&heap->arena, arena, __ATOMIC_RELEASE);
     return heap;
 }
 
@@ -580,7 +584,7 @@ void ma_heap_return_to_pool(ma_heap *heap)
 {
     ma_heap_reset(heap);
     ma_stats_fold(heap);
-    heap->arena = NULL;
+    __atomic_store_n(&heap->arena, NULL, __ATOMIC_RELEASE); /* read by the arena's fast path */
     ma_lock(&ma_heap_lock);
     heap->pool_next = heap_pool;
     heap_pool = heap;

@@ -154,10 +154,11 @@ typedef struct ma_heap {
     size_t remote_frees, remote_free_bytes, collected, collected_bytes;
     /* Arena heaps only: */
     struct ma_arena *arena;         /* the arena; NULL once the arena is destroyed */
+    const void *owner;              /* the owning thread's ma_thread_id() (next to arena:
+                                     * the arena's fast path reads both) */
     uint64_t arena_generation;      /* the arena's generation when this heap joined */
     struct ma_heap *arena_next, *arena_prev; /* the arena's heaps */
     struct ma_heap *thread_next;    /* the owning thread's arena heaps */
-    const void *owner;              /* the owning thread's ma_thread_id() */
 } ma_heap;
 
 /* An explicit arena (the public mapalloc_arena). Arena structures come from
@@ -168,6 +169,8 @@ typedef struct ma_heap {
 typedef struct ma_arena {
     _Atomic uint64_t magic;
     _Atomic uint64_t generation;  /* rises at destroy: thread caches of it miss */
+    _Atomic(ma_heap *) hot_heap;  /* one thread's heap, found without thread-local
+                                   * storage (arena.c); ma_empty_heap: none */
     unsigned map_flags;           /* MA_MAP_* for its regions and large blocks */
     unsigned flags;               /* MAPALLOC_ARENA_* */
     size_t limit, reserve;
@@ -270,7 +273,18 @@ extern ma_heap ma_empty_heap;
 extern ma_page ma_empty_page;
 ma_heap *ma_heap_get_or_create(void);
 ma_heap *ma_heap_list(void); /* every heap ever made (under ma_heap_lock) */
-const void *ma_thread_id(void); /* unique among live threads */
+/* Unique among live threads. Where the compiler reads the thread pointer,
+ * that is one instruction; the address of a thread-local variable costs a
+ * call in the shared library. */
+#if defined(__x86_64__) || defined(__aarch64__)
+#define MA_HAVE_THREAD_POINTER 1
+static inline const void *ma_thread_id(void)
+{
+    return __builtin_thread_pointer();
+}
+#else
+const void *ma_thread_id(void);
+#endif
 ma_heap *ma_heap_new_for_arena(ma_arena *arena); /* NULL: no memory */
 void ma_heap_reset(ma_heap *heap);      /* forget every page (arena reset or destroy) */
 /* Arena reset, memory kept: every block is gone, but the pages used since
