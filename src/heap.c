@@ -327,17 +327,44 @@ static ma_page *page_in_region(ma_heap *heap, ma_region *r, unsigned c)
     return page;
 }
 
-static ma_page *heap_page_new_in(ma_heap *heap, unsigned c)
+static ma_page *page_in_owned_regions(ma_heap *heap, unsigned c)
 {
     for (ma_region *r = heap->regions; r; r = r->next) {
         ma_page *page = page_in_region(heap, r, c);
         if (page)
             return page;
     }
+    return NULL;
+}
+
+/* The pages an arena reset kept that nothing used since go back to their
+ * regions: before the arena maps more, they are free slices like any other.
+ * True if there were any. */
+static bool heap_release_kept(ma_heap *heap)
+{
+    bool any = false;
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
+        for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
+            next = page->next;
+            if (page->kept) {
+                queue_remove(heap, page);
+                page_release(heap, page);
+                any = true;
+            }
+        }
+    return any;
+}
+
+static ma_page *heap_page_new_in(ma_heap *heap, unsigned c)
+{
+    ma_page *page = page_in_owned_regions(heap, c);
+    if (page)
+        return page;
+    if (heap->arena && heap_release_kept(heap) && (page = page_in_owned_regions(heap, c)) != NULL)
+        return page;
     for (ma_region *r; (r = ma_region_take_abandoned(heap->arena)) != NULL;) {
         ma_heap_adopt_region(heap, r);
-        ma_page *page = page_in_region(heap, r, c);
-        if (page)
+        if ((page = page_in_region(heap, r, c)) != NULL)
             return page;
     }
     ma_region *r = heap->arena ? ma_arena_new_region(heap->arena) : ma_region_new(ma_os_default_flags());
