@@ -2,10 +2,12 @@
  *
  * An arena owns its regions (mapped with its own flags) and keeps an index of
  * its large blocks. Each thread that uses an arena gets a heap of its own in
- * it, found through a small per-thread cache, so allocation takes no lock;
- * a free from another thread is the usual atomic push into the page. Reset
- * wipes the region headers and unmaps the large blocks; destroy unmaps
- * everything. Both work on mappings, never on blocks.
+ * it, found from the arena itself (its hot heap) or through a small
+ * per-thread cache, so allocation takes no lock; a free from another thread
+ * is the usual atomic push into the page. Reset empties each heap's pages
+ * in place for the next request (or, with RESET_RETURNS, wipes the region
+ * headers and returns the memory) and unmaps the large blocks; destroy
+ * unmaps everything. Both work on pages and mappings, never on blocks.
  *
  * Lock order: an arena's lock, then ma_heap_lock, ma_region_lock,
  * ma_large_lock (fork takes them in that order too). */

@@ -258,7 +258,8 @@ void ma_page_extend(ma_page *page);
  * yet collected included (counted as collected for the statistics). */
 void ma_page_forget_blocks(ma_page *page);
 /* Arena reset, the page kept in place: its blocks forgotten, new keys, out
- * of any queue; it keeps its slices and class and is carved again. */
+ * of any queue; it keeps its slices and class and starts again from its
+ * first block. */
 void ma_page_restart(ma_page *page);
 void ma_page_collect(ma_page *page);        /* local and remote frees into free */
 bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */
