@@ -1122,6 +1122,19 @@ static void *free_all_of(void *arg)
     return NULL;
 }
 
+/* 100 blocks of 100 bytes of a, freed by another thread: remote frees, left
+ * for the heap that owns their page to collect. */
+static void remote_free_100(mapalloc_arena *a)
+{
+    static void *list[101];
+    shared_arena = a;
+    for (int i = 0; i < 100; i++)
+        list[i] = mapalloc_arena_malloc(a, 100);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_all_of, list) == 0);
+    pthread_join(t, NULL);
+}
+
 static void test_stats_remote(void)
 {
     mapalloc_arena *a = mapalloc_arena_create(NULL);
@@ -1131,13 +1144,7 @@ static void test_stats_remote(void)
     if (s.blocks != 0 || s.live != 0)
         fprintf(stderr, "after mapalloc_free of its only block: blocks %zu live %zu\n", s.blocks, s.live);
     CHECK(s.blocks == 0 && s.live == 0);
-    shared_arena = a;
-    static void *list[101];
-    for (int i = 0; i < 100; i++)
-        list[i] = mapalloc_arena_malloc(a, 100);
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, free_all_of, list) == 0);
-    pthread_join(t, NULL);
+    remote_free_100(a);
     s = astats(a);
     if (s.blocks != 0)
         fprintf(stderr, "after another thread freed its 100 blocks: blocks %zu\n", s.blocks);
@@ -1236,13 +1243,8 @@ static void test_reset_keep(void)
 
     /* Remote frees still pending at a reset are dropped with the rest: the
      * counts start again from zero. */
-    shared_arena = a = mapalloc_arena_create(NULL);
-    static void *list[101];
-    for (int i = 0; i < 100; i++)
-        list[i] = mapalloc_arena_malloc(a, 100);
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, free_all_of, list) == 0);
-    pthread_join(t, NULL);
+    a = mapalloc_arena_create(NULL);
+    remote_free_100(a);
     mapalloc_arena_reset(a);
     CHECK(astats(a).blocks == 0 && astats(a).live == 0);
     for (int i = 0; i < 100; i++)
@@ -1256,6 +1258,7 @@ static void test_reset_keep(void)
     shared_arena = a = mapalloc_arena_create(NULL);
     pthread_barrier_t barrier;
     pthread_barrier_init(&barrier, NULL, 2);
+    pthread_t t;
     CHECK(pthread_create(&t, NULL, idle_holder, &barrier) == 0);
     pthread_barrier_wait(&barrier);
     CHECK(astats(a).mapped == 4 * MiB);

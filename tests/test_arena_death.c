@@ -339,26 +339,30 @@ static void double_free_in_arena(void)
 
 /* Past the first few, a page's blocks are handed out fresh, never having
  * been on a free list: a double free is still caught, and so is a free of
- * the next block, not handed out yet. */
+ * the next block, not handed out yet. The 20th block of 64 bytes is one. */
+static mapalloc_arena *fresh_arena;
+static char *fresh_block(void)
+{
+    fresh_arena = mapalloc_arena_create(NULL);
+    char *p = NULL;
+    for (int i = 0; i < 20; i++)
+        p = mapalloc_arena_malloc(fresh_arena, 64);
+    return p;
+}
+
 static void double_free_fresh_in_arena(void)
 {
-    mapalloc_arena *a = mapalloc_arena_create(NULL);
-    void *p = NULL;
-    for (int i = 0; i < 20; i++)
-        p = mapalloc_arena_malloc(a, 64);
-    mapalloc_arena_free(a, p);
+    char *p = fresh_block();
+    mapalloc_arena_free(fresh_arena, p);
     expect("double free of", p);
-    mapalloc_arena_free(a, p);
+    mapalloc_arena_free(fresh_arena, p);
 }
 
 static void free_not_handed_out_in_arena(void)
 {
-    mapalloc_arena *a = mapalloc_arena_create(NULL);
-    char *p = NULL;
-    for (int i = 0; i < 20; i++)
-        p = mapalloc_arena_malloc(a, 64);
-    expect("free of invalid pointer", p + 64);
-    mapalloc_arena_free(a, p + 64);
+    char *next = fresh_block() + 64;
+    expect("free of invalid pointer", next);
+    mapalloc_arena_free(fresh_arena, next);
 }
 
 static void double_free_large_in_arena(void)
