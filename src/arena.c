@@ -508,24 +508,26 @@ static MA_NOINLINE void *arena_malloc_slow(ma_arena *a, ma_heap *heap, size_t si
     return arena_malloc_in(a, heap, size, false);
 }
 
-/* The page's free list ran dry: its next fresh block, or the slow path. */
-static MA_NOINLINE void *arena_malloc_fresh(ma_arena *a, ma_heap *heap, ma_page *page, size_t size)
+/* A block from heap's page for size (size <= MA_LARGE_THRESHOLD): popped
+ * from its free list or, when that is dry, its next fresh block (the common
+ * case in an arena, whose blocks are rarely freed one by one). NULL: the
+ * slow path decides. */
+static inline void *arena_heap_pop(ma_heap *heap, size_t size)
 {
-    void *p = ma_page_take_fresh(page);
+    ma_page *page = ma_heap_page_for(heap, size);
+    void *p = ma_page_pop(page);
     if (ma_likely(p != NULL))
         return p;
-    return arena_malloc_slow(a, heap, size);
+    return ma_page_take_fresh(page);
 }
 
 static MA_NOINLINE void *arena_malloc_miss(ma_arena *a, size_t size)
 {
     ma_heap *heap = arena_heap_lookup(a);
     if (size <= MA_LARGE_THRESHOLD) {
-        ma_page *page = ma_heap_page_for(heap, size);
-        void *p = ma_page_pop(page);
+        void *p = arena_heap_pop(heap, size);
         if (p != NULL)
             return p;
-        return arena_malloc_fresh(a, heap, page, size);
     }
     return arena_malloc_slow(a, heap, size);
 }
@@ -541,11 +543,9 @@ MA_API void *mapalloc_arena_malloc(mapalloc_arena *arena, size_t size)
     if (ma_unlikely(!hot_heap_is_mine(a, heap)))
         return arena_malloc_miss(a, size);
     if (ma_likely(size <= MA_LARGE_THRESHOLD)) {
-        ma_page *page = ma_heap_page_for(heap, size);
-        void *p = ma_page_pop(page);
+        void *p = arena_heap_pop(heap, size);
         if (ma_likely(p != NULL))
             return p;
-        return arena_malloc_fresh(a, heap, page, size);
     }
     return arena_malloc_slow(a, heap, size);
 }
