@@ -114,14 +114,16 @@ enum {
     MAPALLOC_ARENA_DEVZERO = 1u << 2,   /* map /dev/zero instead of MAP_ANONYMOUS */
     MAPALLOC_ARENA_RESET_RETURNS = 1u << 3, /* reset gives memory back to the kernel (beyond
                                              * the reservation); without it, reset keeps
-                                             * the arena's pages for reuse */
+                                             * the arena's pages for reuse (see
+                                             * mapalloc_arena_reset) */
 };
 
 struct mapalloc_arena_options {
     unsigned flags;  /* MAPALLOC_ARENA_* */
-    size_t limit;    /* 0: none. Else the most bytes the arena may hold in pages (64 KiB
-                      * units) and large blocks; a request past it fails with ENOMEM
-                      * and leaves the arena as it was. */
+    size_t limit;    /* 0: none. Else the most bytes the arena may commit (see
+                      * mapalloc_arena_stats): pages in use (64 KiB units) and large
+                      * blocks; a request past it fails with ENOMEM and leaves the
+                      * arena as it was. */
     size_t reserve;  /* bytes of regions mapped at creation and kept until destroy */
 };
 
@@ -131,7 +133,12 @@ struct mapalloc_arena_options {
 mapalloc_arena *mapalloc_arena_create(const struct mapalloc_arena_options *options);
 /* Unmaps every mapping of the arena. */
 void mapalloc_arena_destroy(mapalloc_arena *arena);
-/* Frees every block of the arena at once; the arena stays usable. */
+/* Frees every block of the arena at once; the arena stays usable. Without
+ * MAPALLOC_ARENA_RESET_RETURNS, each thread's pages stay in place, emptied,
+ * ready for its next allocations; they count as committed again as they
+ * are used. A page unused from one reset to the next goes back to the
+ * arena for any thread, and so does an unused kept page when the arena
+ * would otherwise map more. */
 void mapalloc_arena_reset(mapalloc_arena *arena);
 
 void *mapalloc_arena_malloc(mapalloc_arena *arena, size_t size) MAPALLOC_MALLOC_ATTR;
@@ -144,7 +151,8 @@ void mapalloc_arena_free(mapalloc_arena *arena, void *ptr);
 struct mapalloc_arena_stats {
     size_t live;       /* bytes in live blocks (block sizes) */
     size_t blocks;     /* live blocks */
-    size_t committed;  /* bytes held in pages and large blocks: what the limit counts */
+    size_t committed;  /* bytes of the pages in use since creation or the last reset, and
+                        * of large blocks: what the limit counts (0 after a reset) */
     size_t mapped;     /* bytes mapped by the arena (regions and large blocks) */
     size_t peak;       /* the highest committed since creation or the last reset */
 };

@@ -104,6 +104,23 @@ static inline void *ma_page_pop(ma_page *page)
     return b;
 }
 
+/* The page's next never-used block, handed out as it is: no free-list link
+ * is written or read, so the block is first touched by its caller. Only
+ * while nothing freed waits in the page (freed blocks are reused first) and
+ * the page is in use (a kept page must be committed first). No free tag
+ * needs clearing: blocks past capacity never had one under the page's
+ * current keys. NULL: the slow path decides. */
+static inline void *ma_page_take_fresh(ma_page *page)
+{
+    if (page->capacity >= page->reserved || page->local_free != NULL || page->kept ||
+        (atomic_load_explicit(&page->thread_free, memory_order_relaxed) & ~MA_TF_STATE_MASK) != 0)
+        return NULL;
+    void *b = page->start + (size_t)page->capacity * page->block_size;
+    page->capacity++;
+    page->used++;
+    return b;
+}
+
 /* The page of heap that serves size (size <= MA_LARGE_THRESHOLD). */
 static inline ma_page *ma_heap_page_for(ma_heap *heap, size_t size)
 {

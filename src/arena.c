@@ -2,10 +2,12 @@
  *
  * An arena owns its regions (mapped with its own flags) and keeps an index of
  * its large blocks. Each thread that uses an arena gets a heap of its own in
- * it, found through a small per-thread cache, so allocation takes no lock;
- * a free from another thread is the usual atomic push into the page. Reset
- * wipes the region headers and unmaps the large blocks; destroy unmaps
- * everything. Both work on mappings, never on blocks.
+ * it, found from the arena itself (its hot heap) or through a small
+ * per-thread cache, so allocation takes no lock; a free from another thread
+ * is the usual atomic push into the page. Reset empties each heap's pages
+ * in place for the next request (or, with RESET_RETURNS, wipes the region
+ * headers and returns the memory) and unmaps the large blocks; destroy
+ * unmaps everything. Both work on pages and mappings, never on blocks.
  *
  * Lock order: an arena's lock, then ma_heap_lock, ma_region_lock,
  * ma_large_lock (fork takes them in that order too). */
@@ -170,6 +172,28 @@ static void arena_unlink_region(ma_arena *arena, ma_region *r)
 
 /* ---- the calling thread's heap in an arena ---- */
 
+/* An arena's hot heap is one thread's heap in it, reached from the arena
+ * itself: that thread needs no thread-local storage to find its heap (in the
+ * shared library every thread-local access is a call). The common arena,
+ * used by one thread at a time, hits it; other threads use their cache. A
+ * heap detached from the arena (its thread exited, the arena was destroyed)
+ * has arena NULL, so it never matches and its place may be claimed. The
+ * arena is read before the owner, the order in which a heap taken anew from
+ * the pool is published (ma_heap_new_for_arena). */
+static inline bool hot_heap_is_mine(const ma_arena *arena, const ma_heap *heap)
+{
+    return __atomic_load_n(&heap->arena, __ATOMIC_ACQUIRE) == arena &&
+           __atomic_load_n(&heap->owner, __ATOMIC_RELAXED) == ma_thread_id();
+}
+
+static void hot_heap_claim(ma_arena *arena, ma_heap *heap)
+{
+    ma_heap *hot = atomic_load_explicit(&arena->hot_heap, memory_order_acquire);
+    if (__atomic_load_n(&hot->arena, __ATOMIC_ACQUIRE) != arena)
+        atomic_compare_exchange_strong_explicit(&arena->hot_heap, &hot, heap, memory_order_release,
+                                                memory_order_relaxed);
+}
+
 /* Heaps whose arena was destroyed (by any thread) go back to the pool. */
 static void thread_list_prune(void)
 {
@@ -215,18 +239,21 @@ ma_heap *ma_arena_heap_slow(ma_arena *arena)
         thread_heaps = heap;
         ma_heap_register_thread_exit();
     }
+    hot_heap_claim(arena, heap);
     memmove(&slots[1], &slots[0], (ARENA_SLOTS - 1) * sizeof slots[0]);
     slots[0] = (struct arena_slot){arena, generation, heap};
     return heap;
 }
 
-/* The other slots, then the slow path; a hit moves to the front. */
+/* The thread's cache of recent arenas, then the slow path; a hit moves to
+ * the front. A destroyed arena's generation moved on, so its slot misses
+ * and the slow path names the misuse. */
 static MA_NOINLINE ma_heap *arena_heap_lookup(ma_arena *arena)
 {
     if (arena == NULL)
         ma_arena_dead(arena);
     uint64_t generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
-    for (unsigned i = 1; i < ARENA_SLOTS; i++)
+    for (unsigned i = 0; i < ARENA_SLOTS; i++)
         if (slots[i].arena == arena && slots[i].generation == generation) {
             struct arena_slot hit = slots[i];
             memmove(&slots[1], &slots[0], i * sizeof slots[0]);
@@ -236,14 +263,15 @@ static MA_NOINLINE ma_heap *arena_heap_lookup(ma_arena *arena)
     return ma_arena_heap_slow(arena);
 }
 
-/* The calling thread's heap in the arena: one slot compared in the common
- * case. A destroyed arena's generation moved on, so its slot misses and the
- * slow path names the misuse. */
+/* The calling thread's heap in the arena: its hot heap when it is ours (a
+ * load and two compares), else the cache. */
 static inline ma_heap *arena_heap(ma_arena *arena)
 {
-    if (ma_likely(slots[0].arena == arena &&
-                  slots[0].generation == atomic_load_explicit(&arena->generation, memory_order_relaxed)))
-        return slots[0].heap;
+    if (ma_likely(arena != NULL)) {
+        ma_heap *hot = atomic_load_explicit(&arena->hot_heap, memory_order_acquire);
+        if (ma_likely(hot_heap_is_mine(arena, hot)))
+            return hot;
+    }
     return arena_heap_lookup(arena);
 }
 
@@ -322,6 +350,7 @@ MA_API mapalloc_arena *mapalloc_arena_create(const struct mapalloc_arena_options
     a->regions = NULL;
     a->abandoned = NULL;
     a->large_count = 0;
+    atomic_store_explicit(&a->hot_heap, &ma_empty_heap, memory_order_relaxed);
     atomic_fetch_add_explicit(&a->generation, 1, memory_order_release);
     atomic_store_explicit(&a->magic, MA_ARENA_LIVE, memory_order_release);
     for (size_t done = 0; done < a->reserve; done += MA_REGION_SIZE) {
@@ -351,18 +380,28 @@ static void detach_heaps(ma_arena *a, bool dead)
         a->heaps = NULL;
 }
 
+/* Without RESET_RETURNS, each heap keeps its pages in place, emptied (the
+ * next request finds them at once), and its regions; the regions no heap
+ * owns (of exited threads, or left empty) are wiped and wait for any heap.
+ * With it, every page and region goes, and memory goes back to the kernel. */
 MA_API void mapalloc_arena_reset(mapalloc_arena *arena)
 {
     ma_arena *a = (ma_arena *)arena;
     check_live(a);
     ma_lock(&a->lock);
-    detach_heaps(a, false);
+    bool give_back = (a->flags & MAPALLOC_ARENA_RESET_RETURNS) != 0;
+    if (give_back)
+        detach_heaps(a, false);
+    else
+        for (ma_heap *h = a->heaps; h; h = h->arena_next)
+            ma_heap_reset_keep(h);
     ma_large_release_arena(a);
     ma_region_clear_abandoned(a);
-    bool give_back = (a->flags & MAPALLOC_ARENA_RESET_RETURNS) != 0;
     size_t kept = 0;
     for (ma_region *r = a->regions, *next; r; r = next) {
         next = r->arena_next;
+        if (!give_back && atomic_load_explicit(&r->heap, memory_order_relaxed) != NULL)
+            continue;
         ma_region_wipe(r);
         if (give_back && kept >= a->reserve) {
             arena_unlink_region(a, r);
@@ -469,11 +508,24 @@ static MA_NOINLINE void *arena_malloc_slow(ma_arena *a, ma_heap *heap, size_t si
     return arena_malloc_in(a, heap, size, false);
 }
 
+/* A block from heap's page for size (size <= MA_LARGE_THRESHOLD): popped
+ * from its free list or, when that is dry, its next fresh block (the common
+ * case in an arena, whose blocks are rarely freed one by one). NULL: the
+ * slow path decides. */
+static inline void *arena_heap_pop(ma_heap *heap, size_t size)
+{
+    ma_page *page = ma_heap_page_for(heap, size);
+    void *p = ma_page_pop(page);
+    if (ma_likely(p != NULL))
+        return p;
+    return ma_page_take_fresh(page);
+}
+
 static MA_NOINLINE void *arena_malloc_miss(ma_arena *a, size_t size)
 {
     ma_heap *heap = arena_heap_lookup(a);
     if (size <= MA_LARGE_THRESHOLD) {
-        void *p = ma_page_pop(ma_heap_page_for(heap, size));
+        void *p = arena_heap_pop(heap, size);
         if (p != NULL)
             return p;
     }
@@ -485,12 +537,13 @@ static MA_NOINLINE void *arena_malloc_miss(ma_arena *a, size_t size)
 MA_API void *mapalloc_arena_malloc(mapalloc_arena *arena, size_t size)
 {
     ma_arena *a = (ma_arena *)arena;
-    if (ma_unlikely(slots[0].arena != a ||
-                    slots[0].generation != atomic_load_explicit(&a->generation, memory_order_relaxed)))
+    if (ma_unlikely(a == NULL))
         return arena_malloc_miss(a, size);
-    ma_heap *heap = slots[0].heap;
+    ma_heap *heap = atomic_load_explicit(&a->hot_heap, memory_order_acquire);
+    if (ma_unlikely(!hot_heap_is_mine(a, heap)))
+        return arena_malloc_miss(a, size);
     if (ma_likely(size <= MA_LARGE_THRESHOLD)) {
-        void *p = ma_page_pop(ma_heap_page_for(heap, size));
+        void *p = arena_heap_pop(heap, size);
         if (ma_likely(p != NULL))
             return p;
     }

@@ -37,10 +37,12 @@ ma_heap *ma_heap_list(void)
     return all_heaps;
 }
 
+#ifndef MA_HAVE_THREAD_POINTER
 const void *ma_thread_id(void)
 {
     return &ma_tls_heap;
 }
+#endif
 static pthread_key_t heap_key;
 static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
 
@@ -119,7 +121,7 @@ static void page_release(ma_heap *heap, ma_page *page)
     if (ma_secure)
         ma_os_unguard(page->start + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
                       MA_GUARD_SIZE);
-    if (r->arena)
+    if (r->arena && !page->kept)
         ma_arena_uncommit(r->arena, (size_t)page->slices << MA_SLICE_SHIFT);
     ma_region_free_slices(r, page->first_slice, page->slices, (uint32_t)ma_clock_ms());
     page->capacity = 0; /* its addresses are no longer blocks */
@@ -334,17 +336,44 @@ static ma_page *page_in_region(ma_heap *heap, ma_region *r, unsigned c)
     return page;
 }
 
-static ma_page *heap_page_new_in(ma_heap *heap, unsigned c)
+static ma_page *page_in_owned_regions(ma_heap *heap, unsigned c)
 {
     for (ma_region *r = heap->regions; r; r = r->next) {
         ma_page *page = page_in_region(heap, r, c);
         if (page)
             return page;
     }
+    return NULL;
+}
+
+/* The pages an arena reset kept that nothing used since go back to their
+ * regions: before the arena maps more, they are free slices like any other.
+ * True if there were any. */
+static bool heap_release_kept(ma_heap *heap)
+{
+    bool any = false;
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
+        for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
+            next = page->next;
+            if (page->kept) {
+                queue_remove(heap, page);
+                page_release(heap, page);
+                any = true;
+            }
+        }
+    return any;
+}
+
+static ma_page *heap_page_new_in(ma_heap *heap, unsigned c)
+{
+    ma_page *page = page_in_owned_regions(heap, c);
+    if (page)
+        return page;
+    if (heap->arena && heap_release_kept(heap) && (page = page_in_owned_regions(heap, c)) != NULL)
+        return page;
     for (ma_region *r; (r = ma_region_take_abandoned(heap->arena)) != NULL;) {
         ma_heap_adopt_region(heap, r);
-        ma_page *page = page_in_region(heap, r, c);
-        if (page)
+        if ((page = page_in_region(heap, r, c)) != NULL)
             return page;
     }
     ma_region *r = heap->arena ? ma_arena_new_region(heap->arena) : ma_region_new(ma_os_default_flags());
@@ -382,11 +411,23 @@ bool ma_heap_reclaim_on_free(ma_page *page)
     return true;
 }
 
+/* A page an arena reset kept in place is used again: from now on it counts
+ * against the arena's limit. */
+static bool page_recommit(ma_heap *heap, ma_page *page)
+{
+    if (!ma_arena_commit(heap->arena, (size_t)page->slices << MA_SLICE_SHIFT))
+        return false;
+    page->kept = 0;
+    return true;
+}
+
 /* A page of class c with a free block, at the front of its queue. */
 static ma_page *heap_find_page(ma_heap *heap, unsigned c)
 {
     for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
         next = page->next;
+        if (page->kept && !page_recommit(heap, page))
+            return NULL;
         if (page->retained)
             unretain(heap, page);
         if (page->free == NULL)
@@ -481,7 +522,8 @@ static ma_heap *heap_pool_take(void)
     }
 }
 
-void ma_heap_reset(ma_heap *heap)
+/* Every queue empty: the fast path's tables name the empty page. */
+static void heap_clear_queues(ma_heap *heap)
 {
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++)
         heap->direct[i] = &ma_empty_page;
@@ -490,11 +532,48 @@ void ma_heap_reset(ma_heap *heap)
         heap->queues[c].first = heap->queues[c].last = NULL;
     }
     atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
+}
+
+void ma_heap_reset(ma_heap *heap)
+{
+    heap_clear_queues(heap);
     heap->regions = NULL;
     heap->dirty_bytes = 0;
     heap->retained_bytes = 0;
     heap->next_purge_ms = 0;
     heap->overcap_pass_ms = 0;
+}
+
+/* The pages of r that heap used since the last reset stay, emptied, in
+ * their queues; those it left unused go back to r. */
+static void region_keep_pages(ma_heap *heap, ma_region *r)
+{
+    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+        if (r->slice_page[i] != i) /* one cache line says where pages start */
+            continue;
+        ma_page *page = &r->pages[i];
+        if (page->kept) {
+            page_release(heap, page);
+            continue;
+        }
+        ma_page_restart(page);
+        page->kept = 1;
+        queue_push_back(heap, page);
+    }
+}
+
+void ma_heap_reset_keep(ma_heap *heap)
+{
+    heap_clear_queues(heap);
+    heap->retained_bytes = 0;
+    for (ma_region *r = heap->regions, *next; r; r = next) {
+        next = r->next;
+        region_keep_pages(heap, r);
+        if (ma_region_is_empty(r)) {
+            heap_unlink_region(heap, r);
+            atomic_store_explicit(&r->heap, NULL, memory_order_relaxed);
+        }
+    }
 }
 
 /* Asks for thread_done at this thread's exit. The value is the thread's
@@ -529,10 +608,12 @@ ma_heap *ma_heap_new_for_arena(ma_arena *arena)
     if (heap == NULL)
         return NULL;
     ma_heap_reset(heap);
-    heap->arena = arena;
     heap->arena_generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
     heap->arena_next = heap->arena_prev = heap->thread_next = NULL;
-    heap->owner = ma_thread_id();
+    /* The owner before the arena: a thread that finds this heap as an
+     * arena's hot heap (arena.c) reads them in the other order. */
+    __atomic_store_n(&heap->owner, ma_thread_id(), __ATOMIC_RELAXED);
+    __atomic_store_n(&heap->arena, arena, __ATOMIC_RELEASE);
     return heap;
 }
 
@@ -540,7 +621,7 @@ void ma_heap_return_to_pool(ma_heap *heap)
 {
     ma_heap_reset(heap);
     ma_stats_fold(heap);
-    heap->arena = NULL;
+    __atomic_store_n(&heap->arena, NULL, __ATOMIC_RELEASE); /* read by the arena's fast path */
     ma_lock(&ma_heap_lock);
     heap->pool_next = heap_pool;
     heap_pool = heap;

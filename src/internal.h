@@ -107,9 +107,11 @@ typedef struct ma_page {
     uint8_t class_idx;
     uint8_t slices;          /* length in slices; 0 for a page not in use */
     uint8_t first_slice;     /* index of its first slice in the region */
-    uint8_t in_full;         /* owner: out of its queue because it was full */
-    uint8_t notify_pending;  /* owner: a remote freer took the FULL notice */
-    uint8_t retained;        /* owner: empty, kept as its class's only page */
+    uint8_t in_full : 1;     /* owner: out of its queue because it was full */
+    uint8_t notify_pending : 1; /* owner: a remote freer took the FULL notice */
+    uint8_t retained : 1;    /* owner: empty, kept as its class's only page */
+    uint8_t kept : 1;        /* emptied in place by an arena reset and not used since:
+                              * not counted in the arena's committed bytes */
     uint32_t retired_ms;     /* owner: when it was last seen empty and idle */
     ma_block *retired_free, *retired_local; /* its lists then: if they moved, it was used */
 } __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
@@ -154,10 +156,11 @@ typedef struct ma_heap {
     size_t remote_frees, remote_free_bytes, collected, collected_bytes;
     /* Arena heaps only: */
     struct ma_arena *arena;         /* the arena; NULL once the arena is destroyed */
+    const void *owner;              /* the owning thread's ma_thread_id() (next to arena:
+                                     * the arena's fast path reads both) */
     uint64_t arena_generation;      /* the arena's generation when this heap joined */
     struct ma_heap *arena_next, *arena_prev; /* the arena's heaps */
     struct ma_heap *thread_next;    /* the owning thread's arena heaps */
-    const void *owner;              /* the owning thread's ma_thread_id() */
 } ma_heap;
 
 /* An explicit arena (the public mapalloc_arena). Arena structures come from
@@ -168,6 +171,8 @@ typedef struct ma_heap {
 typedef struct ma_arena {
     _Atomic uint64_t magic;
     _Atomic uint64_t generation;  /* rises at destroy: thread caches of it miss */
+    _Atomic(ma_heap *) hot_heap;  /* one thread's heap, found without thread-local
+                                   * storage (arena.c); ma_empty_heap: none */
     unsigned map_flags;           /* MA_MAP_* for its regions and large blocks */
     unsigned flags;               /* MAPALLOC_ARENA_* */
     size_t limit, reserve;
@@ -252,6 +257,13 @@ extern ma_spinlock ma_region_lock;
 bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx); /* false: guard refused */
 void ma_page_set_divisor(ma_page *page, size_t block_size);
 void ma_page_extend(ma_page *page);
+/* Arena reset: every block of the page is gone at once, remote frees not
+ * yet collected included (counted as collected for the statistics). */
+void ma_page_forget_blocks(ma_page *page);
+/* Arena reset, the page kept in place: its blocks forgotten, new keys, out
+ * of any queue; it keeps its slices and class and starts again from its
+ * first block. */
+void ma_page_restart(ma_page *page);
 void ma_page_collect(ma_page *page);        /* local and remote frees into free */
 bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */
 bool ma_page_unfull(ma_page *page);         /* false: a notice is on its way instead */
@@ -265,9 +277,26 @@ extern ma_heap ma_empty_heap;
 extern ma_page ma_empty_page;
 ma_heap *ma_heap_get_or_create(void);
 ma_heap *ma_heap_list(void); /* every heap ever made (under ma_heap_lock) */
-const void *ma_thread_id(void); /* unique among live threads */
+/* Unique among live threads. Where the compiler reads the thread pointer,
+ * that is one instruction; the address of a thread-local variable costs a
+ * call in the shared library. */
+#if defined(__x86_64__) || defined(__aarch64__)
+#define MA_HAVE_THREAD_POINTER 1
+static inline const void *ma_thread_id(void)
+{
+    return __builtin_thread_pointer();
+}
+#else
+const void *ma_thread_id(void);
+#endif
 ma_heap *ma_heap_new_for_arena(ma_arena *arena); /* NULL: no memory */
 void ma_heap_reset(ma_heap *heap);      /* forget every page (arena reset or destroy) */
+/* Arena reset, memory kept: every block is gone, but the pages used since
+ * the last reset stay in place, emptied, in their queues, so the next
+ * request needs no page set-up; they count as committed again only when
+ * used. Pages unused for a whole period go back to their regions, and a
+ * region left without pages goes to no heap (the caller abandons it). */
+void ma_heap_reset_keep(ma_heap *heap);
 void ma_heap_return_to_pool(ma_heap *heap);
 void ma_heap_register_thread_exit(void);
 void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx);

@@ -33,14 +33,22 @@ void ma_page_set_divisor(ma_page *page, size_t block_size)
     page->block_inv = inv;
 }
 
+_Static_assert(sizeof(ma_page) == 128, "a page descriptor is 128 bytes: the page index is a shift");
+
+/* Mixing in the old keys gives a reused descriptor new ones, so the links
+ * and tags its earlier blocks hold mean nothing to it. */
+static void page_new_keys(ma_page *page, const uint8_t *start)
+{
+    page->link_key = mix64(ma_secret[0] ^ (uintptr_t)start ^ page->link_key) | 1;
+    page->tag_key = mix64(ma_secret[1] ^ (uintptr_t)start ^ page->tag_key);
+}
+
 bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx)
 {
     size_t bsize = ma_class_size(class_idx);
     unsigned n = ma_class_slices(class_idx);
     uint8_t *start = (uint8_t *)r + ((size_t)first_slice << MA_SLICE_SHIFT);
-    /* Mixing in the old keys gives a reused descriptor new ones. */
-    page->link_key = mix64(ma_secret[0] ^ (uintptr_t)start ^ page->link_key) | 1;
-    page->tag_key = mix64(ma_secret[1] ^ (uintptr_t)start ^ page->tag_key);
+    page_new_keys(page, start);
     page->free = NULL;
     page->used = 0;
     page->capacity = 0;
@@ -63,9 +71,31 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     page->class_idx = (uint8_t)class_idx;
     page->slices = (uint8_t)n;
     page->first_slice = (uint8_t)first_slice;
-    page->in_full = page->notify_pending = page->retained = 0;
+    page->in_full = page->notify_pending = page->retained = page->kept = 0;
     memset(&r->slice_page[first_slice], (int)first_slice, n);
     return true;
+}
+
+void ma_page_forget_blocks(ma_page *page)
+{
+    size_t pending = 0; /* remote frees nobody will collect now */
+    for (uintptr_t b = atomic_load(&page->thread_free) & ~MA_TF_STATE_MASK; b && pending < page->used;
+         b = (uintptr_t)ma_link_decode(page, ((ma_block *)b)->link))
+        pending++;
+    ma_stats_collected(page, pending);
+    page->capacity = 0; /* its addresses are no longer blocks */
+    page->used = 0;
+    page->free_trigger = 1;
+    page->free = page->local_free = NULL;
+    atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
+    page->in_full = page->notify_pending = page->retained = 0;
+}
+
+void ma_page_restart(ma_page *page)
+{
+    ma_page_forget_blocks(page);
+    page_new_keys(page, page->start);
+    page->next = page->prev = page->notify_next = NULL;
 }
 
 /* Carves the next blocks into the free list: 8 blocks first, then as many

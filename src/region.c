@@ -153,18 +153,9 @@ void ma_region_wipe(ma_region *r)
         if (ma_secure)
             ma_os_unguard(page->start + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
                           MA_GUARD_SIZE);
-        size_t pending = 0; /* remote frees nobody will collect now */
-        for (uintptr_t b = atomic_load(&page->thread_free) & ~MA_TF_STATE_MASK; b && pending < page->used;
-             b = (uintptr_t)ma_link_decode(page, ((ma_block *)b)->link))
-            pending++;
-        ma_stats_collected(page, pending);
+        ma_page_forget_blocks(page);
         page->slices = 0;
-        page->capacity = 0;
-        page->used = 0;
-        page->free = page->local_free = NULL;
-        atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
         atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
-        page->in_full = page->notify_pending = page->retained = 0;
     }
     atomic_store_explicit(&r->heap, NULL, memory_order_relaxed);
     r->next = r->prev = NULL;

@@ -8,6 +8,7 @@
  *   threads   four threads sharing one arena, blocks freed across threads
  *   limit     the hard limit: ENOMEM, the arena intact, room after a free
  *   reset     reset under load, repeated, with threads
+ *   reset_keep  the pages a reset keeps: committed, the limit, mappings
  *   reset_time  reset costs the same with 1,000 or 200,000 live blocks
  *   destroy   mapped and resident memory return to where they were
  *   stats_remote limit_remote   known gaps, expected to fail (see there)
@@ -1121,6 +1122,19 @@ static void *free_all_of(void *arg)
     return NULL;
 }
 
+/* 100 blocks of 100 bytes of a, freed by another thread: remote frees, left
+ * for the heap that owns their page to collect. */
+static void remote_free_100(mapalloc_arena *a)
+{
+    static void *list[101];
+    shared_arena = a;
+    for (int i = 0; i < 100; i++)
+        list[i] = mapalloc_arena_malloc(a, 100);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_all_of, list) == 0);
+    pthread_join(t, NULL);
+}
+
 static void test_stats_remote(void)
 {
     mapalloc_arena *a = mapalloc_arena_create(NULL);
@@ -1130,13 +1144,7 @@ static void test_stats_remote(void)
     if (s.blocks != 0 || s.live != 0)
         fprintf(stderr, "after mapalloc_free of its only block: blocks %zu live %zu\n", s.blocks, s.live);
     CHECK(s.blocks == 0 && s.live == 0);
-    shared_arena = a;
-    static void *list[101];
-    for (int i = 0; i < 100; i++)
-        list[i] = mapalloc_arena_malloc(a, 100);
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, free_all_of, list) == 0);
-    pthread_join(t, NULL);
+    remote_free_100(a);
     s = astats(a);
     if (s.blocks != 0)
         fprintf(stderr, "after another thread freed its 100 blocks: blocks %zu\n", s.blocks);
@@ -1173,6 +1181,98 @@ static void test_limit_remote(void)
     }
 }
 
+/* ---- what a reset keeps ----
+ *
+ * A reset (without RESET_RETURNS) keeps each thread's pages in place,
+ * emptied, for the next request. Kept pages count as committed only once
+ * used again; they give way before the arena maps more; a thread's pages
+ * unused from one reset to the next go back to the arena for any thread. */
+
+/* Blocks of size until the arena refuses (or max of them); returns how many. */
+static int fill_until_refused(mapalloc_arena *a, size_t size, int max)
+{
+    int n = 0;
+    while (n < max && mapalloc_arena_malloc(a, size) != NULL)
+        n++;
+    return n;
+}
+
+static void *idle_holder(void *arg)
+{
+    pthread_barrier_t *barrier = arg;
+    for (int i = 0; i < 20000; i++) /* 2 MiB of pages */
+        if (mapalloc_arena_malloc(shared_arena, 100) == NULL)
+            thread_errors++;
+    pthread_barrier_wait(barrier); /* main resets, twice, and allocates */
+    pthread_barrier_wait(barrier);
+    void *p = mapalloc_arena_malloc(shared_arena, 100); /* a heap with no page left works on */
+    if (p == NULL)
+        thread_errors++;
+    return NULL;
+}
+
+static void test_reset_keep(void)
+{
+    /* Kept pages are committed again as they are used: the same blocks fit
+     * under the limit, to the byte. */
+    struct mapalloc_arena_options o = {0, 2 * MiB, 0};
+    mapalloc_arena *a = mapalloc_arena_create(&o);
+    int n1 = fill_until_refused(a, 1000, 100000);
+    struct mapalloc_arena_stats s1 = astats(a);
+    CHECK(n1 > 1000 && s1.committed <= o.limit);
+    mapalloc_arena_reset(a);
+    CHECK(astats(a).committed == 0);
+    int n2 = fill_until_refused(a, 1000, 100000);
+    struct mapalloc_arena_stats s2 = astats(a);
+    CHECK(n2 == n1 && s2.committed == s1.committed && s2.mapped == s1.mapped);
+    /* Unused kept pages do not count: other blocks get the whole limit. */
+    mapalloc_arena_reset(a);
+    CHECK(fill_until_refused(a, 3000, 100000) > (int)(o.limit / 4096));
+    CHECK(astats(a).committed <= o.limit);
+    mapalloc_arena_destroy(a);
+
+    /* Kept pages give way to other classes before a new region is mapped. */
+    a = mapalloc_arena_create(NULL);
+    CHECK(fill_until_refused(a, 100, 3 * MiB / 100) == (int)(3 * MiB / 100));
+    size_t mapped = astats(a).mapped;
+    CHECK(mapped == 4 * MiB);
+    mapalloc_arena_reset(a);
+    CHECK(fill_until_refused(a, 3000, 3 * MiB / 3000) == (int)(3 * MiB / 3000));
+    CHECK(astats(a).mapped == mapped);
+    mapalloc_arena_destroy(a);
+
+    /* Remote frees still pending at a reset are dropped with the rest: the
+     * counts start again from zero. */
+    a = mapalloc_arena_create(NULL);
+    remote_free_100(a);
+    mapalloc_arena_reset(a);
+    CHECK(astats(a).blocks == 0 && astats(a).live == 0);
+    for (int i = 0; i < 100; i++)
+        CHECK(mapalloc_arena_malloc(a, 100) != NULL);
+    CHECK(astats(a).blocks == 100);
+    mapalloc_arena_destroy(a);
+
+    /* A thread that stops using the arena: after a whole period unused its
+     * pages, and its region, go back to the arena, and another thread's
+     * blocks fit without a new mapping. */
+    shared_arena = a = mapalloc_arena_create(NULL);
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, 2);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, idle_holder, &barrier) == 0);
+    pthread_barrier_wait(&barrier);
+    CHECK(astats(a).mapped == 4 * MiB);
+    mapalloc_arena_reset(a);
+    mapalloc_arena_reset(a);
+    CHECK(fill_until_refused(a, 100, 3 * MiB / 100) == (int)(3 * MiB / 100));
+    CHECK(astats(a).mapped == 4 * MiB);
+    pthread_barrier_wait(&barrier);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&barrier);
+    CHECK(thread_errors == 0);
+    mapalloc_arena_destroy(a);
+}
+
 /* ---- driver ---- */
 
 static const struct {
@@ -1182,7 +1282,8 @@ static const struct {
     {"options", test_options}, {"invalid", test_invalid}, {"malloc", test_malloc},
     {"calloc", test_calloc},   {"realloc", test_realloc}, {"aligned", test_aligned},
     {"free", test_free},       {"threads", test_threads}, {"limit", test_limit},
-    {"reset", test_reset},     {"reset_time", test_reset_time}, {"destroy", test_destroy},
+    {"reset", test_reset},     {"reset_keep", test_reset_keep}, {"reset_time", test_reset_time},
+    {"destroy", test_destroy},
     /* Not run without a name: expected to fail until the gaps are closed. */
     {"stats_remote", test_stats_remote}, {"limit_remote", test_limit_remote},
 };

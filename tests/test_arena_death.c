@@ -283,6 +283,26 @@ static void large_free_after_reset(void)
     mapalloc_arena_free(a, p);
 }
 
+/* The page stays in place through the reset; a thread that did not
+ * allocate the block frees it after. */
+static void *free_thread_arena_block(void *arg)
+{
+    mapalloc_arena_free(thread_arena, arg);
+    return NULL;
+}
+
+static void free_after_reset_other_thread(void)
+{
+    thread_arena = mapalloc_arena_create(NULL);
+    void *p = mapalloc_arena_malloc(thread_arena, 100);
+    mapalloc_arena_reset(thread_arena);
+    expect("free of invalid pointer", p);
+    expect("double free of", p);
+    pthread_t t;
+    pthread_create(&t, NULL, free_thread_arena_block, p);
+    pthread_join(t, NULL);
+}
+
 /* Reset with RESET_RETURNS and a reservation: the region stays mapped. */
 static void free_after_reset_returns(void)
 {
@@ -315,6 +335,34 @@ static void double_free_in_arena(void)
     mapalloc_arena_free(a, p);
     expect("double free of", p);
     mapalloc_arena_free(a, p);
+}
+
+/* Past the first few, a page's blocks are handed out fresh, never having
+ * been on a free list: a double free is still caught, and so is a free of
+ * the next block, not handed out yet. The 20th block of 64 bytes is one. */
+static mapalloc_arena *fresh_arena;
+static char *fresh_block(void)
+{
+    fresh_arena = mapalloc_arena_create(NULL);
+    char *p = NULL;
+    for (int i = 0; i < 20; i++)
+        p = mapalloc_arena_malloc(fresh_arena, 64);
+    return p;
+}
+
+static void double_free_fresh_in_arena(void)
+{
+    char *p = fresh_block();
+    mapalloc_arena_free(fresh_arena, p);
+    expect("double free of", p);
+    mapalloc_arena_free(fresh_arena, p);
+}
+
+static void free_not_handed_out_in_arena(void)
+{
+    char *next = fresh_block() + 64;
+    expect("free of invalid pointer", next);
+    mapalloc_arena_free(fresh_arena, next);
 }
 
 static void double_free_large_in_arena(void)
@@ -363,8 +411,11 @@ static const struct {
     {"mapalloc_free_after_reset", mapalloc_free_after_reset},
     {"large_free_after_reset", large_free_after_reset},
     {"free_after_reset_returns", free_after_reset_returns},
+    {"free_after_reset_other_thread", free_after_reset_other_thread},
     {"mapalloc_free_after_destroy", mapalloc_free_after_destroy},
     {"double_free_in_arena", double_free_in_arena},
+    {"double_free_fresh_in_arena", double_free_fresh_in_arena},
+    {"free_not_handed_out_in_arena", free_not_handed_out_in_arena},
     {"double_free_large_in_arena", double_free_large_in_arena},
     {"invalid_pointer_into_arena", invalid_pointer_into_arena},
 };
