@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -581,6 +582,7 @@ static void test_churn(void)
 #define FORK_LOAD_THREADS 2
 
 static atomic_bool load_stop;
+static atomic_int load_started;
 
 static void *load_thread(void *arg)
 {
@@ -588,6 +590,7 @@ static void *load_thread(void *arg)
     struct block ring[64];
     memset(ring, 0, sizeof ring);
     uint64_t id = 0;
+    atomic_fetch_add(&load_started, 1);
     while (!atomic_load_explicit(&load_stop, memory_order_relaxed)) {
         struct block *slot = &ring[rnd(&rs) % 64];
         if (slot->p != NULL)
@@ -635,9 +638,16 @@ static void child_work(struct block *inherited, int n_inherited, unsigned k)
 static void test_fork(void)
 {
     atomic_store(&load_stop, false);
+    atomic_store(&load_started, 0);
     pthread_t t[FORK_LOAD_THREADS];
     for (uintptr_t i = 0; i < FORK_LOAD_THREADS; i++)
         CHECK(pthread_create(&t[i], NULL, load_thread, (void *)(i + 1)) == 0);
+    /* The first fork waits until the load threads run our code: a thread that
+     * is still starting calls the process's malloc, and under gcc 12's ASan,
+     * whose allocator lock is not taken across fork, a child could inherit
+     * that lock held and hang in pthread_create for a reason not ours. */
+    while (atomic_load(&load_started) < FORK_LOAD_THREADS)
+        sched_yield();
 
     double start = now();
     unsigned forks = 0;
