@@ -11,7 +11,8 @@
  *   reset_keep  the pages a reset keeps: committed, the limit, mappings
  *   reset_time  reset costs the same with 1,000 or 200,000 live blocks
  *   destroy   mapped and resident memory return to where they were
- *   stats_remote limit_remote   known gaps, expected to fail (see there)
+ *   stats_remote limit_remote   statistics and the limit after frees from
+ *             another thread or through mapalloc_free
  * The misuse aborts are in test_arena_death.c. */
 #include <errno.h>
 #include <pthread.h>
@@ -1105,15 +1106,14 @@ static void test_destroy(void)
 }
 
 
-/* ---- known gaps, registered as expected failures ----
+/* ---- frees that do not go through the owning heap ----
  *
  * stats_remote: a block freed with mapalloc_free, or from a thread other
- * than the one whose heap in the arena holds its page, stays in
- * mapalloc_arena_stats (blocks, live) until that heap happens to collect
- * the page; a thread that has exited never does until a reset.
- * limit_remote: the same blocks still count against the limit for a large
- * request: after every block is freed that way, malloc of a large block
- * fails with ENOMEM, until a small allocation makes the heap collect. */
+ * than the one whose heap in the arena holds its page, leaves
+ * mapalloc_arena_stats (blocks, live) at once, without waiting for that
+ * heap to collect the page.
+ * limit_remote: once every block is freed that way, the limit has room for
+ * a large request again. */
 static void *free_all_of(void *arg)
 {
     void **p = arg;
