@@ -102,6 +102,23 @@ static void secure_write_after_free(void)
             break;
 }
 
+/* The same with a medium block written at its last requested byte: the
+ * check on reuse covers the whole block, not only its first words. */
+static void secure_write_after_free_end(void)
+{
+    enum { N = 200, SIZE = 3000 };
+    static char *blocks[N];
+    for (int i = 0; i < N; i++)
+        blocks[i] = mapalloc_malloc(SIZE);
+    char *victim = blocks[N / 2];
+    mapalloc_free(victim);
+    expect_at(victim);
+    touch(victim, SIZE - 1, 1);
+    for (long i = 0; i < 100000; i++)
+        if (mapalloc_malloc(SIZE) == NULL)
+            break;
+}
+
 static void segv_handler(int sig, siginfo_t *si, void *ctx)
 {
     (void)ctx;
@@ -420,6 +437,7 @@ static const struct death_case cases[] = {
     {"secure_canary_medium", secure_canary_medium, true, CANARY, NULL},
     {"secure_canary_realloc", secure_canary_realloc, true, CANARY, NULL},
     {"secure_write_after_free", secure_write_after_free, true, WAF, NULL},
+    {"secure_write_after_free_end", secure_write_after_free_end, true, WAF, NULL},
     {"secure_guard_small", secure_guard_small, true, NULL, NULL},
     {"secure_guard_medium", secure_guard_medium, true, NULL, NULL},
     {"secure_guard_large", secure_guard_large, true, NULL, NULL},
