@@ -13,7 +13,9 @@ Runs are interleaved (every round times every command under every
 configuration, in a rotating order) so that drift on the machine falls on all
 of them alike. Reported: the median wall time and CPU time (user + sys) per
 command and configuration, and the geometric mean over the commands of
-default/checks-off and secure/checks-off. With --instructions, each command
+default/checks-off and secure/checks-off, both as a ratio of the medians and
+"paired": per command the median over the rounds of the ratio of its two runs
+in that round. With --instructions, each command
 runs once per configuration under valgrind --tool=callgrind instead and the
 ratios are of instructions executed: a figure that machine noise does not
 move, to read beside the times.
@@ -133,6 +135,7 @@ def main():
     metrics = ('instructions',) if args.instructions else ('wall', 'cpu')
 
     runs = 1 if args.instructions else args.runs
+    load_start = os.getloadavg()
     figures = {(c, n): {m: [] for m in metrics} for c, _, _ in configs for n, _ in commands}
     for run in range(runs):
         for i, (name, argv) in enumerate(commands):
@@ -170,13 +173,28 @@ def main():
         for cname in others:
             summary['%s/checks-off %s' % (cname, metric)] = geomean(
                 [med[(cname, n)][metric] / med[('checks-off', n)][metric] for n, _ in commands])
+            if runs > 1:
+                # The same round's two runs of a command ran one after the
+                # other: their ratio cancels the slower drifts of a shared
+                # machine that a ratio of medians taken apart keeps.
+                summary['%s/checks-off %s, paired' % (cname, metric)] = geomean(
+                    [statistics.median(a / b for a, b in zip(figures[(cname, n)][metric],
+                                                             figures[('checks-off', n)][metric]))
+                     for n, _ in commands])
     for key, value in summary.items():
-        print('geometric mean %-30s %.3f (%+.1f%%)' % (key, value, (value - 1) * 100))
+        print('geometric mean %-38s %.3f (%+.1f%%)' % (key, value, (value - 1) * 100))
 
+    load_end = os.getloadavg()
+    commit = subprocess.run(['git', '-C', os.path.dirname(os.path.abspath(__file__)), 'describe',
+                             '--always', '--dirty'], capture_output=True, text=True).stdout.strip()
+    print('mapalloc %s; load average at the start %.2f, at the end %.2f (1 min)'
+          % (commit or 'unknown', load_start[0], load_end[0]))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({
-                'machine': {'uname': platform.uname()._asdict(), 'cpus': os.cpu_count()},
+                'machine': {'uname': platform.uname()._asdict(), 'cpus': os.cpu_count(),
+                            'load_start': load_start, 'load_end': load_end},
+                'mapalloc': commit,
                 'runs': runs,
                 'commands': {n: a for n, a in commands},
                 'figures': {'%s|%s' % k: v for k, v in figures.items()},
