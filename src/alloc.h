@@ -69,20 +69,22 @@ static inline ma_page *ma_page_of(uintptr_t u)
     return &r->pages[r->slice_page[(u >> MA_SLICE_SHIFT) & (MA_REGION_SLICES - 1)]];
 }
 
-/* True when u is the start of a carved block of page, with one multiply,
- * one rotate and one compare (the divisibility test of Granlund and
- * Montgomery). The size is odd * 2^shift and block_inv the inverse of odd
- * modulo 2^64. For an offset q * size the product is q * 2^shift, and the
- * rotate gives q back; any other offset leaves low bits that the rotate
- * moves to the top, or a product above 2^64 / size, so the result is far
- * above capacity either way (tests/test_page_index.c checks every offset of
- * every class). u is never below page->start: its slice belongs to the
- * page, or to pages[0], whose capacity is 0. */
+/* True when u is the start of a carved block of page, with one subtract,
+ * one multiply and one compare. u is never below the page's start (its
+ * slice belongs to the page, or to pages[0], whose block_div is 0), so
+ * u - carved_end lies between minus and plus the page's span. With
+ * block_div = c + 1, c = ceil(2^64 / size) (the divisor of Lemire, Kaser
+ * and Kurz), a block k blocks below carved_end gives 2^64 - k * (size + a
+ * remainder below size): within MA_BLOCK_WINDOW of 2^64. An address inside
+ * a block, at or past carved_end gives a product of at least c or at most
+ * twice the span: far below. The bounds are in tests/test_page_index.c,
+ * which checks every offset of every class. */
+#define MA_BLOCK_WINDOW ((uint64_t)1 << 24)
+_Static_assert(2 * MA_REGION_SIZE <= MA_BLOCK_WINDOW, "a page's blocks fit the window");
 static inline bool ma_page_has_block(const ma_page *page, uintptr_t u)
 {
-    uint64_t x = (uint64_t)(u - (uintptr_t)page->start) * page->block_inv;
-    unsigned k = page->block_shift;
-    return ((x >> k) | (x << (-k & 63))) < page->capacity;
+    uint64_t x = (uint64_t)(u - (uintptr_t)page->carved_end) * page->block_div;
+    return x >= (uint64_t)0 - MA_BLOCK_WINDOW;
 }
 
 /* ---- malloc ---- */
@@ -115,7 +117,8 @@ static inline void *ma_page_take_fresh(ma_page *page)
     if (page->capacity >= page->reserved || page->local_free != NULL || page->kept ||
         (atomic_load_explicit(&page->thread_free, memory_order_relaxed) & ~MA_TF_STATE_MASK) != 0)
         return NULL;
-    void *b = page->start + (size_t)page->capacity * page->block_size;
+    void *b = page->carved_end;
+    page->carved_end += page->block_size;
     page->capacity++;
     page->used++;
     return b;

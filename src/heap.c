@@ -112,19 +112,20 @@ static void queue_push_back(ma_heap *heap, ma_page *page)
 
 static ma_region *region_of_page(const ma_page *page)
 {
-    return ma_region_of((uintptr_t)page->start);
+    return ma_region_of((uintptr_t)page);
 }
 
 static void page_release(ma_heap *heap, ma_page *page)
 {
     ma_region *r = region_of_page(page);
     if (ma_secure)
-        ma_os_unguard(page->start + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
+        ma_os_unguard(ma_page_start(page) + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
                       MA_GUARD_SIZE);
     if (r->arena && !page->kept)
         ma_arena_uncommit(r->arena, (size_t)page->slices << MA_SLICE_SHIFT);
     ma_region_free_slices(r, page->first_slice, page->slices, (uint32_t)ma_clock_ms());
     page->capacity = 0; /* its addresses are no longer blocks */
+    page->carved_end = ma_page_start(page);
     page->slices = 0;
     page->free = page->local_free = NULL;
     heap->dirty_bytes += (size_t)page->reserved * page->block_size;

@@ -90,14 +90,13 @@ typedef struct ma_page {
     uint16_t capacity;       /* blocks carved so far (the free list is built lazily) */
     uint16_t free_trigger;   /* an owner free goes to the slow path when used drops below
                               * this: 1 normally (page empty), 0xffff while in_full */
-    uint8_t block_shift;     /* trailing zero bits of the block size: see ma_page_has_block */
-    uint8_t unused;
+    uint8_t unused[2];
     uintptr_t link_key;      /* secret for the links in this page */
     uintptr_t tag_key;       /* secret for the free tags in this page */
     ma_block *local_free;    /* freed by the owner, not yet reusable */
     _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
-    uint8_t *start;          /* first block */
-    uint64_t block_inv;      /* inverse of the size's odd part mod 2^64: see ma_page_has_block */
+    uint8_t *carved_end;     /* start + capacity * block_size: past the carved blocks */
+    uint64_t block_div;      /* ceil(2^64 / block_size) + 1: see ma_page_has_block */
 
     _Atomic uintptr_t thread_free; /* remote frees | MA_TF_* state */
     struct ma_page *next, *prev;  /* the heap's queue for this class */
@@ -131,6 +130,14 @@ typedef struct ma_region {
     struct ma_arena *arena;         /* NULL for the ordinary heap */
     struct ma_region *arena_next, *arena_prev; /* every region of the arena */
 } ma_region;
+
+/* A page's descriptor lives in its region's header, and the page starts at
+ * its first slice. */
+static inline uint8_t *ma_page_start(const ma_page *page)
+{
+    uintptr_t region = (uintptr_t)page & ~(uintptr_t)(MA_REGION_SIZE - 1);
+    return (uint8_t *)region + ((size_t)page->first_slice << MA_SLICE_SHIFT);
+}
 
 typedef struct ma_page_queue {
     ma_page *first, *last;

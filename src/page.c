@@ -20,17 +20,10 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 33);
 }
 
-/* block_shift and block_inv for ma_page_has_block. Newton's iteration
- * doubles the correct low bits of the inverse; an odd number is its own
- * inverse modulo 8, so five steps reach 96 bits. */
+/* block_div for ma_page_has_block: ceil(2^64 / block_size) + 1. */
 void ma_page_set_divisor(ma_page *page, size_t block_size)
 {
-    unsigned shift = (unsigned)__builtin_ctzll(block_size);
-    uint64_t odd = block_size >> shift, inv = odd;
-    for (int i = 0; i < 5; i++)
-        inv *= 2 - odd * inv;
-    page->block_shift = (uint8_t)shift;
-    page->block_inv = inv;
+    page->block_div = UINT64_MAX / block_size + 2;
 }
 
 _Static_assert(sizeof(ma_page) == 128, "a page descriptor is 128 bytes: the page index is a shift");
@@ -52,10 +45,10 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     page->free = NULL;
     page->used = 0;
     page->capacity = 0;
+    page->carved_end = start;
     page->free_trigger = 1;
     ma_page_set_divisor(page, bsize);
     page->local_free = NULL;
-    page->start = start;
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
     page->next = page->prev = page->notify_next = NULL;
     page->block_size = (uint32_t)bsize;
@@ -84,6 +77,7 @@ void ma_page_forget_blocks(ma_page *page)
         pending++;
     ma_stats_collected(page, pending);
     page->capacity = 0; /* its addresses are no longer blocks */
+    page->carved_end = ma_page_start(page);
     page->used = 0;
     page->free_trigger = 1;
     page->free = page->local_free = NULL;
@@ -94,7 +88,7 @@ void ma_page_forget_blocks(ma_page *page)
 void ma_page_restart(ma_page *page)
 {
     ma_page_forget_blocks(page);
-    page_new_keys(page, page->start);
+    page_new_keys(page, ma_page_start(page));
     page->next = page->prev = page->notify_next = NULL;
 }
 
@@ -119,8 +113,9 @@ void ma_page_extend(ma_page *page)
         count = 1;
     if (count > avail)
         count = avail;
-    uint8_t *first = page->start + (size_t)page->capacity * bsize;
+    uint8_t *first = page->carved_end;
     page->capacity = (uint16_t)(page->capacity + count);
+    page->carved_end += (size_t)count * bsize;
     if (ma_secure) {
         ma_secure_carve(page, first, count);
         return;

@@ -151,7 +151,7 @@ void ma_region_wipe(ma_region *r)
         if (page->slices == 0)
             continue;
         if (ma_secure)
-            ma_os_unguard(page->start + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
+            ma_os_unguard(ma_page_start(page) + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
                           MA_GUARD_SIZE);
         ma_page_forget_blocks(page);
         page->slices = 0;
