@@ -72,15 +72,16 @@ static inline ma_page *ma_page_of(uintptr_t u)
 /* True when u is the start of a carved block of page, with one subtract,
  * one multiply and one compare. u is never below the page's start (its
  * slice belongs to the page, or to pages[0], whose block_div is 0), so
- * u - carved_end lies between minus and plus the page's span. With
- * block_div = c + 1, c = ceil(2^64 / size) (the divisor of Lemire, Kaser
- * and Kurz), a block k blocks below carved_end gives 2^64 - k * (size + a
- * remainder below size): within MA_BLOCK_WINDOW of 2^64. An address inside
- * a block, at or past carved_end gives a product of at least c or at most
- * twice the span: far below. The bounds are in tests/test_page_index.c,
- * which checks every offset of every class. */
+ * u - carved_end lies within a page's span S of 0. Let c = ceil(2^64 /
+ * size) (the divisor of Lemire, Kaser and Kurz), r = size * c - 2^64 < size,
+ * and block_div = c + 1. The block k blocks below carved_end gives
+ * 2^64 - k * (size + r), within 2S of 2^64. Any other address gives at
+ * most 2^64 - c + 2S (off a block boundary) or at most 2S (at or past
+ * carved_end on one): far below, since c is at least 2^64 / 512 KiB.
+ * tests/test_page_index.c checks every offset of every class. */
 #define MA_BLOCK_WINDOW ((uint64_t)1 << 24)
 _Static_assert(2 * MA_REGION_SIZE <= MA_BLOCK_WINDOW, "a page's blocks fit the window");
+_Static_assert(UINT64_MAX / MA_LARGE_THRESHOLD > 4 * MA_BLOCK_WINDOW, "no other address fits it");
 static inline bool ma_page_has_block(const ma_page *page, uintptr_t u)
 {
     uint64_t x = (uint64_t)(u - (uintptr_t)page->carved_end) * page->block_div;
