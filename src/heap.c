@@ -110,22 +110,16 @@ static void queue_push_back(ma_heap *heap, ma_page *page)
 
 /* ---- giving pages back, decay and purge ---- */
 
-static ma_region *region_of_page(const ma_page *page)
-{
-    return ma_region_of((uintptr_t)page);
-}
-
 static void page_release(ma_heap *heap, ma_page *page)
 {
-    ma_region *r = region_of_page(page);
+    ma_region *r = ma_page_region(page);
     if (ma_secure)
         ma_os_unguard(ma_page_start(page) + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
                       MA_GUARD_SIZE);
     if (r->arena && !page->kept)
         ma_arena_uncommit(r->arena, (size_t)page->slices << MA_SLICE_SHIFT);
     ma_region_free_slices(r, page->first_slice, page->slices, (uint32_t)ma_clock_ms());
-    page->capacity = 0; /* its addresses are no longer blocks */
-    page->carved_end = ma_page_start(page);
+    ma_page_uncarve(page);
     page->slices = 0;
     page->free = page->local_free = NULL;
     heap->dirty_bytes += (size_t)page->reserved * page->block_size;
@@ -405,7 +399,7 @@ bool ma_heap_reclaim_on_free(ma_page *page)
     ma_heap *heap = ma_tls_heap;
     if (heap == &ma_empty_heap)
         return false;
-    ma_region *r = region_of_page(page);
+    ma_region *r = ma_page_region(page);
     if (r->arena != NULL || !ma_region_take_if_abandoned(r))
         return false;
     ma_heap_adopt_region(heap, r);

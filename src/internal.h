@@ -133,10 +133,21 @@ typedef struct ma_region {
 
 /* A page's descriptor lives in its region's header, and the page starts at
  * its first slice. */
+static inline ma_region *ma_page_region(const ma_page *page)
+{
+    return (ma_region *)((uintptr_t)page & ~(uintptr_t)(MA_REGION_SIZE - 1));
+}
+
 static inline uint8_t *ma_page_start(const ma_page *page)
 {
-    uintptr_t region = (uintptr_t)page & ~(uintptr_t)(MA_REGION_SIZE - 1);
-    return (uint8_t *)region + ((size_t)page->first_slice << MA_SLICE_SHIFT);
+    return (uint8_t *)ma_page_region(page) + ((size_t)page->first_slice << MA_SLICE_SHIFT);
+}
+
+/* The page has no blocks: none of its addresses passes ma_page_has_block. */
+static inline void ma_page_uncarve(ma_page *page)
+{
+    page->capacity = 0;
+    page->carved_end = ma_page_start(page);
 }
 
 typedef struct ma_page_queue {

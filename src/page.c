@@ -76,8 +76,7 @@ void ma_page_forget_blocks(ma_page *page)
          b = (uintptr_t)ma_link_decode(page, ((ma_block *)b)->link))
         pending++;
     ma_stats_collected(page, pending);
-    page->capacity = 0; /* its addresses are no longer blocks */
-    page->carved_end = ma_page_start(page);
+    ma_page_uncarve(page);
     page->used = 0;
     page->free_trigger = 1;
     page->free = page->local_free = NULL;

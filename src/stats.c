@@ -26,7 +26,7 @@ void ma_stats_remote_free(const ma_page *page)
         atomic_fetch_add_explicit(&folded_frees, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&folded_free_bytes, page->block_size, memory_order_relaxed);
     }
-    ma_arena *arena = ma_region_of((uintptr_t)page)->arena;
+    ma_arena *arena = ma_page_region(page)->arena;
     if (arena) {
         atomic_fetch_add_explicit(&arena->pending_frees, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&arena->pending_bytes, page->block_size, memory_order_relaxed);
@@ -46,7 +46,7 @@ void ma_stats_collected(const ma_page *page, size_t count)
         atomic_fetch_add_explicit(&folded_collected, count, memory_order_relaxed);
         atomic_fetch_add_explicit(&folded_collected_bytes, bytes, memory_order_relaxed);
     }
-    ma_arena *arena = ma_region_of((uintptr_t)page)->arena;
+    ma_arena *arena = ma_page_region(page)->arena;
     if (arena) {
         atomic_fetch_sub_explicit(&arena->pending_frees, count, memory_order_relaxed);
         atomic_fetch_sub_explicit(&arena->pending_bytes, bytes, memory_order_relaxed);
