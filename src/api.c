@@ -7,18 +7,68 @@
 #include "alloc.h"
 #include "mapalloc.h"
 
+/* ---- when the kernel refuses ---- */
+
+/* Every empty page and region this thread can reach safely goes back: its
+ * own heap's, those of exited threads (adopted, trimmed, let go again),
+ * and the large cache. Other threads' heaps are theirs alone. Returns the
+ * bytes given back. */
+static size_t give_back_all(void)
+{
+    size_t released = ma_heap_trim(ma_tls_heap);
+    ma_heap *heap = ma_heap_get_or_create();
+    if (heap) {
+        for (ma_region *r; (r = ma_region_take_abandoned(NULL)) != NULL;)
+            ma_heap_adopt_region(heap, r);
+        released += ma_heap_trim(heap);
+    }
+    return released + ma_large_trim();
+}
+
+/* A request the kernel refused gets one more try once the memory held for
+ * reuse has gone back: under RLIMIT_AS or a full machine, freed memory is
+ * then there for the next request. */
+bool ma_give_back(void)
+{
+    int saved = errno;
+    bool any = give_back_all() > 0;
+    errno = saved;
+    return any;
+}
+
 /* ---- the slow ends of the fast paths ---- */
+
+static void *malloc_small_once(size_t size)
+{
+    if (ma_unlikely(ma_secure))
+        return ma_secure_malloc(ma_tls_heap, size, 0, NULL, false);
+    return ma_heap_malloc_generic(ma_tls_heap, ma_size_class(size));
+}
 
 void *ma_malloc_generic(size_t size)
 {
     ma_init(); /* the profile is known from here on */
-    if (ma_unlikely(ma_secure)) {
-        void *p = ma_secure_malloc(ma_tls_heap, size, 0, NULL, false);
-        if (p == NULL)
-            errno = ENOMEM;
-        return p;
+    void *p = malloc_small_once(size);
+    if (ma_unlikely(p == NULL) && ma_give_back())
+        p = malloc_small_once(size);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
+static bool too_large(size_t size)
+{
+    return size > (size_t)PTRDIFF_MAX - MA_OS_PAGE;
+}
+
+static void *malloc_large(size_t size, size_t alignment, bool zero)
+{
+    void *p = NULL;
+    if (!too_large(size)) {
+        p = ma_large_malloc(size, alignment, zero, NULL);
+        if (p == NULL && ma_give_back())
+            p = ma_large_malloc(size, alignment, zero, NULL);
     }
-    void *p = ma_heap_malloc_generic(ma_tls_heap, ma_size_class(size));
     if (p == NULL)
         errno = ENOMEM;
     return p;
@@ -27,10 +77,7 @@ void *ma_malloc_generic(size_t size)
 void *ma_malloc_large_path(size_t size)
 {
     ma_init();
-    void *p = ma_large_malloc(size, 0, false, NULL);
-    if (p == NULL)
-        errno = ENOMEM;
-    return p;
+    return malloc_large(size, 0, false);
 }
 
 void ma_free_invalid(const void *p)
@@ -89,10 +136,7 @@ MA_API void *mapalloc_calloc(size_t count, size_t size)
     }
     if (total > MA_LARGE_THRESHOLD) {
         ma_init();
-        void *p = ma_large_malloc(total, 0, true, NULL); /* fresh mappings are zero already */
-        if (p == NULL)
-            errno = ENOMEM;
-        return p;
+        return malloc_large(total, 0, true); /* fresh mappings are zero already */
     }
     void *p = ma_malloc_inline(total);
     if (p != NULL)
@@ -179,6 +223,8 @@ void *ma_realloc_in(ma_arena *arena, void *ptr, size_t size)
             old_usable = page->block_size;
     } else if (size > MA_LARGE_THRESHOLD) {
         void *q = ma_large_realloc(ptr, size);
+        if (q == NULL && !too_large(size) && ma_give_back())
+            q = ma_large_realloc(ptr, size);
         if (q == NULL)
             errno = ENOMEM;
         return q;
@@ -235,22 +281,26 @@ static void *malloc_aligned(size_t alignment, size_t size)
     return ma_heap_malloc_aligned(ma_tls_heap, NULL, size, alignment);
 }
 
+static void *malloc_aligned_once(ma_heap *heap, ma_arena *arena, size_t size, size_t alignment)
+{
+    unsigned c = ma_aligned_class(size, alignment);
+    if (ma_secure)
+        return ma_secure_malloc(heap, size, alignment, arena, false);
+    if (c < MA_CLASS_COUNT) {
+        void *p = ma_page_pop(heap->pages[c]);
+        return p ? p : ma_heap_malloc_generic(heap, c);
+    }
+    return ma_large_malloc(size, alignment, false, arena);
+}
+
 /* An aligned block (alignment a power of two above 16) from heap, of the
  * ordinary heap (arena NULL) or of an arena; NULL with errno ENOMEM. The
  * generic path makes the thread's heap when heap is still the empty one. */
 void *ma_heap_malloc_aligned(ma_heap *heap, ma_arena *arena, size_t size, size_t alignment)
 {
-    unsigned c = ma_aligned_class(size, alignment);
-    void *p;
-    if (ma_secure) {
-        p = ma_secure_malloc(heap, size, alignment, arena, false);
-    } else if (c < MA_CLASS_COUNT) {
-        p = ma_page_pop(heap->pages[c]);
-        if (p == NULL)
-            p = ma_heap_malloc_generic(heap, c);
-    } else {
-        p = ma_large_malloc(size, alignment, false, arena);
-    }
+    void *p = malloc_aligned_once(heap, arena, size, alignment);
+    if (p == NULL && ma_give_back())
+        p = malloc_aligned_once(heap, arena, size, alignment);
     if (p == NULL)
         errno = ENOMEM;
     return p;
@@ -323,14 +373,5 @@ MA_API int mapalloc_trim(size_t pad)
 {
     (void)pad;
     ma_init();
-    size_t released = ma_heap_trim(ma_tls_heap);
-    /* Regions of exited threads: adopt, trim, and let them go again. */
-    ma_heap *heap = ma_heap_get_or_create();
-    if (heap) {
-        for (ma_region *r; (r = ma_region_take_abandoned(NULL)) != NULL;)
-            ma_heap_adopt_region(heap, r);
-        released += ma_heap_trim(heap);
-    }
-    released += ma_large_trim();
-    return released > 0;
+    return give_back_all() > 0;
 }

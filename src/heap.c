@@ -156,9 +156,10 @@ static void unretain(ma_heap *heap, ma_page *page)
 
 /* Gives back what has been unused for at least min_age_ms: retained empty
  * pages that saw no malloc or free since they were retired, then dirty
- * slices freed that long ago; empty regions but one are unmapped (an arena
- * keeps its regions until reset or destroy). Returns the bytes given back. */
-static size_t heap_purge(ma_heap *heap, uint32_t min_age_ms)
+ * slices freed that long ago; empty regions are unmapped, but one when
+ * keep_one (the next page needs no mmap); an arena keeps its regions until
+ * reset or destroy. Returns the bytes given back. */
+static size_t heap_purge(ma_heap *heap, uint32_t min_age_ms, bool keep_one)
 {
     uint32_t now = (uint32_t)ma_clock_ms();
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
@@ -188,7 +189,7 @@ static size_t heap_purge(ma_heap *heap, uint32_t min_age_ms)
         next = r->next;
         purged += ma_region_purge(r, now, min_age_ms, &left);
         if (ma_region_is_empty(r) && r->dirty_slices == 0 && heap->arena == NULL) {
-            if (kept_empty) {
+            if (kept_empty || !keep_one) {
                 heap_unlink_region(heap, r);
                 purged += MA_REGION_SIZE;
                 ma_region_release(r);
@@ -220,14 +221,14 @@ static void heap_maybe_purge(ma_heap *heap)
          * every slow path. */
         if (empty > 8 * cap || now != heap->overcap_pass_ms) {
             heap->overcap_pass_ms = now;
-            heap_purge(heap, empty > 8 * cap ? 0 : (uint32_t)(decay / 8));
+            heap_purge(heap, empty > 8 * cap ? 0 : (uint32_t)(decay / 8), true);
         }
         return;
     }
     if (now < heap->next_purge_ms)
         return;
     heap->next_purge_ms = now + decay / 2;
-    heap_purge(heap, (uint32_t)decay);
+    heap_purge(heap, (uint32_t)decay, true);
 }
 
 /* An empty page: keep it if it is its class's only page (a thread that
@@ -391,16 +392,20 @@ static ma_page *heap_page_new(ma_heap *heap, unsigned c)
     return page;
 }
 
-/* A free into a page of an exited thread's region: adopt the region, unless
- * this thread is exiting itself (it would only abandon it again). An
- * arena's regions wait for a heap of their arena. */
+/* Set by the thread-exit handler: from then on this thread makes no heap. */
+static MA_THREAD_LOCAL bool thread_exiting;
+
+/* A free into a page of an exited thread's region: adopt the region, with a
+ * heap made for the purpose if this thread never allocated, unless it is
+ * exiting itself (it would only abandon it again). An arena's regions wait
+ * for a heap of their arena. */
 bool ma_heap_reclaim_on_free(ma_page *page)
 {
-    ma_heap *heap = ma_tls_heap;
-    if (heap == &ma_empty_heap)
-        return false;
     ma_region *r = ma_page_region(page);
-    if (r->arena != NULL || !ma_region_take_if_abandoned(r))
+    if (r->arena != NULL || thread_exiting)
+        return false;
+    ma_heap *heap = ma_heap_get_or_create();
+    if (heap == NULL || !ma_region_take_if_abandoned(r))
         return false;
     ma_heap_adopt_region(heap, r);
     return true;
@@ -466,6 +471,7 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
 static void thread_done(void *value)
 {
     ma_heap *heap = value;
+    thread_exiting = true;
     ma_arena_thread_exit();
     if (heap == NULL || heap == &ma_empty_heap)
         return;
@@ -569,6 +575,14 @@ void ma_heap_reset_keep(ma_heap *heap)
             atomic_store_explicit(&r->heap, NULL, memory_order_relaxed);
         }
     }
+}
+
+/* A fork that caught another thread creating the key leaves the child
+ * with nobody to finish: it makes one of its own. */
+void ma_heap_fork_child(void)
+{
+    int creating = 1;
+    atomic_compare_exchange_strong(&heap_key_state, &creating, 0);
 }
 
 /* Asks for thread_done at this thread's exit. The value is the thread's
@@ -694,7 +708,5 @@ size_t ma_heap_trim(ma_heap *heap)
                 page_release(heap, page);
             }
         }
-    size_t purged = heap_purge(heap, 0);
-    /* The one empty region heap_purge keeps is mapped but not resident. */
-    return purged;
+    return heap_purge(heap, 0, false);
 }

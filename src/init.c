@@ -28,6 +28,8 @@ static uint64_t splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+/* ma_secret[0] is written last and is never zero: a child that a fork left
+ * with set-up half done sees either every secret or none. */
 static void init_secrets(void)
 {
     uint64_t seed[4] = {0, 0, 0, 0};
@@ -46,14 +48,22 @@ static void init_secrets(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     state ^= (uint64_t)ts.tv_nsec * 0x2545f4914f6cdd1dull;
+    uintptr_t secret[4];
     for (int i = 0; i < 4; i++)
-        ma_secret[i] = (uintptr_t)(splitmix64(&state) ^ seed[i]);
-    ma_secret[0] |= 1; /* a link key is never zero */
+        secret[i] = (uintptr_t)(splitmix64(&state) ^ seed[i]);
+    for (int i = 3; i > 0; i--)
+        ma_secret[i] = secret[i];
+    atomic_store_explicit((_Atomic uintptr_t *)&ma_secret[0], secret[0] | 1, memory_order_release);
 }
+
+/* Set when our fork handlers run: proof, in a child, that they were
+ * registered before that fork. */
+static bool fork_handlers_ran;
 
 static void fork_prepare(void)
 {
     ma_locks_acquire_all();
+    fork_handlers_ran = true;
 }
 
 static void fork_parent(void)
@@ -61,37 +71,77 @@ static void fork_parent(void)
     ma_locks_release_all();
 }
 
+static void finish_notices(ma_region *r, void *arg)
+{
+    (void)arg;
+    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+        ma_page *page = &r->pages[i];
+        if (page->slices != 0 && page->first_slice == i)
+            ma_page_fork_child(page);
+    }
+}
+
+/* The child has only the thread that forked: whatever another thread was
+ * doing between two steps of a lock-free protocol, nobody will finish it.
+ * Locks were all held across the fork, so no locked state is half done. */
 static void fork_child(void)
 {
     ma_locks_reset_all();
+    ma_heap_fork_child();
+    if (ma_page_notices_in_flight()) {
+        ma_regions_foreach(finish_notices, NULL);
+        ma_page_fork_child_done();
+    }
+}
+
+/* The process whose thread runs set-up: a waiter in another process (a
+ * child forked meanwhile) knows that nobody will finish it there. */
+static _Atomic int init_pid;
+
+static void init_run(void)
+{
+    atomic_store(&init_pid, (int)getpid());
+    in_init = true;
+    if (atomic_load_explicit((_Atomic uintptr_t *)&ma_secret[0], memory_order_acquire) == 0)
+        init_secrets();
+    ma_options_init();
+    ma_secure = ma_option(MA_OPT_SECURE) != 0;
+    if (!fork_handlers_ran)
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+    atomic_store_explicit(&ma_init_state, 2, memory_order_release);
+    in_init = false;
+    /* atexit may allocate, so it comes after the state says "done";
+     * the handler checks the option, which code may still change. Some
+     * programs (coreutils) close stderr before exit handlers run: with
+     * stats on from the start, the report goes to a copy taken now. */
+    if (ma_option(MA_OPT_STATS))
+        ma_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+    atexit(ma_stats_at_exit);
 }
 
 void ma_init_slow(void)
 {
     int expected = 0;
     if (atomic_compare_exchange_strong(&ma_init_state, &expected, 1)) {
-        in_init = true;
-        init_secrets();
-        ma_options_init();
-        ma_secure = ma_option(MA_OPT_SECURE) != 0;
-        pthread_atfork(fork_prepare, fork_parent, fork_child);
-        atomic_store_explicit(&ma_init_state, 2, memory_order_release);
-        in_init = false;
-        /* atexit may allocate, so it comes after the state says "done";
-         * the handler checks the option, which code may still change. Some
-         * programs (coreutils) close stderr before exit handlers run: with
-         * stats on from the start, the report goes to a copy taken now. */
-        if (ma_option(MA_OPT_STATS))
-            ma_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
-        atexit(ma_stats_at_exit);
+        init_run();
         return;
     }
     /* A recursive call from inside set-up goes on with what is ready (the
      * secrets come first); another thread waits for set-up to finish. */
     if (in_init)
         return;
-    while (atomic_load_explicit(&ma_init_state, memory_order_acquire) != 2)
+    for (unsigned spins = 1; atomic_load_explicit(&ma_init_state, memory_order_acquire) != 2; spins++) {
         ma_cpu_relax();
+        if (spins % 4096 != 0)
+            continue;
+        /* A fork caught another thread in set-up: this child has nobody
+         * to finish it, so one waiter here starts it again. */
+        int me = (int)getpid(), owner = atomic_load(&init_pid);
+        if (owner != me && atomic_compare_exchange_strong(&init_pid, &owner, me)) {
+            init_run();
+            return;
+        }
+    }
 }
 
 uint64_t ma_clock_ms(void)

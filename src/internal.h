@@ -288,6 +288,9 @@ bool ma_page_unfull(ma_page *page);         /* false: a notice is on its way ins
 void ma_page_set_never(ma_page *page);      /* abandonment: no more notices */
 void ma_page_adopt(ma_page *page, struct ma_heap *heap);
 void ma_page_free_remote(ma_page *page, ma_block *b);
+bool ma_page_notices_in_flight(void);    /* fork: may a notice be half done? */
+void ma_page_fork_child(ma_page *page);  /* fork child: finish a half-done notice */
+void ma_page_fork_child_done(void);
 MA_NORETURN MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
 
 /* ---- heap.c: thread heaps ---- */
@@ -317,6 +320,7 @@ void ma_heap_reset(ma_heap *heap);      /* forget every page (arena reset or des
 void ma_heap_reset_keep(ma_heap *heap);
 void ma_heap_return_to_pool(ma_heap *heap);
 void ma_heap_register_thread_exit(void);
+void ma_heap_fork_child(void);          /* fork child: forget a half-made thread key */
 void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx);
 void ma_heap_page_free_slow(ma_heap *heap, ma_page *page);
 extern ma_spinlock ma_heap_lock;
@@ -376,6 +380,9 @@ void *ma_realloc_in(ma_arena *arena, void *ptr, size_t size); /* arena NULL: the
 void *ma_heap_malloc_aligned(ma_heap *heap, ma_arena *arena, size_t size, size_t alignment);
 void ma_free_block(struct ma_heap *heap, ma_page *page, void *p); /* validated, off the fast path */
 MA_NOINLINE void *ma_malloc_generic(size_t size);
+bool ma_give_back(void); /* the kernel refused: give back what is held, true if any */
+
+
 MA_NOINLINE void *ma_malloc_large_path(size_t size);
 MA_NORETURN MA_COLD void ma_free_invalid(const void *p);
 /* These never return either, but the compiler must not know it: a call it

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -27,6 +28,7 @@ static struct {
 #define COUNT(field) atomic_fetch_add_explicit(&counters.field, 1, memory_order_relaxed)
 
 static _Atomic int devzero_fd = -1;
+static _Atomic uint64_t devzero_rdev; /* the device number of /dev/zero */
 /* Next address to suggest for an aligned mapping: asking the kernel for an
  * aligned address first saves the over-map and two trims almost always. */
 static _Atomic uintptr_t aligned_hint;
@@ -65,15 +67,39 @@ static void note_unmapped(size_t size)
     atomic_fetch_sub_explicit(&counters.mapped, size, memory_order_relaxed);
 }
 
-static int get_devzero_fd(void)
+static bool unmap_raw(void *addr, size_t size)
 {
-    int fd = atomic_load_explicit(&devzero_fd, memory_order_acquire);
-    if (fd >= 0)
-        return fd;
-    fd = open("/dev/zero", O_RDWR | O_CLOEXEC);
+    COUNT(munmap_calls);
+    return munmap(addr, size) == 0;
+}
+
+/* The descriptor of /dev/zero is kept, but it is the program's number
+ * space: a program that closes its descriptors (closefrom, a daemon's loop
+ * over 3..1023) and opens a file may be handed the same number. So every
+ * mapping through it is checked afterwards: if the number no longer names
+ * /dev/zero, the mapping (of whatever it named) is dropped, the number is
+ * forgotten without closing it (it is not ours any more), and /dev/zero is
+ * opened again. */
+static bool is_devzero(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) &&
+           (uint64_t)st.st_rdev == atomic_load_explicit(&devzero_rdev, memory_order_relaxed);
+}
+
+/* Opens /dev/zero in place of stale (the number we held, or -1). */
+static int open_devzero(int stale)
+{
+    int fd = open("/dev/zero", O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    int expected = -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    atomic_store_explicit(&devzero_rdev, (uint64_t)st.st_rdev, memory_order_relaxed);
+    int expected = stale;
     if (!atomic_compare_exchange_strong(&devzero_fd, &expected, fd)) {
         close(fd); /* another thread opened it first */
         return expected;
@@ -81,36 +107,45 @@ static int get_devzero_fd(void)
     return fd;
 }
 
-/* One mmap call. Returns NULL (not MAP_FAILED) on failure. */
+/* A private mapping of /dev/zero, or NULL. */
+static void *map_devzero(void *hint, size_t size, int mflags)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = atomic_load_explicit(&devzero_fd, memory_order_acquire);
+        if (fd < 0 || attempt > 0)
+            fd = open_devzero(fd);
+        if (fd < 0)
+            return NULL;
+        COUNT(devzero_maps);
+        COUNT(mmap_calls);
+        void *p = mmap(hint, size, PROT_READ | PROT_WRITE, mflags, fd, 0);
+        if (is_devzero(fd))
+            return p == MAP_FAILED ? NULL : p;
+        if (p != MAP_FAILED)
+            unmap_raw(p, size);
+    }
+    return NULL;
+}
+
+/* One mmap call (more when a /dev/zero descriptor must be opened again).
+ * Returns NULL (not MAP_FAILED) on failure. */
 static void *map_at(void *hint, size_t size, unsigned flags)
 {
     int mflags = MAP_PRIVATE;
-    int fd = -1;
     if (flags & MA_MAP_NORESERVE)
         mflags |= MAP_NORESERVE;
 #ifdef MAP_HUGETLB
     if (flags & MA_MAP_HUGE)
         mflags |= MAP_HUGETLB;
 #endif
-    if (flags & MA_MAP_DEVZERO) {
-        fd = get_devzero_fd();
-        if (fd < 0)
-            return NULL;
-        COUNT(devzero_maps);
-    } else {
+    if (flags & MA_MAP_DEVZERO)
+        return map_devzero(hint, size, mflags);
 #if MA_HAVE_ANON
-        mflags |= MAP_ANONYMOUS;
+    mflags |= MAP_ANONYMOUS;
 #endif
-    }
     COUNT(mmap_calls);
-    void *p = mmap(hint, size, PROT_READ | PROT_WRITE, mflags, fd, 0);
+    void *p = mmap(hint, size, PROT_READ | PROT_WRITE, mflags, -1, 0);
     return p == MAP_FAILED ? NULL : p;
-}
-
-static bool unmap_raw(void *addr, size_t size)
-{
-    COUNT(munmap_calls);
-    return munmap(addr, size) == 0;
 }
 
 static uintptr_t next_hint(size_t size, size_t alignment)

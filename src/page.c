@@ -182,13 +182,21 @@ void ma_page_collect(ma_page *page)
 }
 
 /* The owner takes its page out of the queue: ask the first remote freer for
- * a notice. False when remote blocks arrived in the meantime. */
+ * a notice. False when remote blocks arrived in the meantime. A notice from
+ * the page's last time out of the queue may still be finishing (NOTIFYING,
+ * though the owner already took the page back): wait for it, or its end
+ * would erase the new request. */
 bool ma_page_set_full(ma_page *page)
 {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     for (;;) {
         if ((tf & ~MA_TF_STATE_MASK) != 0)
             return false;
+        if ((tf & MA_TF_STATE_MASK) == MA_TF_NOTIFYING) {
+            ma_cpu_relax();
+            tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+            continue;
+        }
         if ((tf & MA_TF_STATE_MASK) != MA_TF_NONE)
             return true;
         if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, MA_TF_FULL,
@@ -217,7 +225,9 @@ void ma_page_set_never(ma_page *page)
     for (;;) {
         if ((tf & MA_TF_STATE_MASK) == MA_TF_NOTIFYING) {
             /* A remote freer is between taking the notice and pushing the
-             * page on our heap: a few instructions; wait them out. */
+             * page on our heap: a few instructions of a running thread (a
+             * fork that caught one there had the child finish its notice,
+             * ma_page_fork_child); wait them out. */
             ma_cpu_relax();
             tf = atomic_load_explicit(&page->thread_free, memory_order_acquire);
             continue;
@@ -251,6 +261,33 @@ static void notify_owner(ma_page *page)
                                                     memory_order_relaxed));
 }
 
+/* Notices begun and not finished, so that a forked child looks for the
+ * ones a vanished freer left half done only when there may be some. */
+static _Atomic unsigned notices_in_flight;
+
+/* The first remote free into a full page takes its notice: its block goes
+ * in and the state becomes NOTIFYING in one exchange, the page goes on the
+ * owner's notice stack, and the state becomes NONE. While NOTIFYING, the
+ * owner does not hand the page over (the push names its heap). Returns
+ * false, with tf reloaded, when the exchange lost a race. */
+static bool free_with_notice(ma_page *page, ma_block *b, uintptr_t *tf)
+{
+    /* The count rises before the state and falls after it, with release
+     * order: a child that a fork leaves with a NOTIFYING page sees a count
+     * above zero (a fork's copy keeps each thread's stores in order). */
+    atomic_fetch_add_explicit(&notices_in_flight, 1, memory_order_relaxed);
+    b->link = ma_link_encode(page, (ma_block *)(*tf & ~MA_TF_STATE_MASK));
+    if (!atomic_compare_exchange_weak_explicit(&page->thread_free, tf, (uintptr_t)b | MA_TF_NOTIFYING,
+                                               memory_order_acq_rel, memory_order_relaxed)) {
+        atomic_fetch_sub_explicit(&notices_in_flight, 1, memory_order_relaxed);
+        return false;
+    }
+    notify_owner(page);
+    atomic_fetch_and_explicit(&page->thread_free, ~MA_TF_STATE_MASK, memory_order_release);
+    atomic_fetch_sub_explicit(&notices_in_flight, 1, memory_order_release);
+    return true;
+}
+
 /* A free from a thread that does not own the page: one atomic push, plus,
  * once per full page, a notice to the owner. */
 void ma_page_free_remote(ma_page *page, ma_block *b)
@@ -274,18 +311,9 @@ void ma_page_free_remote(ma_page *page, ma_block *b)
     ma_stats_remote_free(page);
     for (;;) {
         if ((tf & MA_TF_STATE_MASK) == MA_TF_FULL) {
-            if (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
-                                                       (tf & ~MA_TF_STATE_MASK) | MA_TF_NOTIFYING,
-                                                       memory_order_acquire, memory_order_relaxed))
-                continue;
-            notify_owner(page);
-            tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
-            do {
-                b->link = ma_link_encode(page, (ma_block *)(tf & ~MA_TF_STATE_MASK));
-            } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
-                                                            (uintptr_t)b | MA_TF_NONE,
-                                                            memory_order_release, memory_order_relaxed));
-            return;
+            if (free_with_notice(page, b, &tf))
+                return;
+            continue;
         }
         b->link = ma_link_encode(page, (ma_block *)(tf & ~MA_TF_STATE_MASK));
         if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
@@ -293,4 +321,34 @@ void ma_page_free_remote(ma_page *page, ma_block *b)
                                                   memory_order_release, memory_order_relaxed))
             return;
     }
+}
+
+/* ---- fork ---- */
+
+bool ma_page_notices_in_flight(void)
+{
+    return atomic_load_explicit(&notices_in_flight, memory_order_acquire) != 0;
+}
+
+/* In a forked child: a notice that a freer of the parent had begun has no
+ * thread to finish it, and the owner would wait for it without end at its
+ * exit. Its block is in the list already (it went in with the state); the
+ * page is on the owner's notice stack if the push came before the fork. */
+void ma_page_fork_child(ma_page *page)
+{
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    if ((tf & MA_TF_STATE_MASK) != MA_TF_NOTIFYING)
+        return;
+    ma_heap *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+    bool pushed = heap == NULL;
+    for (ma_page *p = heap ? atomic_load(&heap->notify) : NULL; p && !pushed; p = p->notify_next)
+        pushed = p == page;
+    if (!pushed)
+        notify_owner(page);
+    atomic_store_explicit(&page->thread_free, tf & ~MA_TF_STATE_MASK, memory_order_relaxed);
+}
+
+void ma_page_fork_child_done(void)
+{
+    atomic_store_explicit(&notices_in_flight, 0, memory_order_relaxed);
 }

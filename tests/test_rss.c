@@ -2,7 +2,8 @@
  * (every size up to the large threshold), touches it all and frees it all
  * ends with its resident memory within a few MiB of where it started; and
  * mapalloc_trim(0) gives back at once what is left, also for the blocks of a
- * thread that has exited.
+ * thread that has exited; and the blocks of an exited thread go back
+ * without a trim when a thread that never allocated frees them.
  *
  * Resident memory is read from /proc/self/statm. Not run in parallel with
  * other tests (its figure is its own, but it needs the memory). Skipped under
@@ -164,6 +165,15 @@ static void *allocating_thread(void *arg)
     return NULL;
 }
 
+/* Frees every block and never allocates; returns resident memory right
+ * after its last free. */
+static void *freeing_thread(void *arg)
+{
+    struct thread_arg *a = arg;
+    free_all(a->b, 10);
+    return (void *)(uintptr_t)resident();
+}
+
 int main(void)
 {
     if (TEST_ASAN) {
@@ -229,6 +239,27 @@ int main(void)
     CHECKF(after_thread <= base + SLACK,
            "blocks of an exited thread, freed and trimmed: resident %zu KiB, %zu KiB at start",
            after_thread / KiB, base / KiB);
+
+    /* 4. The same, but the blocks are freed by a thread that never
+     *    allocated: it takes the exited thread's regions over as it frees
+     *    into them, so their pages go back as they empty, without a trim. */
+    CHECK(pthread_create(&t, NULL, allocating_thread, &a) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    with_thread = resident();
+    void *freer_rss;
+    CHECK(pthread_create(&t, NULL, freeing_thread, &a) == 0);
+    CHECK(pthread_join(t, &freer_rss) == 0);
+    size_t after_freer = resident();
+    printf("rss: blocks of an exited thread freed by a thread that never allocated: %+ld KiB while "
+           "live, %+ld KiB after its last free, %+ld KiB after it exited\n",
+           ((long)with_thread - (long)base) / 1024, ((long)(uintptr_t)freer_rss - (long)base) / 1024,
+           ((long)after_freer - (long)base) / 1024);
+    CHECKF((uintptr_t)freer_rss <= base + 8 * SLACK,
+           "the freeing thread did not take the regions over: %zu KiB resident after its frees, "
+           "%zu KiB at start", (size_t)(uintptr_t)freer_rss / KiB, base / KiB);
+    CHECKF(after_freer <= base + SLACK,
+           "blocks of an exited thread freed by another: resident %zu KiB, %zu KiB at start",
+           after_freer / KiB, base / KiB);
     blocks_done(&b);
     return failures == 0 ? 0 : 1;
 }

@@ -12,13 +12,21 @@
  *           again; each child allocates, frees (including blocks inherited
  *           from the parent) and exits; a child that does not exit within a
  *           timeout is a deadlock and fails the test.
+ *  fork_remote  the main thread allocates 64-byte blocks and hands them to
+ *           three threads that free them, so that the pages it fills get
+ *           their first remote free (and send it a notice) all the time; it
+ *           forks 20,000 times meanwhile, and each child ends with
+ *           pthread_exit, whose thread-exit handler abandons the heap
+ *           whatever state the fork caught its pages in. A child still
+ *           running after a few seconds has hung.
  *
  *  large    threads allocate blocks of 512 KiB to 2.5 MiB, move them with
  *           realloc (mremap), pass half of them to other threads, check the
  *           pattern and free them;
  *
- * Usage: test_stress [handoff|large|churn|fork]... (all when none is named). Each
- * part is bounded to a few seconds on two cores.
+ * Usage: test_stress [handoff|large|churn|fork|fork_remote]... (all when none is
+ * named). Each part is bounded to a few seconds on two cores, fork_remote to
+ * about twenty.
  */
 #include "check.h"
 #include "mapalloc.h"
@@ -694,6 +702,117 @@ static void test_fork(void)
     printf("fork: %u forks under load, every child allocated, freed and exited\n", forks);
 }
 
+/* ---- fork while remote frees send notices ---- */
+
+#define NOTICE_FREERS 3
+#define NOTICE_FORKS 20000
+#define NOTICE_BATCH 1024       /* a page of 64-byte blocks */
+#define NOTICE_TIME_CAP 120.0   /* seconds, for slow (sanitizer) builds */
+#define NOTICE_CHILD_ALARM 10   /* seconds: a child still alive then hangs */
+
+/* Each freer takes whole batches from its mailbox, so that it frees in a
+ * tight loop, as a consumer thread does. */
+struct notice_mailbox {
+    pthread_mutex_t mu;
+    struct block *batch; /* NULL: empty */
+};
+static struct notice_mailbox notice_box[NOTICE_FREERS];
+static struct block notice_batches[NOTICE_FREERS][3][NOTICE_BATCH];
+static atomic_bool notice_stop;
+
+static struct block *notice_take(struct notice_mailbox *m)
+{
+    pthread_mutex_lock(&m->mu);
+    struct block *b = m->batch;
+    m->batch = NULL;
+    pthread_mutex_unlock(&m->mu);
+    return b;
+}
+
+static bool notice_give(struct notice_mailbox *m, struct block *batch)
+{
+    pthread_mutex_lock(&m->mu);
+    bool ok = m->batch == NULL;
+    if (ok)
+        m->batch = batch;
+    pthread_mutex_unlock(&m->mu);
+    return ok;
+}
+
+static void *notice_freer(void *arg)
+{
+    struct notice_mailbox *m = arg;
+    for (;;) {
+        struct block *batch = notice_take(m);
+        if (batch != NULL) {
+            for (int j = 0; j < NOTICE_BATCH; j++)
+                block_free(&batch[j], "fork_remote freer");
+            continue;
+        }
+        if (atomic_load_explicit(&notice_stop, memory_order_relaxed))
+            return NULL;
+        sched_yield();
+    }
+}
+
+/* The child: a little allocation of its own, then the end of its only
+ * thread; the process exits when that thread's exit handlers return. */
+static void notice_child(void)
+{
+    alarm(NOTICE_CHILD_ALARM);
+    for (int i = 0; i < 16; i++)
+        mapalloc_free(mapalloc_malloc(64));
+    pthread_exit(NULL);
+}
+
+static void test_fork_remote(void)
+{
+    atomic_store(&notice_stop, false);
+    pthread_t t[NOTICE_FREERS];
+    for (int i = 0; i < NOTICE_FREERS; i++) {
+        CHECK(pthread_mutex_init(&notice_box[i].mu, NULL) == 0);
+        notice_box[i].batch = NULL;
+        CHECK(pthread_create(&t[i], NULL, notice_freer, &notice_box[i]) == 0);
+    }
+    double start = now();
+    unsigned forks = 0, round = 0;
+    uint64_t id = 0;
+    while (forks < NOTICE_FORKS && now() - start < NOTICE_TIME_CAP) {
+        /* Three batches per freer, used in turn: one being freed, one in
+         * the mailbox, one being filled. A batch is filled again only once
+         * the freer has taken the next one, so it has finished with it. */
+        for (int i = 0; i < NOTICE_FREERS; i++) {
+            struct block *batch = notice_batches[i][round % 3];
+            for (int j = 0; j < NOTICE_BATCH; j++)
+                block_new(&batch[j], 64, id++);
+            while (!notice_give(&notice_box[i], batch))
+                sched_yield();
+        }
+        round++;
+        fflush(stdout);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0)
+            notice_child();
+        forks++;
+        int status;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECKF(!(WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM),
+               "fork %u: the child did not exit within %d s (it hangs)", forks, NOTICE_CHILD_ALARM);
+        CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+               "fork %u: child ended with status %#x (signal %d)", forks, status,
+               WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    }
+    atomic_store(&notice_stop, true);
+    for (int i = 0; i < NOTICE_FREERS; i++)
+        CHECK(pthread_join(t[i], NULL) == 0);
+    /* Sanitizer builds fork far more slowly: there the time cap decides. */
+    CHECKF(forks >= (TEST_ASAN ? 1000u : NOTICE_FORKS), "only %u forks in %.0f s", forks,
+           NOTICE_TIME_CAP);
+    printf("fork_remote: %u forks during remote frees, every child exited (%llu blocks)\n", forks,
+           (unsigned long long)id);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -704,6 +823,7 @@ int main(int argc, char **argv)
         {"large", test_large},
         {"churn", test_churn},
         {"fork", test_fork},
+        {"fork_remote", test_fork_remote},
     };
     size_t nparts = sizeof parts / sizeof parts[0];
     for (int a = 1; a < argc; a++) {

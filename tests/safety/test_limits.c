@@ -9,6 +9,14 @@
  *                       never crash, and leave a block it was asked to grow
  *                       intact. Then everything is freed and the same
  *                       amount of memory must be usable again.
+ *   test_limits phases  Freed memory is there for the next request: in a
+ *                       child under RLIMIT_AS (VmSize plus 64 MiB), phases
+ *                       of small, medium and large blocks, calloc and
+ *                       aligned_alloc, each allocating until it fails and
+ *                       then freeing everything, and an 8 MiB malloc right
+ *                       after the last free. The same phases run in another
+ *                       child with the C library's malloc; each phase must
+ *                       get its share of those bytes (phase_share).
  *   test_limits maps [BOUND]
  *                       One million live blocks of mixed sizes: the number
  *                       of lines in /proc/self/maps they add is reported and
@@ -275,6 +283,126 @@ static int run_rlimit(void)
     return WEXITSTATUS(status);
 }
 
+/* ---- phases under RLIMIT_AS, against the C library's malloc ---- */
+
+struct api {
+    const char *name;
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void (*free)(void *);
+};
+
+enum {
+    PHASE_SMALL, PHASE_MEDIUM, PHASE_BIG_MEDIUM, PHASE_LARGE, PHASE_CALLOC, PHASE_ALIGNED,
+    PHASE_COUNT
+};
+static const char *const phase_name[PHASE_COUNT] = {
+    "malloc(64)", "malloc(1000..20000)", "malloc(3000..300000)", "malloc(1 MiB)",
+    "calloc(1, 2 MiB)", "aligned_alloc(65536, 65536)",
+};
+/* The share of the C library's bytes each phase must get. Blocks of 100 to
+ * 300 KB fill only about two thirds of a region's address space: their
+ * pages are powers of two of slices, aligned to their length. */
+static const double phase_share[PHASE_COUNT] = {0.9, 0.9, 0.6, 0.9, 0.9, 0.9};
+
+static void *phase_alloc(const struct api *a, int phase, long i, size_t *size)
+{
+    static const size_t medium[] = {1000, 3000, 8000, 20000};
+    static const size_t big_medium[] = {3000, 20000, 100000, 300000};
+    switch (phase) {
+    case PHASE_SMALL: *size = 64; return a->malloc(64);
+    case PHASE_MEDIUM: *size = medium[i % 4]; return a->malloc(*size);
+    case PHASE_BIG_MEDIUM: *size = big_medium[i % 4]; return a->malloc(*size);
+    case PHASE_LARGE: *size = MiB; return a->malloc(MiB);
+    case PHASE_CALLOC: *size = 2 * MiB; return a->calloc(1, 2 * MiB);
+    default: *size = 65536; return a->aligned_alloc(65536, 65536);
+    }
+}
+
+/* Runs in a child: the bytes each phase got, and whether malloc(8 MiB)
+ * succeeded right after the last free, into out[] (shared with the
+ * parent through a pipe). */
+static void phases_child(const struct api *a, int fd)
+{
+    a->free(a->malloc(100));
+    long vm_kb = status_kb("VmSize");
+    struct rlimit rl = {.rlim_cur = (rlim_t)(vm_kb * 1024 + 64 * MiB),
+                        .rlim_max = (rlim_t)(vm_kb * 1024 + 64 * MiB)};
+    if (vm_kb < 0 || setrlimit(RLIMIT_AS, &rl) != 0)
+        _exit(1);
+    long out[PHASE_COUNT + 1];
+    for (int phase = 0; phase < PHASE_COUNT; phase++) {
+        struct node *list = NULL;
+        size_t bytes = 0, size;
+        for (long i = 0;; i++) {
+            struct node *b = phase_alloc(a, phase, i, &size);
+            if (b == NULL)
+                break;
+            b->next = list;
+            list = b;
+            bytes += size;
+        }
+        while (list) {
+            struct node *n = list->next;
+            a->free(list);
+            list = n;
+        }
+        out[phase] = (long)bytes;
+    }
+    void *big = a->malloc(8 * MiB);
+    out[PHASE_COUNT] = big != NULL;
+    if (write(fd, out, sizeof out) != (ssize_t)sizeof out)
+        _exit(1);
+    _exit(0);
+}
+
+static bool run_phases_in_child(const struct api *a, long *out)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return false;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        phases_child(a, fds[1]);
+    }
+    close(fds[1]);
+    bool ok = read(fds[0], out, (PHASE_COUNT + 1) * sizeof *out) ==
+              (ssize_t)((PHASE_COUNT + 1) * sizeof *out);
+    close(fds[0]);
+    int status;
+    ok = ok && pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+         WEXITSTATUS(status) == 0;
+    if (!ok)
+        fprintf(stderr, "phases: the %s child failed\n", a->name);
+    return ok;
+}
+
+static int run_phases(void)
+{
+    static const struct api libc = {"libc", malloc, calloc, aligned_alloc, free};
+    static const struct api ours = {"mapalloc", mapalloc_malloc, mapalloc_calloc,
+                                    mapalloc_aligned_alloc, mapalloc_free};
+    long want[PHASE_COUNT + 1], got[PHASE_COUNT + 1];
+    if (!run_phases_in_child(&libc, want) || !run_phases_in_child(&ours, got))
+        return 1;
+    int failed = 0;
+    for (int phase = 0; phase < PHASE_COUNT; phase++) {
+        bool ok = (double)got[phase] >= phase_share[phase] * (double)want[phase];
+        printf("phases: %-28s mapalloc %6.1f MiB, libc %6.1f MiB (%.0f%%, at least %.0f%%)%s\n",
+               phase_name[phase], (double)got[phase] / (double)MiB, (double)want[phase] / (double)MiB,
+               100.0 * (double)got[phase] / (double)want[phase], 100 * phase_share[phase],
+               ok ? "" : "  FAILED");
+        failed += !ok;
+    }
+    printf("phases: malloc(8 MiB) right after the last free: mapalloc %s, libc %s\n",
+           got[PHASE_COUNT] ? "ok" : "failed", want[PHASE_COUNT] ? "ok" : "failed");
+    failed += want[PHASE_COUNT] && !got[PHASE_COUNT];
+    return failed ? 1 : 0;
+}
+
 /* ---- maps ---- */
 
 static int run_maps(long bound)
@@ -336,8 +464,10 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "rlimit") == 0)
         return run_rlimit();
+    if (argc == 2 && strcmp(argv[1], "phases") == 0)
+        return run_phases();
     if ((argc == 2 || argc == 3) && strcmp(argv[1], "maps") == 0)
         return run_maps(argc == 3 ? atol(argv[2]) : MAPS_BOUND);
-    fprintf(stderr, "usage: test_limits rlimit | maps [BOUND]\n");
+    fprintf(stderr, "usage: test_limits rlimit | phases | maps [BOUND]\n");
     return 2;
 }
