@@ -19,7 +19,7 @@
 #define TEST_SKIP 77
 
 #if defined(__GNUC__)
-#define CHECK_NORETURN __attribute__((noreturn, format(printf, 4, 5)))
+#define CHECK_NORETURN __attribute__((noreturn, unused, format(printf, 4, 5)))
 #else
 #define CHECK_NORETURN
 #endif

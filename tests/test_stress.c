@@ -707,7 +707,7 @@ static void test_fork(void)
 #define NOTICE_FREERS 3
 #define NOTICE_FORKS 20000
 #define NOTICE_BATCH 1024       /* a page of 64-byte blocks */
-#define NOTICE_TIME_CAP 120.0   /* seconds, for slow (sanitizer) builds */
+#define NOTICE_TIME_CAP 60.0    /* seconds, for slow (sanitizer) builds */
 #define NOTICE_CHILD_ALARM 10   /* seconds: a child still alive then hangs */
 
 /* Each freer takes whole batches from its mailbox, so that it frees in a
