@@ -41,10 +41,18 @@ namespace {
 constexpr std::size_t KiB = std::size_t(1) << 10;
 constexpr std::size_t MiB = std::size_t(1) << 20;
 
-// Keeps the compiler from removing a new/delete pair or a load.
+// Keeps the compiler from removing a new/delete pair, or from assuming
+// what a new-expression returns (clang folds an unused nothrow new to
+// non-NULL).
 template <class T> void escape(T *p)
 {
     asm volatile("" : : "g"(p) : "memory");
+}
+
+template <class T> T *kept(T *p)
+{
+    escape(p);
+    return p;
 }
 
 bool aligned_to(const void *p, std::size_t a)
@@ -228,8 +236,7 @@ void forms_zero()
     ::operator delete(d, std::nothrow);
     ::operator delete(e, std::size_t(0), std::align_val_t(4096));
     ::operator delete(f, std::align_val_t(4096));
-    char *z1 = new char[0], *z2 = new char[0];
-    escape(z1);
+    char *z1 = kept(new char[0]), *z2 = kept(new char[0]);
     CHECK(z1 != z2);
     delete[] z1;
     delete[] z2;
@@ -271,23 +278,23 @@ void forms_expressions()
     delete[] ca;
     CHECK(live_objects == 0);
 
-    char *big = new (std::align_val_t(4096)) char[5000];
+    char *big = kept(new (std::align_val_t(4096)) char[5000]);
     CHECK(aligned_to(big, 4096));
     fill(big, 5000, 3);
     CHECK(filled(big, 5000, 3));
     ::operator delete[](big, std::align_val_t(4096));
 
-    int *zeros = new (std::nothrow) int[100](); // nothrow new[]
+    int *zeros = kept(new (std::nothrow) int[100]()); // nothrow new[]
     CHECK(zeros != nullptr);
     for (int k = 0; k < 100; k++)
         CHECK(zeros[k] == 0);
     delete[] zeros;
 
-    Line *lines = new (std::nothrow) Line[10]; // nothrow aligned new[]
+    Line *lines = kept(new (std::nothrow) Line[10]); // nothrow aligned new[]
     CHECK(lines != nullptr && aligned_to(lines, 64));
     delete[] lines;
 
-    Line *one = new (std::nothrow) Line; // nothrow aligned new
+    Line *one = kept(new (std::nothrow) Line); // nothrow aligned new
     CHECK(one != nullptr && aligned_to(one, 64));
     delete one;
 }
@@ -371,10 +378,13 @@ void part_huge()
     CHECK(::operator new[](n, std::nothrow) == nullptr);
     CHECK(::operator new(n, std::align_val_t(64), std::nothrow) == nullptr);
     CHECK(::operator new[](n, std::align_val_t(4096), std::nothrow) == nullptr);
-    // An alignment that is not a power of two: as libstdc++.
-    CHECK(throws_bad_alloc([&] { escape(::operator new(64, std::align_val_t(48))); }));
-    CHECK(throws_bad_alloc([&] { escape(::operator new(64, std::align_val_t(0))); }));
-    CHECK(::operator new(64, std::align_val_t(48), std::nothrow) == nullptr);
+    // An alignment that is not a power of two: as libstdc++ (volatile, so
+    // that the compiler does not reject it).
+    volatile std::size_t not_pow2 = 48, zero = 0;
+    std::align_val_t a48{not_pow2}, a0{zero};
+    CHECK(throws_bad_alloc([&] { escape(::operator new(64, a48)); }));
+    CHECK(throws_bad_alloc([&] { escape(::operator new(64, a0)); }));
+    CHECK(::operator new(64, a48, std::nothrow) == nullptr);
     // The exception unwinds through the operator into the caller's frames.
     bool destroyed = false;
     try {
@@ -453,7 +463,7 @@ void part_handler()
     CHECK(handler_calls == 6 && std::get_new_handler() == nullptr);
     // Memory there is still comes without the handler.
     std::set_new_handler(handler_throws);
-    int *p = new (std::nothrow) int(5);
+    int *p = kept(new (std::nothrow) int(5));
     CHECK(p != nullptr && *p == 5 && handler_calls == 6);
     delete p;
     std::set_new_handler(nullptr);
@@ -511,13 +521,13 @@ void part_oom()
             threw = true;
         }
         CHECK(threw && blocks.size() > 100);
-        CHECK(new (std::nothrow) char[64 * KiB] == nullptr);
+        CHECK(kept(new (std::nothrow) char[64 * KiB]) == nullptr);
         CHECK(::operator new(64 * KiB, std::align_val_t(4096), std::nothrow) == nullptr);
         CHECK(throws_bad_alloc([] { escape(::operator new(64 * KiB, std::align_val_t(4096))); }));
         std::printf("oom: std::bad_alloc after %zu blocks of 64 KiB\n", blocks.size());
         for (char *p : blocks)
             delete[] p;
-        char *again = new char[64 * KiB];
+        char *again = kept(new char[64 * KiB]);
         again[0] = 1;
         delete[] again;
     });
