@@ -36,13 +36,19 @@ static bool is_pow2(size_t a)
     return a != 0 && (a & (a - 1)) == 0;
 }
 
-/* libstdc++'s own definition of name, when libstdc++ is in the process,
- * whichever way it came (RTLD_NOLOAD never loads it; the reference it takes
- * keeps it loaded, as the program using it does anyway); NULL otherwise. */
+/* libstdc++'s own definition of name when libstdc++ is in the process,
+ * whichever way it came; NULL otherwise. RTLD_NOLOAD never loads it, and
+ * the reference taken is dropped at once: the C++ code calling new keeps
+ * libstdc++ loaded. dlopen and dlsym may call malloc, which is this
+ * library's and does not come back here. */
 static void *libstdcxx_sym(const char *name)
 {
     void *lib = dlopen("libstdc++.so.6", RTLD_NOLOAD | RTLD_LAZY);
-    return lib ? dlsym(lib, name) : NULL;
+    if (lib == NULL)
+        return NULL;
+    void *sym = dlsym(lib, name);
+    dlclose(lib);
+    return sym;
 }
 
 static new_handler current_new_handler(void)
