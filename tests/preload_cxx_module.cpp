@@ -11,6 +11,8 @@
 
 #include <dlfcn.h>
 
+#include "new_handlers.h"
+
 namespace {
 
 int failed;
@@ -22,21 +24,6 @@ int failed;
             failed++;                                                               \
         }                                                                           \
     } while (0)
-
-volatile std::size_t huge_size = std::size_t(PTRDIFF_MAX) + 1;
-int handler_calls;
-
-void handler_gives_up()
-{
-    handler_calls++;
-    std::set_new_handler(nullptr);
-}
-
-void handler_throws()
-{
-    handler_calls++;
-    throw std::bad_alloc();
-}
 
 bool in_preload(const void *addr)
 {

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "new_handlers.h"
 
 namespace {
 
@@ -75,10 +76,6 @@ bool filled(const void *p, std::size_t n, unsigned seed)
             return false;
     return true;
 }
-
-// A size mapalloc refuses without trying (above PTRDIFF_MAX); volatile, so
-// that the compiler does not warn about a constant that large.
-volatile std::size_t huge_size = std::size_t(PTRDIFF_MAX) + 1;
 
 // ---- operators ----
 
@@ -395,20 +392,6 @@ void part_huge()
     }
     CHECK(destroyed);
     std::printf("huge: ok\n");
-}
-
-int handler_calls;
-
-void handler_gives_up()
-{
-    handler_calls++;
-    std::set_new_handler(nullptr);
-}
-
-void handler_throws()
-{
-    handler_calls++;
-    throw std::bad_alloc();
 }
 
 struct OwnBadAlloc : std::bad_alloc {
