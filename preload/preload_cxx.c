@@ -68,7 +68,8 @@ __attribute__((noreturn, cold)) static void throw_bad_alloc(void)
         thrower();
     /* A throwing new called where there is no libstdc++ to throw with: it
      * must not return NULL, so the process ends. */
-    static const char msg[] = "mapalloc: operator new has no memory and no libstdc++ to throw std::bad_alloc\n";
+    static const char msg[] =
+        "mapalloc: operator new has no memory and no libstdc++ to throw std::bad_alloc\n";
     ssize_t n = write(2, msg, sizeof msg - 1);
     (void)n;
     abort();

@@ -3,7 +3,6 @@
 // bound (to nothing). Its operators must still be the preload's and behave
 // as the standard says.
 #include <cstddef>
-#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <new>

@@ -12,13 +12,10 @@
 //   oom_handler      under RLIMIT_AS: a handler frees a reserve, the retry works
 //   misuse_*         one misuse in a forked child, which must abort with
 //                    mapalloc's exact line (address included)
-#include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <new>
