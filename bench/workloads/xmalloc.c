@@ -9,13 +9,15 @@
  * bounded queue to the other half, which check and free them. With -t 1 it
  * still runs one producer and one consumer.
  *
- * -n: batches per producer.
+ * -n: batches per producer. -d seconds: producers make batches for that
+ * long instead, and the result line has the frees per second.
  *
  * Check: every block is stamped with a unique id (producer << 40 | seq);
  * consumers sum the ids they free; the expected sum is closed-form.
  */
 #include "wl.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -75,7 +77,7 @@ static void producer_done(void)
 struct worker {
     int id, producer;
     long batches;
-    uint64_t seed, sum;
+    uint64_t seed, sum, made; /* sum: ids freed; made: blocks produced */
     char pad[64];
 };
 
@@ -98,7 +100,7 @@ static void *run(void *arg)
     wl_rng rng;
     wl_rng_init(&rng, w->seed, (uint64_t)w->id);
     uint64_t seq = 0, base = (uint64_t)w->id << 40;
-    for (long n = 0; n < w->batches; n++) {
+    for (long n = 0; n < w->batches && !wl_past(1.0); n++) {
         struct batch *b = malloc(sizeof *b);
         if (!b) {
             wl_fail("malloc returned NULL for a batch", (uint64_t)n);
@@ -117,6 +119,7 @@ static void *run(void *arg)
         }
         push(b);
     }
+    w->made = seq;
     producer_done();
     return NULL;
 }
@@ -124,7 +127,7 @@ static void *run(void *arg)
 int main(int argc, char **argv)
 {
     struct wl_args a;
-    wl_parse(argc, argv, &a, 120000, "batches of 64 blocks per producer");
+    wl_parse_timed(argc, argv, &a, 120000, "batches of 64 blocks per producer", 0);
     int n = a.threads < 2 ? 2 : a.threads;
     int producers = n / 2;
     struct worker *w = calloc((size_t)n, sizeof *w);
@@ -132,14 +135,21 @@ int main(int argc, char **argv)
         return 1;
     q.producers_left = producers;
     for (int i = 0; i < n; i++)
-        w[i] = (struct worker){.id = i, .producer = i < producers, .batches = a.n, .seed = a.seed};
+        w[i] = (struct worker){.id = i, .producer = i < producers,
+                               .batches = a.duration > 0 ? LONG_MAX : a.n, .seed = a.seed};
+    double t0 = wl_now();
     wl_run_threads(n, run, w, sizeof *w);
+    double seconds = wl_now() - t0;
 
-    uint64_t got = 0, expected = 0, m = (uint64_t)a.n * BATCH;
+    uint64_t got = 0, expected = 0, frees = 0;
     for (int i = 0; i < n; i++)
         got += w[i].sum;
-    for (int t = 0; t < producers; t++)
+    for (int t = 0; t < producers; t++) {
+        uint64_t m = a.duration > 0 ? w[t].made : (uint64_t)a.n * BATCH;
         expected += ((uint64_t)t << 40) * m + m * (m - 1) / 2;
+        frees += m;
+    }
+    wl_note_ops(frees, "frees", seconds);
     free(w);
     return wl_finish("xmalloc", &a, got, expected);
 }
