@@ -55,18 +55,30 @@ MAPALLOC_PRELOAD = os.path.join("preload", "libmapalloc-preload.so")
 REFERENCE = "mapalloc"
 
 # Workload -> (-n for the default run, -n for --quick). The default sizes
-# take 1-4 s each on a 2-core machine (a default run of 5 allocators x 5 runs
-# about 8 minutes); --quick a tenth of that, 3 runs (well under 2 minutes).
+# take 1-4 s each under glibc on a 2-core machine (a default run of 5
+# allocators x 5 runs about 12 minutes); --quick a tenth of that, 3 runs.
+# Every run is a fixed amount of work, so that the figure is a time and the
+# geometric means mean something: prodcons, which runs for a fixed time by
+# default, gets -n (batches in all) here.
 WORKLOADS = {
     "larson": (2000000, 200000),
+    "larson-sized": (2000000, 200000),
     "xmalloc": (120000, 12000),
+    "prodcons": (6000, 600),
+    "thread-churn": (40000, 4000),
     "cache-scratch": (1000000, 100000),
     "cache-thrash": (1000000, 100000),
     "tree": (300000, 30000),
     "strhash": (800000, 80000),
     "realloc-heavy": (2000000, 200000),
     "large-blocks": (400, 40),
+    "large-churn": (1000, 100),
 }
+# The workloads whose -n is the work in all, split over their threads; the
+# others' -n is per thread, and with --threads T run.py gives them
+# n * nproc / T, so that the total work stays that of a default run and an
+# oversubscribed run (--threads 128 on 2 cores) takes about as long.
+TOTAL_WORK = {"prodcons", "thread-churn", "large-churn"}
 
 
 def log(msg):
@@ -226,10 +238,21 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
-def run_workloads(args, allocators):
+def workload_sizes(args):
+    """{workload: -n} for this run: the default or quick size, times
+    --scale, and for the per-thread workloads times nproc / --threads."""
     sizes = {w: (q if args.quick else d) for w, (d, q) in WORKLOADS.items()}
-    if args.scale != 1.0:
-        sizes = {w: max(1, int(n * args.scale)) for w, n in sizes.items()}
+    nproc = os.cpu_count() or 1
+    for w in sizes:
+        f = args.scale
+        if args.threads and w not in TOTAL_WORK:
+            f *= nproc / args.threads
+        sizes[w] = max(1, int(sizes[w] * f))
+    return sizes
+
+
+def run_workloads(args, allocators):
+    sizes = workload_sizes(args)
     workloads = [w for w in WORKLOADS if not args.workloads or w in args.workloads]
     for w in workloads:
         exe = os.path.join(args.build_dir, "bench", w)
@@ -238,7 +261,7 @@ def run_workloads(args, allocators):
     runs = args.runs or (3 if args.quick else 5)
     total = runs * len(workloads) * len(allocators)
     log(f"workloads: {len(workloads)} x {len(allocators)} allocators x {runs} runs = {total} runs"
-        f" ({'quick' if args.quick else 'default'} sizes, threads={args.threads or os.cpu_count()})")
+        f" ({'quick' if args.quick else 'default'} sizes, threads={args.threads or 'default'})")
     results, failures, k = [], 0, 0
     t_start = time.perf_counter()
     for r in range(runs):
@@ -268,8 +291,12 @@ def run_workloads(args, allocators):
                 # include this Python process, which the child was forked from.
                 m = re.search(r"peak_kib=(\d+)", line)
                 rss = (int(m.group(1)) if m else ru.ru_maxrss) / 1024.0  # KiB -> MiB
+                m = re.search(r" threads=(\d+)", line)
+                threads = int(m.group(1)) if m else args.threads
+                m = re.search(r" free=(\S+)", line)  # larson-sized: free_sized or free
                 results.append({"workload": w, "allocator": name, "run": r, "n": sizes[w],
-                                "threads": args.threads or os.cpu_count(), "seconds": round(wall, 4),
+                                "threads": threads, "free": m.group(1) if m else "",
+                                "seconds": round(wall, 4),
                                 "user": round(ru.ru_utime, 4), "sys": round(ru.ru_stime, 4),
                                 "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 4),
                                 "peak_rss_mib": round(rss, 2), "ru_maxrss_mib": round(ru.ru_maxrss / 1024.0, 2), "ok": ok, "output": line})
@@ -279,7 +306,7 @@ def run_workloads(args, allocators):
     return workloads, results, failures
 
 
-def summarize(workloads, allocators, results, key_fields=("seconds", "peak_rss_mib", "cpu_seconds")):
+def summarize(workloads, allocators, results, key_fields=("seconds", "peak_rss_mib", "cpu_seconds", "sys")):
     """{workload: {allocator: {field: median over ok runs}}}"""
     summary = {}
     for w in workloads:
@@ -305,7 +332,9 @@ def workload_tables(workloads, allocators, summary):
     for field, title, unit, fmt in (("seconds", "Median wall time", "s", "{:.3f}"),
                                     ("peak_rss_mib", "Median peak RSS", "MiB", "{:.1f}"),
                                     ("cpu_seconds", "Median CPU time, user + system "
-                                     "(less sensitive than wall time to a busy machine)", "s", "{:.3f}")):
+                                     "(less sensitive than wall time to a busy machine)", "s", "{:.3f}"),
+                                    ("sys", "Median system time (page faults, mmap and munmap, "
+                                     "thread start and exit)", "s", "{:.3f}")):
         out.append(f"{title} ({unit}; in brackets: ratio to {ref}, lower is better)\n")
         out.append("| workload | " + " | ".join(names) + " |")
         out.append("|---|" + "---:|" * len(names))
@@ -330,6 +359,22 @@ def workload_tables(workloads, allocators, summary):
         out.append("| **geometric mean** | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out), geo
+
+
+def free_notes(workloads, allocators, results):
+    """Which free each allocator's runs used where a workload says so
+    (larson-sized: free_sized when the allocator has it, else free)."""
+    out = []
+    for w in workloads:
+        used = {}
+        for name, _ in allocators:
+            kinds = sorted({x.get("free") for x in results
+                            if x["workload"] == w and x["allocator"] == name and x.get("free")})
+            if kinds:
+                used[name] = "/".join(kinds)
+        if used:
+            out.append(f"{w} freed with: " + ", ".join(f"{n} {k}" for n, k in used.items()) + "\n")
+    return "\n".join(out)
 
 
 def draw_chart(path, workloads, allocators, summary, machine):
@@ -522,6 +567,7 @@ def report_only(args):
         x.setdefault("cpu_seconds", x.get("user", 0) + x.get("sys", 0))
     summary = summarize(workloads, allocators, rows)
     table, _ = workload_tables(workloads, allocators, summary)
+    table += free_notes(workloads, allocators, rows)
     print(table)
     args.out_dir = os.path.dirname(os.path.abspath(args.report))
     stem = os.path.basename(args.report)[:-len(".json")]
@@ -587,7 +633,8 @@ def main():
     if REFERENCE not in [n for n, _ in allocators]:
         log(f"note: {REFERENCE} not available; ratios are to {allocators[0][0]}")
     machine = machine_description(args, allocators)
-    stem = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
+    stem = (datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
+            + (f"-t{args.threads}" if args.threads else ""))
 
     if args.instructions:
         run_instructions(args, allocators, machine, stem)
@@ -599,6 +646,7 @@ def main():
     workloads, results, failures = run_workloads(args, allocators)
     summary = summarize(workloads, allocators, results)
     table, geo = workload_tables(workloads, allocators, summary)
+    table += free_notes(workloads, allocators, results)
     print("\n" + table)
     base = write_outputs(args, stem, machine, results,
                          {"summary": summary, "geomean": geo, "reference": reference_of(allocators),
