@@ -14,7 +14,9 @@ Builds nothing: it uses the programs of an existing meson build directory
                          allocator under LD_PRELOAD (plus the arena-API
                          binaries of the peers, which link their allocator)
   run.py --instructions  instructions per malloc(16)/free pair under
-                         valgrind --tool=callgrind, from runs of N and 2N pairs
+                         valgrind --tool=callgrind, from runs of N and 2N pairs,
+                         in three cases (page emptied, page kept live, random
+                         order), with and without the harness
 
 Allocators: glibc (no preload), jemalloc, tcmalloc (minimal), mimalloc and
 mapalloc (<build>/preload/libmapalloc-preload.so); one that is not installed
@@ -515,13 +517,61 @@ def run_micro(args, allocators, machine, stem):
 
 # ---------------------------------------------------------------- instructions
 
-def callgrind_count(exe, n, path):
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", exe, str(n)]
-    p = subprocess.run(cmd, env=run_env(path), capture_output=True, text=True)
-    m = re.search(r"Collected\s*:\s*(\d+)", p.stderr)
-    if p.returncode != 0 or not m:
-        raise RuntimeError((p.stderr.strip().splitlines() or ["?"])[-1])
-    return int(m.group(1))
+# Case -> what the loop does (instr/pairs.c). "random" runs over a fixed set
+# of --random-blocks blocks, so its N is that number (one pass) and 2N two.
+INSTR_CASES = {
+    "empty": "malloc(16) then free: each free empties the page",
+    "live": "the same, one other block kept allocated: the page never empties",
+    "random": "a million blocks freed in a random order, then allocated again",
+}
+
+
+def callgrind_counts(exe, args, path):
+    """Runs exe under callgrind; returns (all instructions, the instructions
+    of every object but the executable). The second is the allocator with
+    the harness removed: what is left when the program's own code (the loop,
+    and the PLT stubs, which belong to it) is taken out; the start-up of
+    the C library and the loader is in it too, but the same for N and 2N."""
+    with tempfile.NamedTemporaryFile(suffix=".callgrind", delete=False) as tf:
+        out = tf.name
+    try:
+        # Uncompressed names and positions: a cost line is then "line cost".
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+               "--compress-strings=no", "--compress-pos=no", exe] + [str(a) for a in args]
+        p = subprocess.run(cmd, env=run_env(path), capture_output=True, text=True)
+        m = re.search(r"Collected\s*:\s*(\d+)", p.stderr)
+        if p.returncode != 0 or not m:
+            # The program's own message if it left one, else valgrind's last.
+            lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
+            own = [x for x in lines if not x.startswith("==")]
+            raise RuntimeError((own or lines or ["?"])[0 if own else -1])
+        total = int(m.group(1))
+        return total, total - callgrind_self_cost(out, exe)
+    finally:
+        os.unlink(out)
+
+
+def callgrind_self_cost(out_file, exe):
+    """The self cost (instructions executed in its own code, callees not
+    counted) of object `exe`, from a callgrind output file written with
+    --compress-strings=no. Format: "ob=" names the object of the functions
+    that follow; a cost line is "position cost", except the one after a
+    "calls=" line, which is the inclusive cost of that call."""
+    exe = os.path.realpath(exe)
+    in_exe, after_call, total = False, False, 0
+    with open(out_file) as f:
+        for line in f:
+            if after_call:
+                after_call = False
+            elif line.startswith("ob="):
+                in_exe = os.path.realpath(line[3:].strip()) == exe
+            elif line.startswith("calls="):
+                after_call = True
+            elif in_exe and line[:1].isdigit():
+                parts = line.split()
+                if len(parts) >= 2:
+                    total += int(parts[1])
+    return total
 
 
 def run_instructions(args, allocators, machine, stem):
@@ -531,30 +581,54 @@ def run_instructions(args, allocators, machine, stem):
     exe = os.path.join(args.build_dir, "bench", "instr-pairs")
     if not os.access(exe, os.X_OK):
         sys.exit(f"error: {exe} not built")
-    n = args.pairs
     rows = []
     for name, path in allocators:
-        try:
-            c1 = callgrind_count(exe, n, path)
-            c2 = callgrind_count(exe, 2 * n, path)
-        except RuntimeError as e:
-            log(f"{name:9s} failed: {e}")
-            continue
-        per = (c2 - c1) / n
-        rows.append({"allocator": name, "pairs": n, "instructions_n": c1,
-                     "instructions_2n": c2, "instructions_per_pair": round(per, 2)})
-        log(f"{name:9s} {per:8.1f} instructions per malloc(16)/free pair")
-    ref = [x for x in rows if x["allocator"] == REFERENCE]
-    lines = ["Instructions per malloc(16)/free pair (callgrind, (I(2N) - I(N)) / N, "
-             f"N = {n})\n", "| allocator | instructions | ratio to " +
-             (REFERENCE if ref else "-") + " |", "|---|---:|---:|"]
-    for x in rows:
-        ratio = f"{x['instructions_per_pair'] / ref[0]['instructions_per_pair']:.2f}" if ref else "-"
-        lines.append(f"| {x['allocator']} | {x['instructions_per_pair']:.1f} | {ratio} |")
-    table = "\n".join(lines) + "\n"
+        for case in INSTR_CASES:
+            n = args.random_blocks if case == "random" else args.pairs
+            try:
+                (t1, a1), (t2, a2) = (callgrind_counts(exe, [k, 16, case, args.random_blocks], path)
+                                      for k in (n, 2 * n))
+            except RuntimeError as e:
+                log(f"{name:9s} {case:6s} failed: {e}")
+                continue
+            rows.append({"allocator": name, "case": case, "pairs": n,
+                         "instructions_n": t1, "instructions_2n": t2,
+                         "instructions_per_pair": round((t2 - t1) / n, 2),
+                         "allocator_n": a1, "allocator_2n": a2,
+                         "allocator_per_pair": round((a2 - a1) / n, 2)})
+            log(f"{name:9s} {case:6s} {(t2 - t1) / n:7.1f} instructions per pair, "
+                f"{(a2 - a1) / n:7.1f} without the harness")
+    table = instruction_tables(rows, args)
     print("\n" + table)
     base = write_outputs(args, stem + "-instructions", machine, rows, {}, table)
     log(f"wrote {base}.csv/.json/.md")
+
+
+def instruction_tables(rows, args):
+    names = list(dict.fromkeys(x["allocator"] for x in rows))
+    cases = [c for c in INSTR_CASES if any(x["case"] == c for x in rows)]
+    val = {(x["allocator"], x["case"]): x for x in rows}
+    ref = REFERENCE if REFERENCE in names else (names[0] if names else "-")
+    out = [f"Instructions per malloc(16)/free pair (callgrind, (I(2N) - I(N)) / N; N = {args.pairs}, "
+           f"random: N = {args.random_blocks} blocks, one pass)\n"]
+    out += [f"- {c}: {INSTR_CASES[c]}" for c in cases]
+    for field, title in (("allocator_per_pair", "Without the harness: the instructions outside "
+                          "the program's own code (in malloc and free)"),
+                         ("instructions_per_pair", "With the harness: the whole process "
+                          "(the loop and its calls included, the same for all)")):
+        out += ["", f"{title}; in brackets: ratio to {ref}\n",
+                "| allocator | " + " | ".join(cases) + " |", "|---|" + "---:|" * len(cases)]
+        for n in names:
+            cells = []
+            for c in cases:
+                x, r = val.get((n, c)), val.get((ref, c))
+                if not x:
+                    cells.append("failed")
+                    continue
+                v = x[field]
+                cells.append(f"{v:.1f}" + (f" ({v / r[field]:.2f})" if r and r[field] else ""))
+            out.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
 
 
 def report_only(args):
@@ -610,6 +684,8 @@ def main():
     ap.add_argument("--min-time", type=float, default=0, help="--micro: seconds per case "
                     "(default 0.2, --quick 0.02)")
     ap.add_argument("--pairs", type=int, default=100000, help="--instructions: N")
+    ap.add_argument("--random-blocks", type=int, default=1000000,
+                    help="--instructions: blocks of the random-order case (its N)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per workload run")
     ap.add_argument("--no-chart", action="store_true")
     ap.add_argument("--report", metavar="RESULTS.json",
