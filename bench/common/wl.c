@@ -152,13 +152,14 @@ struct thread_start {
     void *arg;
 };
 
-void wl_run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size)
+double wl_run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size)
 {
     pthread_t *tids = malloc((size_t)n * sizeof *tids);
     if (!tids) {
         wl_fail("out of memory for threads", (uint64_t)n);
-        return;
+        return 0;
     }
+    double t0 = wl_now();
     for (int i = 0; i < n; i++) {
         if (pthread_create(&tids[i], NULL, fn, (char *)args + (size_t)i * arg_size)) {
             wl_fail("pthread_create", (uint64_t)i);
@@ -168,7 +169,9 @@ void wl_run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size)
     }
     for (int i = 0; i < n; i++)
         pthread_join(tids[i], NULL);
+    double seconds = wl_now() - t0;
     free(tids);
+    return seconds;
 }
 
 void wl_barrier_init(wl_barrier *b, int n)
@@ -193,6 +196,51 @@ void wl_barrier_wait(wl_barrier *b)
             pthread_cond_wait(&b->cv, &b->mu);
     }
     pthread_mutex_unlock(&b->mu);
+}
+
+void wl_queue_init(wl_queue *q, void **items, int cap, int producers)
+{
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->not_empty, NULL);
+    pthread_cond_init(&q->not_full, NULL);
+    q->items = items;
+    q->cap = cap;
+    q->head = q->count = 0;
+    q->producers = producers;
+}
+
+void wl_queue_push(wl_queue *q, void *item)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->count == q->cap)
+        pthread_cond_wait(&q->not_full, &q->mu);
+    q->items[(q->head + q->count++) % q->cap] = item;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void *wl_queue_pop(wl_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->count == 0 && q->producers > 0)
+        pthread_cond_wait(&q->not_empty, &q->mu);
+    void *item = NULL;
+    if (q->count) {
+        item = q->items[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        pthread_cond_signal(&q->not_full);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return item;
+}
+
+void wl_queue_done(wl_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->producers--;
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
 }
 
 const char *wl_provider(const void *fn)

@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct wl_args {
@@ -62,6 +63,10 @@ static inline int wl_more(long i, long limit, double f)
 {
     return i < limit && ((i & 255) != 0 || !wl_past(f));
 }
+
+/* Errors seen by wl_check and wl_fail (summed over threads). */
+extern _Atomic uint64_t wl_errors;
+void wl_fail(const char *what, uint64_t detail);
 
 /* ---- Block stamps -------------------------------------------------------
  * A stamped block of size >= 16 holds its id in the first word and a keyed
@@ -101,6 +106,22 @@ static inline void wl_stamp_any(void *p, size_t size, uint64_t id)
 }
 void wl_check_id(const void *p, size_t size, uint64_t id);
 
+/* malloc(size) stamped with `id` (wl_stamp_any), or NULL with an error
+ * counted. */
+static inline void *wl_malloc_stamped(size_t size, uint64_t id)
+{
+    void *p = malloc(size);
+    if (!p)
+        wl_fail("malloc returned NULL, size", size);
+    else
+        wl_stamp_any(p, size, id);
+    return p;
+}
+
+/* The sum of the ids base, base + 1, ..., base + m - 1 (in closed form, for
+ * the expected checksums). */
+static inline uint64_t wl_id_sum(uint64_t base, uint64_t m) { return base * m + m * (m - 1) / 2; }
+
 /* ---- Page stamps, for blocks of many pages ----------------------------------
  * The first word of every 4 KiB page (of those that hold a whole word) is
  * derived from (block id, page number). wl_stamp_pages writes the pages
@@ -112,14 +133,12 @@ static inline uint64_t wl_pages_of(size_t size) { return (size + WL_PAGE - 8) / 
 void wl_stamp_pages(unsigned char *p, size_t size, size_t from, uint64_t id);
 uint64_t wl_check_pages(const unsigned char *p, size_t size, uint64_t id);
 
-/* Errors seen by wl_check and wl_fail (summed over threads). */
-extern _Atomic uint64_t wl_errors;
-void wl_fail(const char *what, uint64_t detail);
 
 /* ---- Threads -------------------------------------------------------------*/
-/* Runs fn(i, arg) on threads 0..n-1 and joins them. Thread 0 runs on a new
- * thread as well, so the main thread's heap stays out of the measurement. */
-void wl_run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size);
+/* Runs fn(i, arg) on threads 0..n-1 and joins them; returns the seconds
+ * from the first start to the last join. Thread 0 runs on a new thread as
+ * well, so the main thread's heap stays out of the measurement. */
+double wl_run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size);
 
 /* The argument of the workloads whose threads each work alone and return
  * a sum: thread id, the size -n, the seed, and the sum it computed. */
@@ -145,6 +164,23 @@ typedef struct {
 } wl_barrier;
 void wl_barrier_init(wl_barrier *b, int n);
 void wl_barrier_wait(wl_barrier *b);
+
+/* A bounded FIFO of pointers behind one mutex, for handing batches of
+ * blocks between threads (one lock per batch keeps it out of the way of the
+ * allocator under test). The caller gives the storage for `cap` items.
+ * Push waits while the queue is full; pop waits while it is empty and
+ * returns NULL once every one of the `producers` has called
+ * wl_queue_done and the queue is empty. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
+    void **items;
+    int cap, head, count, producers;
+} wl_queue;
+void wl_queue_init(wl_queue *q, void **items, int cap, int producers);
+void wl_queue_push(wl_queue *q, void *item);
+void *wl_queue_pop(wl_queue *q);
+void wl_queue_done(wl_queue *q);
 
 /* ---- Result --------------------------------------------------------------
  * Prints one line:

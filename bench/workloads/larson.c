@@ -109,13 +109,8 @@ static void *run(void *arg)
     /* Fill the initial array. */
     for (int i = 0; i < SLOTS; i++) {
         size_t sz = wl_range(&rng, MIN_SIZE, MAX_SIZE);
-        void *p = malloc(sz);
-        if (!p) {
-            wl_fail("malloc returned NULL, size", sz);
-            continue;
-        }
-        wl_stamp_any(p, sz, base | seq);
-        w->slots[i] = (struct slot){p, sz, base | seq++};
+        w->slots[i] = (struct slot){wl_malloc_stamped(sz, base | seq), sz, base | seq};
+        seq++;
     }
     for (int e = 0; e < EPOCHS; e++) {
         wl_barrier_wait(&barrier);
@@ -129,14 +124,8 @@ static void *run(void *arg)
             if (s->p)
                 w->freed_sum += drop(s);
             size_t sz = wl_range(&rng, MIN_SIZE, MAX_SIZE);
-            void *p = malloc(sz);
-            if (!p) {
-                wl_fail("malloc returned NULL, size", sz);
-                s->p = NULL;
-                continue;
-            }
-            wl_stamp_any(p, sz, base | seq);
-            *s = (struct slot){p, sz, base | seq++};
+            *s = (struct slot){wl_malloc_stamped(sz, base | seq), sz, base | seq};
+            seq++;
         }
     }
     w->allocated = seq;
@@ -157,9 +146,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nworkers; i++)
         workers[i] = (struct worker){.id = i, .rounds = a.duration > 0 ? LONG_MAX : a.n, .seed = a.seed,
                                      .slots = arrays + (size_t)i * SLOTS};
-    double t0 = wl_now();
-    wl_run_threads(nworkers, run, workers, sizeof *workers);
-    double seconds = wl_now() - t0;
+    double seconds = wl_run_threads(nworkers, run, workers, sizeof *workers);
 
     uint64_t got = 0, expected = 0, replaced = 0;
     for (int i = 0; i < nworkers; i++) {
@@ -174,7 +161,7 @@ int main(int argc, char **argv)
      * fixed-work run m = SLOTS + EPOCHS * n; in a timed one, as counted. */
     for (int t = 0; t < nworkers; t++) {
         uint64_t m = a.duration > 0 ? workers[t].allocated : SLOTS + (uint64_t)EPOCHS * (uint64_t)a.n;
-        expected += ((uint64_t)t << 40) * m + m * (m - 1) / 2;
+        expected += wl_id_sum((uint64_t)t << 40, m);
         replaced += m - SLOTS;
     }
     wl_note_ops(replaced, "frees", seconds);

@@ -33,79 +33,15 @@ enum { BATCH = 4096, BLOCK = 64, QUEUE_CAP = 100, DEFAULT_SECONDS = 5, DEFAULT_T
 
 struct batch {
     void *p[BATCH];
-    struct batch *next_spare;
 };
 
-/* The queue, a FIFO of at most QUEUE_CAP batches, and the stack of spare
- * batch arrays, under one mutex. The pool has QUEUE_CAP arrays plus one
- * per thread (each holds at most one), so there is a spare whenever the
- * queue has room. */
-static struct {
-    pthread_mutex_t mu;
-    pthread_cond_t not_empty, not_full, has_spare;
-    struct batch *items[QUEUE_CAP];
-    int head, count, producers_left;
-    struct batch *spare;
-} q = {.mu = PTHREAD_MUTEX_INITIALIZER,
-       .not_empty = PTHREAD_COND_INITIALIZER,
-       .not_full = PTHREAD_COND_INITIALIZER,
-       .has_spare = PTHREAD_COND_INITIALIZER};
-
-static struct batch *take_spare(void)
-{
-    pthread_mutex_lock(&q.mu);
-    while (!q.spare)
-        pthread_cond_wait(&q.has_spare, &q.mu);
-    struct batch *b = q.spare;
-    q.spare = b->next_spare;
-    pthread_mutex_unlock(&q.mu);
-    return b;
-}
-
-static void push(struct batch *b)
-{
-    pthread_mutex_lock(&q.mu);
-    while (q.count == QUEUE_CAP)
-        pthread_cond_wait(&q.not_full, &q.mu);
-    q.items[(q.head + q.count++) % QUEUE_CAP] = b;
-    pthread_cond_signal(&q.not_empty);
-    pthread_mutex_unlock(&q.mu);
-}
-
-/* Returns NULL once every producer is done and the queue is empty. */
-static struct batch *pop(void)
-{
-    pthread_mutex_lock(&q.mu);
-    while (q.count == 0 && q.producers_left > 0)
-        pthread_cond_wait(&q.not_empty, &q.mu);
-    struct batch *b = NULL;
-    if (q.count) {
-        b = q.items[q.head];
-        q.head = (q.head + 1) % QUEUE_CAP;
-        q.count--;
-        pthread_cond_signal(&q.not_full);
-    }
-    pthread_mutex_unlock(&q.mu);
-    return b;
-}
-
-/* An emptied array goes back to the pool. */
-static void give_back(struct batch *b)
-{
-    pthread_mutex_lock(&q.mu);
-    b->next_spare = q.spare;
-    q.spare = b;
-    pthread_cond_signal(&q.has_spare);
-    pthread_mutex_unlock(&q.mu);
-}
-
-static void producer_done(void)
-{
-    pthread_mutex_lock(&q.mu);
-    q.producers_left--;
-    pthread_cond_broadcast(&q.not_empty);
-    pthread_mutex_unlock(&q.mu);
-}
+/* Full batches go from producers to consumers through `full`; emptied
+ * arrays come back through `spare`, which holds the whole pool: QUEUE_CAP
+ * arrays plus one per thread (each holds at most one), so a producer finds
+ * a spare whenever `full` has room. Nobody calls wl_queue_done on `spare`:
+ * its pop waits for an array. */
+static wl_queue full, spare;
+static void *full_items[QUEUE_CAP];
 
 struct worker {
     int id, producer;
@@ -117,14 +53,14 @@ struct worker {
 static void consume(struct worker *w)
 {
     struct batch *b;
-    while ((b = pop())) {
+    while ((b = wl_queue_pop(&full))) {
         for (int i = 0; i < BATCH; i++) {
             if (!b->p[i])
                 continue;
             w->sum += wl_check(b->p[i], BLOCK);
             free(b->p[i]);
         }
-        give_back(b);
+        wl_queue_push(&spare, b);
     }
 }
 
@@ -133,19 +69,13 @@ static void produce(struct worker *w)
     uint64_t seq = 0, base = (uint64_t)w->id << 40;
     /* One clock read per batch of 4,096 blocks in a timed run. */
     for (long n = 0; n < w->batches && !wl_past(1.0); n++) {
-        struct batch *b = take_spare();
-        for (int i = 0; i < BATCH; i++) {
-            b->p[i] = malloc(BLOCK);
-            if (!b->p[i]) {
-                wl_fail("malloc returned NULL, size", BLOCK);
-                continue;
-            }
-            wl_stamp(b->p[i], BLOCK, base | seq++);
-        }
-        push(b);
+        struct batch *b = wl_queue_pop(&spare);
+        for (int i = 0; i < BATCH; i++)
+            b->p[i] = wl_malloc_stamped(BLOCK, base | seq++);
+        wl_queue_push(&full, b);
     }
     w->made = seq;
-    producer_done();
+    wl_queue_done(&full);
 }
 
 static void *run(void *arg)
@@ -168,31 +98,33 @@ int main(int argc, char **argv)
     int timed = a.duration > 0;
     int n = a.threads < 2 ? 2 : a.threads;
     int producers = n / 2;
+    int arrays = QUEUE_CAP + n;
     struct worker *w = calloc((size_t)n, sizeof *w);
-    struct batch *pool = calloc((size_t)(QUEUE_CAP + n), sizeof *pool);
-    if (!w || !pool)
+    struct batch *pool = calloc((size_t)arrays, sizeof *pool);
+    void **spare_items = calloc((size_t)arrays, sizeof *spare_items);
+    if (!w || !pool || !spare_items)
         return 1;
-    for (int i = 0; i < QUEUE_CAP + n; i++)
-        give_back(&pool[i]);
-    q.producers_left = producers;
+    wl_queue_init(&full, full_items, QUEUE_CAP, producers);
+    wl_queue_init(&spare, spare_items, arrays, 1);
+    for (int i = 0; i < arrays; i++)
+        wl_queue_push(&spare, &pool[i]);
     for (int i = 0; i < n; i++) {
         /* Fixed work: a.n batches in all, the remainder to the first ones. */
         long share = a.n / producers + (i < a.n % producers);
         w[i] = (struct worker){.id = i, .producer = i < producers, .batches = timed ? LONG_MAX : share};
     }
-    double t0 = wl_now();
-    wl_run_threads(n, run, w, sizeof *w);
-    double seconds = wl_now() - t0;
+    double seconds = wl_run_threads(n, run, w, sizeof *w);
 
     uint64_t got = 0, expected = 0, frees = 0;
     for (int i = 0; i < n; i++)
         got += w[i].sum;
     for (int t = 0; t < producers; t++) {
         uint64_t m = timed ? w[t].made : (uint64_t)w[t].batches * BATCH;
-        expected += ((uint64_t)t << 40) * m + m * (m - 1) / 2;
+        expected += wl_id_sum((uint64_t)t << 40, m);
         frees += m;
     }
     wl_note_ops(frees, "frees", seconds);
+    free(spare_items);
     free(pool);
     free(w);
     return wl_finish("prodcons", &a, got, expected);

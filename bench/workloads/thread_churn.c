@@ -57,12 +57,9 @@ static void *run(void *arg)
     for (int k = 0; k < BLOCKS; k++) {
         size_t size = wl_range(&rng, MIN_SIZE, MAX_SIZE);
         uint64_t id = w->number * BLOCKS + (uint64_t)k;
-        mine[k] = (struct handoff){malloc(size), size, id};
-        if (!mine[k].p) {
-            wl_fail("malloc returned NULL, size", size);
+        mine[k] = (struct handoff){wl_malloc_stamped(size, id), size, id};
+        if (!mine[k].p)
             return NULL;
-        }
-        wl_stamp(mine[k].p, size, id);
     }
     if (w->take->p)
         w->sum += drop(w->take);
@@ -105,7 +102,7 @@ int main(int argc, char **argv)
         if (last[i].p)
             got += drop(&last[i]);
     /* Threads 0..number-1 allocated the ids 0..number * BLOCKS - 1. */
-    uint64_t ids = number * BLOCKS, expected = ids * (ids - 1) / 2;
+    uint64_t expected = wl_id_sum(0, number * BLOCKS);
     wl_note_ops(number, "threads", seconds);
     free(hand);
     free(w);
