@@ -581,7 +581,7 @@ def run_instructions(args, allocators, machine, stem):
     exe = os.path.join(args.build_dir, "bench", "instr-pairs")
     if not os.access(exe, os.X_OK):
         sys.exit(f"error: {exe} not built")
-    rows = []
+    rows, failed = [], {}
     for name, path in allocators:
         for case in INSTR_CASES:
             n = args.random_blocks if case == "random" else args.pairs
@@ -590,6 +590,7 @@ def run_instructions(args, allocators, machine, stem):
                                       for k in (n, 2 * n))
             except RuntimeError as e:
                 log(f"{name:9s} {case:6s} failed: {e}")
+                failed.setdefault(name, str(e))
                 continue
             rows.append({"allocator": name, "case": case, "pairs": n,
                          "instructions_n": t1, "instructions_2n": t2,
@@ -598,15 +599,16 @@ def run_instructions(args, allocators, machine, stem):
                          "allocator_per_pair": round((a2 - a1) / n, 2)})
             log(f"{name:9s} {case:6s} {(t2 - t1) / n:7.1f} instructions per pair, "
                 f"{(a2 - a1) / n:7.1f} without the harness")
-    table = instruction_tables(rows, args)
+    table = instruction_tables(rows, [n for n, _ in allocators], failed, args)
     print("\n" + table)
-    base = write_outputs(args, stem + "-instructions", machine, rows, {}, table)
+    base = write_outputs(args, stem + "-instructions", machine, rows, {"failed": failed}, table)
     log(f"wrote {base}.csv/.json/.md")
 
 
-def instruction_tables(rows, args):
-    names = list(dict.fromkeys(x["allocator"] for x in rows))
-    cases = [c for c in INSTR_CASES if any(x["case"] == c for x in rows)]
+def instruction_tables(rows, names, failed, args):
+    """Markdown: per allocator (failed ones too) and case, the counts
+    without and with the harness, and why any run failed."""
+    cases = list(INSTR_CASES)
     val = {(x["allocator"], x["case"]): x for x in rows}
     ref = REFERENCE if REFERENCE in names else (names[0] if names else "-")
     out = [f"Instructions per malloc(16)/free pair (callgrind, (I(2N) - I(N)) / N; N = {args.pairs}, "
@@ -628,6 +630,8 @@ def instruction_tables(rows, args):
                 v = x[field]
                 cells.append(f"{v:.1f}" + (f" ({v / r[field]:.2f})" if r and r[field] else ""))
             out.append(f"| {n} | " + " | ".join(cells) + " |")
+    if failed:
+        out += [""] + [f"- {n} failed under callgrind: {why}" for n, why in failed.items()]
     return "\n".join(out) + "\n"
 
 
