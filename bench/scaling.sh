@@ -19,10 +19,11 @@
 # defaults to the tree this script is in (meson copies it to BUILD/bench/),
 # else ../build next to bench/. "glibc" names the C library's malloc (no
 # preload). Writes OUT_DIR/scaling.csv (one row a run) and
-# OUT_DIR/scaling.md (machine, medians, ratios), and prints the tables.
+# OUT_DIR/scaling.md (machine, medians, ratios), and prints the tables;
+# exits 1 if an allocator has no successful run at some point.
 set -euo pipefail
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-64}"; }
+usage() { sed -n '2,/^set -e/{/^set -e/!p}' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-64}"; }
 
 command="bench/scaling.sh $*"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -80,13 +81,14 @@ echo "scaling: $nw workloads x $nt thread counts x $na allocators x $runs runs =
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-start=$SECONDS k=0 skipped=0
+start=$SECONDS k=0 point=0 skipped=0 status=0
 TIMEFORMAT="%R %U %S"
 for r in $(seq 1 "$runs"); do
   for w in $workloads; do
     for t in $threads; do
+      point=$((point + 1))
       for j in $(seq 0 $((na - 1))); do
-        i=$(((j + k) % na)) # one allocator further on at each point
+        i=$(((j + point) % na)) # one allocator further on at each point
         name=${names[$i]} lib=${libs[$i]}
         k=$((k + 1))
         if [ $((SECONDS - start)) -gt "$(awk -v b="$bound" 'BEGIN { printf "%d", b * 1.1 }')" ]; then
@@ -133,6 +135,7 @@ elapsed=$((SECONDS - start))
     }
     function fmt(x) { return x >= 1e6 ? sprintf("%.2fM", x / 1e6) : x >= 1e3 ? sprintf("%.1fk", x / 1e3) : sprintf("%.0f", x) }
     NR > 1 && $11 == 1 { vals[$1 "|" $2 "|" $3] = vals[$1 "|" $2 "|" $3] " " $7; unit[$1] = $6 }
+    NR > 1 && $11 == "skipped" { skipped[$1 "|" $2 "|" $3] = 1 }
     END {
       na = split(order, a, " "); nw = split(wls, w, " "); nt = split(ths, t, " ")
       for (x = 1; x <= nw; x++) {
@@ -143,13 +146,17 @@ elapsed=$((SECONDS - start))
           ref = med(w[x] "|" t[z] "|mapalloc"); printf "| %s |", t[z]
           for (y = 1; y <= na; y++) {
             m = med(w[x] "|" t[z] "|" a[y])
-            if (m == "") printf " failed |"
+            if (m == "" && !skipped[w[x] "|" t[z] "|" a[y]]) nfailed++
+            if (m == "") printf " %s |", skipped[w[x] "|" t[z] "|" a[y]] ? "skipped" : "failed"
             else printf " %s%s |", fmt(m), (ref != "" && ref > 0 ? sprintf(" (%.2f)", m / ref) : "")
           }
           printf "\n"
         }
       }
-    }' "$csv"
+      if (nfailed) printf "\n%d points without a successful run (see the csv and each run'"'"'s line above)\n", nfailed
+      exit nfailed > 0
+    }' "$csv" || status=1
 } >"$md"
 cat "$md"
 echo "wrote $csv and $md"
+exit "$status"
