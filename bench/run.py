@@ -14,7 +14,9 @@ Builds nothing: it uses the programs of an existing meson build directory
                          allocator under LD_PRELOAD (plus the arena-API
                          binaries of the peers, which link their allocator)
   run.py --instructions  instructions per malloc(16)/free pair under
-                         valgrind --tool=callgrind, from runs of N and 2N pairs
+                         valgrind --tool=callgrind, from runs of N and 2N pairs,
+                         in three cases (page emptied, page kept live, random
+                         order), with and without the harness
 
 Allocators: glibc (no preload), jemalloc, tcmalloc (minimal), mimalloc and
 mapalloc (<build>/preload/libmapalloc-preload.so); one that is not installed
@@ -55,18 +57,30 @@ MAPALLOC_PRELOAD = os.path.join("preload", "libmapalloc-preload.so")
 REFERENCE = "mapalloc"
 
 # Workload -> (-n for the default run, -n for --quick). The default sizes
-# take 1-4 s each on a 2-core machine (a default run of 5 allocators x 5 runs
-# about 8 minutes); --quick a tenth of that, 3 runs (well under 2 minutes).
+# take 1-4 s each under glibc on a 2-core machine (a default run of 5
+# allocators x 5 runs about 12 minutes); --quick a tenth of that, 3 runs.
+# Every run is a fixed amount of work, so that the figure is a time and the
+# geometric means mean something: prodcons, which runs for a fixed time by
+# default, gets -n (batches in all) here.
 WORKLOADS = {
     "larson": (2000000, 200000),
+    "larson-sized": (2000000, 200000),
     "xmalloc": (120000, 12000),
+    "prodcons": (6000, 600),
+    "thread-churn": (40000, 4000),
     "cache-scratch": (1000000, 100000),
     "cache-thrash": (1000000, 100000),
     "tree": (300000, 30000),
     "strhash": (800000, 80000),
     "realloc-heavy": (2000000, 200000),
     "large-blocks": (400, 40),
+    "large-churn": (1000, 100),
 }
+# The workloads whose -n is the work in all, split over their threads; the
+# others' -n is per thread, and with --threads T run.py gives them
+# n * nproc / T, so that the total work stays that of a default run and an
+# oversubscribed run (--threads 128 on 2 cores) takes about as long.
+TOTAL_WORK = {"prodcons", "thread-churn", "large-churn"}
 
 
 def log(msg):
@@ -226,10 +240,21 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
 
-def run_workloads(args, allocators):
+def workload_sizes(args):
+    """{workload: -n} for this run: the default or quick size, times
+    --scale, and for the per-thread workloads times nproc / --threads."""
     sizes = {w: (q if args.quick else d) for w, (d, q) in WORKLOADS.items()}
-    if args.scale != 1.0:
-        sizes = {w: max(1, int(n * args.scale)) for w, n in sizes.items()}
+    nproc = os.cpu_count() or 1
+    for w in sizes:
+        f = args.scale
+        if args.threads and w not in TOTAL_WORK:
+            f *= nproc / args.threads
+        sizes[w] = max(1, int(sizes[w] * f))
+    return sizes
+
+
+def run_workloads(args, allocators):
+    sizes = workload_sizes(args)
     workloads = [w for w in WORKLOADS if not args.workloads or w in args.workloads]
     for w in workloads:
         exe = os.path.join(args.build_dir, "bench", w)
@@ -238,7 +263,7 @@ def run_workloads(args, allocators):
     runs = args.runs or (3 if args.quick else 5)
     total = runs * len(workloads) * len(allocators)
     log(f"workloads: {len(workloads)} x {len(allocators)} allocators x {runs} runs = {total} runs"
-        f" ({'quick' if args.quick else 'default'} sizes, threads={args.threads or os.cpu_count()})")
+        f" ({'quick' if args.quick else 'default'} sizes, threads={args.threads or 'default'})")
     results, failures, k = [], 0, 0
     t_start = time.perf_counter()
     for r in range(runs):
@@ -268,8 +293,12 @@ def run_workloads(args, allocators):
                 # include this Python process, which the child was forked from.
                 m = re.search(r"peak_kib=(\d+)", line)
                 rss = (int(m.group(1)) if m else ru.ru_maxrss) / 1024.0  # KiB -> MiB
+                m = re.search(r" threads=(\d+)", line)
+                threads = int(m.group(1)) if m else args.threads
+                m = re.search(r" free=(\S+)", line)  # larson-sized: free_sized or free
                 results.append({"workload": w, "allocator": name, "run": r, "n": sizes[w],
-                                "threads": args.threads or os.cpu_count(), "seconds": round(wall, 4),
+                                "threads": threads, "free": m.group(1) if m else "",
+                                "seconds": round(wall, 4),
                                 "user": round(ru.ru_utime, 4), "sys": round(ru.ru_stime, 4),
                                 "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 4),
                                 "peak_rss_mib": round(rss, 2), "ru_maxrss_mib": round(ru.ru_maxrss / 1024.0, 2), "ok": ok, "output": line})
@@ -279,7 +308,7 @@ def run_workloads(args, allocators):
     return workloads, results, failures
 
 
-def summarize(workloads, allocators, results, key_fields=("seconds", "peak_rss_mib", "cpu_seconds")):
+def summarize(workloads, allocators, results, key_fields=("seconds", "peak_rss_mib", "cpu_seconds", "sys")):
     """{workload: {allocator: {field: median over ok runs}}}"""
     summary = {}
     for w in workloads:
@@ -305,7 +334,9 @@ def workload_tables(workloads, allocators, summary):
     for field, title, unit, fmt in (("seconds", "Median wall time", "s", "{:.3f}"),
                                     ("peak_rss_mib", "Median peak RSS", "MiB", "{:.1f}"),
                                     ("cpu_seconds", "Median CPU time, user + system "
-                                     "(less sensitive than wall time to a busy machine)", "s", "{:.3f}")):
+                                     "(less sensitive than wall time to a busy machine)", "s", "{:.3f}"),
+                                    ("sys", "Median system time (page faults, mmap and munmap, "
+                                     "thread start and exit)", "s", "{:.3f}")):
         out.append(f"{title} ({unit}; in brackets: ratio to {ref}, lower is better)\n")
         out.append("| workload | " + " | ".join(names) + " |")
         out.append("|---|" + "---:|" * len(names))
@@ -330,6 +361,22 @@ def workload_tables(workloads, allocators, summary):
         out.append("| **geometric mean** | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out), geo
+
+
+def free_notes(workloads, allocators, results):
+    """Which free each allocator's runs used where a workload says so
+    (larson-sized: free_sized when the allocator has it, else free)."""
+    out = []
+    for w in workloads:
+        used = {}
+        for name, _ in allocators:
+            kinds = sorted({x.get("free") for x in results
+                            if x["workload"] == w and x["allocator"] == name and x.get("free")})
+            if kinds:
+                used[name] = "/".join(kinds)
+        if used:
+            out.append(f"{w} freed with: " + ", ".join(f"{n} {k}" for n, k in used.items()) + "\n")
+    return "\n".join(out)
 
 
 def draw_chart(path, workloads, allocators, summary, machine):
@@ -470,13 +517,61 @@ def run_micro(args, allocators, machine, stem):
 
 # ---------------------------------------------------------------- instructions
 
-def callgrind_count(exe, n, path):
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", exe, str(n)]
-    p = subprocess.run(cmd, env=run_env(path), capture_output=True, text=True)
-    m = re.search(r"Collected\s*:\s*(\d+)", p.stderr)
-    if p.returncode != 0 or not m:
-        raise RuntimeError((p.stderr.strip().splitlines() or ["?"])[-1])
-    return int(m.group(1))
+# Case -> what the loop does (instr/pairs.c). "random" runs over a fixed set
+# of --random-blocks blocks, so its N is that number (one pass) and 2N two.
+INSTR_CASES = {
+    "empty": "malloc(16) then free: each free empties the page",
+    "live": "the same, one other block kept allocated: the page never empties",
+    "random": "a million blocks freed in a random order, then allocated again",
+}
+
+
+def callgrind_counts(exe, args, path):
+    """Runs exe under callgrind; returns (all instructions, the instructions
+    of every object but the executable). The second is the allocator with
+    the harness removed: what is left when the program's own code (the loop,
+    and the PLT stubs, which belong to it) is taken out; the start-up of
+    the C library and the loader is in it too, but the same for N and 2N."""
+    with tempfile.NamedTemporaryFile(suffix=".callgrind", delete=False) as tf:
+        out = tf.name
+    try:
+        # Uncompressed names and positions: a cost line is then "line cost".
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+               "--compress-strings=no", "--compress-pos=no", exe] + [str(a) for a in args]
+        p = subprocess.run(cmd, env=run_env(path), capture_output=True, text=True)
+        m = re.search(r"Collected\s*:\s*(\d+)", p.stderr)
+        if p.returncode != 0 or not m:
+            # The program's own message if it left one, else valgrind's last.
+            lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
+            own = [x for x in lines if not x.startswith("==")]
+            raise RuntimeError((own or lines or ["?"])[0 if own else -1])
+        total = int(m.group(1))
+        return total, total - callgrind_self_cost(out, exe)
+    finally:
+        os.unlink(out)
+
+
+def callgrind_self_cost(out_file, exe):
+    """The self cost (instructions executed in its own code, callees not
+    counted) of object `exe`, from a callgrind output file written with
+    --compress-strings=no. Format: "ob=" names the object of the functions
+    that follow; a cost line is "position cost", except the one after a
+    "calls=" line, which is the inclusive cost of that call."""
+    exe = os.path.realpath(exe)
+    in_exe, after_call, total = False, False, 0
+    with open(out_file) as f:
+        for line in f:
+            if after_call:
+                after_call = False
+            elif line.startswith("ob="):
+                in_exe = os.path.realpath(line[3:].strip()) == exe
+            elif line.startswith("calls="):
+                after_call = True
+            elif in_exe and line[:1].isdigit():
+                parts = line.split()
+                if len(parts) >= 2:
+                    total += int(parts[1])
+    return total
 
 
 def run_instructions(args, allocators, machine, stem):
@@ -486,30 +581,58 @@ def run_instructions(args, allocators, machine, stem):
     exe = os.path.join(args.build_dir, "bench", "instr-pairs")
     if not os.access(exe, os.X_OK):
         sys.exit(f"error: {exe} not built")
-    n = args.pairs
-    rows = []
+    rows, failed = [], {}
     for name, path in allocators:
-        try:
-            c1 = callgrind_count(exe, n, path)
-            c2 = callgrind_count(exe, 2 * n, path)
-        except RuntimeError as e:
-            log(f"{name:9s} failed: {e}")
-            continue
-        per = (c2 - c1) / n
-        rows.append({"allocator": name, "pairs": n, "instructions_n": c1,
-                     "instructions_2n": c2, "instructions_per_pair": round(per, 2)})
-        log(f"{name:9s} {per:8.1f} instructions per malloc(16)/free pair")
-    ref = [x for x in rows if x["allocator"] == REFERENCE]
-    lines = ["Instructions per malloc(16)/free pair (callgrind, (I(2N) - I(N)) / N, "
-             f"N = {n})\n", "| allocator | instructions | ratio to " +
-             (REFERENCE if ref else "-") + " |", "|---|---:|---:|"]
-    for x in rows:
-        ratio = f"{x['instructions_per_pair'] / ref[0]['instructions_per_pair']:.2f}" if ref else "-"
-        lines.append(f"| {x['allocator']} | {x['instructions_per_pair']:.1f} | {ratio} |")
-    table = "\n".join(lines) + "\n"
+        for case in INSTR_CASES:
+            n = args.random_blocks if case == "random" else args.pairs
+            try:
+                (t1, a1), (t2, a2) = (callgrind_counts(exe, [k, 16, case, args.random_blocks], path)
+                                      for k in (n, 2 * n))
+            except RuntimeError as e:
+                log(f"{name:9s} {case:6s} failed: {e}")
+                failed.setdefault(name, str(e))
+                continue
+            rows.append({"allocator": name, "case": case, "pairs": n,
+                         "instructions_n": t1, "instructions_2n": t2,
+                         "instructions_per_pair": round((t2 - t1) / n, 2),
+                         "allocator_n": a1, "allocator_2n": a2,
+                         "allocator_per_pair": round((a2 - a1) / n, 2)})
+            log(f"{name:9s} {case:6s} {(t2 - t1) / n:7.1f} instructions per pair, "
+                f"{(a2 - a1) / n:7.1f} without the harness")
+    table = instruction_tables(rows, [n for n, _ in allocators], failed, args)
     print("\n" + table)
-    base = write_outputs(args, stem + "-instructions", machine, rows, {}, table)
+    base = write_outputs(args, stem + "-instructions", machine, rows, {"failed": failed}, table)
     log(f"wrote {base}.csv/.json/.md")
+
+
+def instruction_tables(rows, names, failed, args):
+    """Markdown: per allocator (failed ones too) and case, the counts
+    without and with the harness, and why any run failed."""
+    cases = list(INSTR_CASES)
+    val = {(x["allocator"], x["case"]): x for x in rows}
+    ref = REFERENCE if REFERENCE in names else (names[0] if names else "-")
+    out = [f"Instructions per malloc(16)/free pair (callgrind, (I(2N) - I(N)) / N; N = {args.pairs}, "
+           f"random: N = {args.random_blocks} blocks, one pass)\n"]
+    out += [f"- {c}: {INSTR_CASES[c]}" for c in cases]
+    for field, title in (("allocator_per_pair", "Without the harness: the instructions outside "
+                          "the program's own code (in malloc and free)"),
+                         ("instructions_per_pair", "With the harness: the whole process "
+                          "(the loop and its calls included, the same for all)")):
+        out += ["", f"{title}; in brackets: ratio to {ref}\n",
+                "| allocator | " + " | ".join(cases) + " |", "|---|" + "---:|" * len(cases)]
+        for n in names:
+            cells = []
+            for c in cases:
+                x, r = val.get((n, c)), val.get((ref, c))
+                if not x:
+                    cells.append("failed")
+                    continue
+                v = x[field]
+                cells.append(f"{v:.1f}" + (f" ({v / r[field]:.2f})" if r and r[field] else ""))
+            out.append(f"| {n} | " + " | ".join(cells) + " |")
+    if failed:
+        out += [""] + [f"- {n} failed under callgrind: {why}" for n, why in failed.items()]
+    return "\n".join(out) + "\n"
 
 
 def report_only(args):
@@ -522,6 +645,7 @@ def report_only(args):
         x.setdefault("cpu_seconds", x.get("user", 0) + x.get("sys", 0))
     summary = summarize(workloads, allocators, rows)
     table, _ = workload_tables(workloads, allocators, summary)
+    table += free_notes(workloads, allocators, rows)
     print(table)
     args.out_dir = os.path.dirname(os.path.abspath(args.report))
     stem = os.path.basename(args.report)[:-len(".json")]
@@ -564,6 +688,8 @@ def main():
     ap.add_argument("--min-time", type=float, default=0, help="--micro: seconds per case "
                     "(default 0.2, --quick 0.02)")
     ap.add_argument("--pairs", type=int, default=100000, help="--instructions: N")
+    ap.add_argument("--random-blocks", type=int, default=1000000,
+                    help="--instructions: blocks of the random-order case (its N)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per workload run")
     ap.add_argument("--no-chart", action="store_true")
     ap.add_argument("--report", metavar="RESULTS.json",
@@ -587,7 +713,8 @@ def main():
     if REFERENCE not in [n for n, _ in allocators]:
         log(f"note: {REFERENCE} not available; ratios are to {allocators[0][0]}")
     machine = machine_description(args, allocators)
-    stem = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
+    stem = (datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + ("-quick" if args.quick else "")
+            + (f"-t{args.threads}" if args.threads else ""))
 
     if args.instructions:
         run_instructions(args, allocators, machine, stem)
@@ -599,6 +726,7 @@ def main():
     workloads, results, failures = run_workloads(args, allocators)
     summary = summarize(workloads, allocators, results)
     table, geo = workload_tables(workloads, allocators, summary)
+    table += free_notes(workloads, allocators, results)
     print("\n" + table)
     base = write_outputs(args, stem, machine, results,
                          {"summary": summary, "geomean": geo, "reference": reference_of(allocators),

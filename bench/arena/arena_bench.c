@@ -36,6 +36,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "rng.h"
+
 #if defined(BENCH_JEMALLOC)
 #include <jemalloc/jemalloc.h>
 #elif defined(BENCH_MIMALLOC)
@@ -57,11 +59,10 @@ static uint32_t size_table[SIZE_TABLE];
 
 static void make_sizes(void)
 {
-    uint64_t s = 0x2545f4914f6cdd1dull;
+    wl_rng rng;
+    wl_rng_init(&rng, 0x2545f4914f6cdd1dull, 0);
     for (size_t i = 0; i < SIZE_TABLE; i++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
+        uint64_t s = wl_next(&rng);
         size_table[i] = (s % 100 < 98) ? 16 + (uint32_t)((s >> 16) % 497)
                                       : 513 + (uint32_t)((s >> 16) % (8192 - 512));
     }

@@ -17,15 +17,7 @@
 #include <string.h>
 
 #include "mapalloc.h"
-
-static uint64_t next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
+#include "rng.h"
 
 static void *must(void *p)
 {
@@ -57,9 +49,9 @@ static void put(struct text *t, const char *s, size_t n)
 
 /* Writes a random expression of the given depth and returns its value
  * (arithmetic mod 2^64), computed as it is written. */
-static uint64_t gen(struct text *t, uint64_t *rs, int depth)
+static uint64_t gen(struct text *t, wl_rng *rs, int depth)
 {
-    uint64_t r = next(rs);
+    uint64_t r = wl_next(rs);
     if (depth == 0 || r % 4 == 0) {
         char num[24];
         uint64_t v = (r >> 8) % 1000;
@@ -187,10 +179,11 @@ static uint64_t map_get(const struct map *m, const char *key, size_t len)
 /* A key of 4..300 bytes from a number: the same number, the same key. */
 static size_t make_key(char *buf, uint64_t k)
 {
-    uint64_t s = k * 0x9e3779b97f4a7c15ull + 1;
-    size_t len = 4 + next(&s) % 297;
+    wl_rng s;
+    wl_rng_init(&s, k, 0);
+    size_t len = 4 + wl_next(&s) % 297;
     for (size_t i = 0; i < len; i++)
-        buf[i] = (char)('a' + next(&s) % 26);
+        buf[i] = (char)('a' + wl_next(&s) % 26);
     return len;
 }
 
@@ -199,7 +192,8 @@ static size_t make_key(char *buf, uint64_t k)
 /* Returns the request's result, or sets *bad. */
 static uint64_t request(mapalloc_arena *arena, uint64_t seed, size_t keys, int *bad)
 {
-    uint64_t rs = seed * 2654435761u + 17;
+    wl_rng rs;
+    wl_rng_init(&rs, seed, 17);
 
     /* An expression of a few hundred nodes. */
     struct text t = {NULL, 0, 0, arena};
@@ -217,7 +211,7 @@ static uint64_t request(mapalloc_arena *arena, uint64_t seed, size_t keys, int *
     char key[512];
     uint64_t *adds = must(mapalloc_arena_calloc(arena, keys / 2 + 1, sizeof *adds));
     for (size_t i = 0; i < keys; i++) {
-        uint64_t k = next(&rs) % (keys / 2 + 1);
+        uint64_t k = wl_next(&rs) % (keys / 2 + 1);
         size_t len = make_key(key, k + seed * 1000003u);
         map_add(&m, key, len, k + 1);
         adds[k] += k + 1;
@@ -236,7 +230,7 @@ static uint64_t request(mapalloc_arena *arena, uint64_t seed, size_t keys, int *
     }
 
     /* Scratch buffers: a few KiB each time, a large one now and then. */
-    size_t scratch = 2048 + next(&rs) % 6144;
+    size_t scratch = 2048 + wl_next(&rs) % 6144;
     if (seed % 16 == 0)
         scratch = 768 * 1024;
     unsigned char *buf = must(mapalloc_arena_malloc(arena, scratch));

@@ -3,24 +3,19 @@
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
 
 _Atomic uint64_t wl_errors;
 
-static double wl_start_time;
+static double wl_start_time, wl_duration;
 
-double wl_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+/* The notes of the result line (wl_note). */
+static char wl_notes[512];
+static size_t wl_notes_len;
 
 static long parse_long(const char *s, const char *flag)
 {
@@ -34,36 +29,64 @@ static long parse_long(const char *s, const char *flag)
     return v;
 }
 
-void wl_parse(int argc, char **argv, struct wl_args *a, long default_n, const char *what)
+static double parse_seconds(const char *s)
 {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !(v > 0)) {
+        fprintf(stderr, "bad value for -d: %s\n", s);
+        exit(2);
+    }
+    return v;
+}
+
+void wl_parse_timed(int argc, char **argv, struct wl_args *a, long default_n, const char *what,
+                    double default_seconds)
+{
+    int timed = default_seconds >= 0, n_set = 0;
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    a->threads = nproc > 0 ? (int)nproc : 1;
-    a->n = default_n;
-    a->seed = 42;
-    a->verbose = 0;
+    *a = (struct wl_args){.threads = nproc > 0 ? (int)nproc : 1, .n = default_n, .seed = 42};
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "-v")) {
             a->verbose = 1;
+        } else if (timed && !strcmp(f, "-d") && i + 1 < argc) {
+            a->duration = parse_seconds(argv[++i]);
         } else if ((!strcmp(f, "-t") || !strcmp(f, "-n") || !strcmp(f, "-s")) && i + 1 < argc) {
             long v = parse_long(argv[++i], f);
-            if (f[1] == 't')
+            if (f[1] == 't') {
                 a->threads = v > 0 ? (int)v : 1;
-            else if (f[1] == 'n')
+                a->threads_set = 1;
+            } else if (f[1] == 'n') {
                 a->n = v > 0 ? v : 1;
-            else
+                n_set = 1;
+            } else {
                 a->seed = (uint64_t)v;
+            }
         } else {
             fprintf(stderr,
-                    "usage: %s [-t threads] [-n %s] [-s seed] [-v]\n"
-                    "  -t  worker threads (default: nproc = %ld)\n"
-                    "  -n  %s (default %ld)\n"
-                    "  -s  PRNG seed (default 42)\n",
-                    argv[0], "N", nproc, what, default_n);
+                    "usage: %s [-t threads] [-n N] [-s seed]%s [-v]\n"
+                    "  -t  threads (default: nproc = %ld, unless the program says otherwise)\n",
+                    argv[0], timed ? " [-d seconds]" : "", nproc);
+            if (default_n > 0)
+                fprintf(stderr, "  -n  %s (default %ld)\n", what, default_n);
+            else
+                fprintf(stderr, "  -n  %s\n", what);
+            fprintf(stderr, "  -s  PRNG seed (default 42)\n%s",
+                    timed ? "  -d  run for this many seconds instead of a fixed -n\n" : "");
             exit(strcmp(f, "-h") && strcmp(f, "--help") ? 2 : 0);
         }
     }
+    if (default_seconds > 0 && !n_set && a->duration == 0)
+        a->duration = default_seconds;
+    wl_duration = a->duration;
     wl_start_time = wl_now();
+}
+
+int wl_past(double fraction)
+{
+    return wl_duration > 0 && wl_now() - wl_start_time >= fraction * wl_duration;
 }
 
 uint64_t wl_check(const void *p, size_t size)
@@ -79,6 +102,44 @@ uint64_t wl_check(const void *p, size_t size)
     return id;
 }
 
+void wl_check_id(const void *p, size_t size, uint64_t id)
+{
+    uint64_t got;
+    if (size >= WL_STAMP_MIN) {
+        got = wl_check(p, size);
+    } else {
+        memcpy(&got, p, 8);
+        if (size > 8 && ((const unsigned char *)p)[size - 1] != (unsigned char)(id & 0xff))
+            wl_fail("broken block fill, id", id);
+    }
+    if (got != id)
+        wl_fail("block holds another id than its own, id", id);
+}
+
+static uint64_t page_word(uint64_t id, size_t page) { return wl_tag(id * 65536 + page); }
+
+void wl_stamp_pages(unsigned char *p, size_t size, size_t from, uint64_t id)
+{
+    for (size_t off = from; off + 8 <= size; off += WL_PAGE) {
+        uint64_t v = page_word(id, off / WL_PAGE);
+        memcpy(p + off, &v, 8);
+    }
+}
+
+uint64_t wl_check_pages(const unsigned char *p, size_t size, uint64_t id)
+{
+    uint64_t n = 0;
+    for (size_t off = 0; off + 8 <= size; off += WL_PAGE, n++) {
+        uint64_t v;
+        memcpy(&v, p + off, 8);
+        if (v != page_word(id, off / WL_PAGE)) {
+            wl_fail("large block page broken, id", id);
+            break;
+        }
+    }
+    return n;
+}
+
 void wl_fail(const char *what, uint64_t detail)
 {
     /* Report the first few only; the count decides the exit status. */
@@ -91,13 +152,14 @@ struct thread_start {
     void *arg;
 };
 
-void wl_run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size)
+double wl_run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size)
 {
     pthread_t *tids = malloc((size_t)n * sizeof *tids);
     if (!tids) {
         wl_fail("out of memory for threads", (uint64_t)n);
-        return;
+        return 0;
     }
+    double t0 = wl_now();
     for (int i = 0; i < n; i++) {
         if (pthread_create(&tids[i], NULL, fn, (char *)args + (size_t)i * arg_size)) {
             wl_fail("pthread_create", (uint64_t)i);
@@ -107,7 +169,9 @@ void wl_run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size)
     }
     for (int i = 0; i < n; i++)
         pthread_join(tids[i], NULL);
+    double seconds = wl_now() - t0;
     free(tids);
+    return seconds;
 }
 
 void wl_barrier_init(wl_barrier *b, int n)
@@ -134,36 +198,80 @@ void wl_barrier_wait(wl_barrier *b)
     pthread_mutex_unlock(&b->mu);
 }
 
-/* Names the object that provides malloc in this process, so that the
- * harness can confirm that LD_PRELOAD took effect. */
-static const char *malloc_provider(void)
+void wl_queue_init(wl_queue *q, void **items, int cap, int producers)
+{
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->not_empty, NULL);
+    pthread_cond_init(&q->not_full, NULL);
+    q->items = items;
+    q->cap = cap;
+    q->head = q->count = 0;
+    q->producers = producers;
+}
+
+void wl_queue_push(wl_queue *q, void *item)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->count == q->cap)
+        pthread_cond_wait(&q->not_full, &q->mu);
+    q->items[(q->head + q->count++) % q->cap] = item;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+void *wl_queue_pop(wl_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->count == 0 && q->producers > 0)
+        pthread_cond_wait(&q->not_empty, &q->mu);
+    void *item = NULL;
+    if (q->count) {
+        item = q->items[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        pthread_cond_signal(&q->not_full);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return item;
+}
+
+void wl_queue_done(wl_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->producers--;
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+const char *wl_provider(const void *fn)
 {
     Dl_info info;
-    void *(*m)(size_t) = malloc;
-    if (dladdr((void *)(uintptr_t)m, &info) && info.dli_fname) {
+    if (fn && dladdr(fn, &info) && info.dli_fname) {
         const char *slash = strrchr(info.dli_fname, '/');
         return slash ? slash + 1 : info.dli_fname;
     }
     return "?";
 }
 
-/* The process's peak resident set (VmHWM of /proc/self/status) in KiB, or
- * 0. Read with open/read into a stack buffer: no allocation. This is the
- * peak of this program alone; the parent's rusage ru_maxrss would also count
- * the memory of the process that forked us before it exec'ed. */
-static long peak_rss_kib(void)
+void wl_note(const char *fmt, ...)
 {
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    const char *p = strstr(buf, "VmHWM:");
-    return p ? strtol(p + 6, NULL, 10) : 0;
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = sizeof wl_notes - wl_notes_len;
+    int n = vsnprintf(wl_notes + wl_notes_len, room, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n + 1 < room) {
+        wl_notes_len += (size_t)n;
+        wl_notes[wl_notes_len++] = ' ';
+        wl_notes[wl_notes_len] = 0;
+    } else {
+        wl_notes[wl_notes_len] = 0; /* too long: dropped */
+    }
+}
+
+void wl_note_ops(uint64_t ops, const char *unit, double seconds)
+{
+    wl_note("ops=%" PRIu64 " unit=%s ops_per_s=%.0f", ops, unit, seconds > 0 ? (double)ops / seconds : 0.0);
 }
 
 int wl_finish(const char *name, const struct wl_args *a, uint64_t got, uint64_t expected)
@@ -171,10 +279,15 @@ int wl_finish(const char *name, const struct wl_args *a, uint64_t got, uint64_t 
     double ms = (wl_now() - wl_start_time) * 1e3;
     uint64_t errs = atomic_load(&wl_errors);
     int ok = got == expected && errs == 0;
+    /* The peak is this program's alone (VmHWM); the parent's rusage
+     * ru_maxrss would also count the process that forked us. The provider
+     * of malloc lets the harness confirm that LD_PRELOAD took effect. */
+    long peak = wl_proc_kib("/proc/self/status", "VmHWM");
+    void *(*m)(size_t) = malloc;
     printf("%s threads=%d n=%ld seed=%" PRIu64 " checksum=0x%016" PRIx64
-           " expected=0x%016" PRIx64 " errors=%" PRIu64 " ms=%.1f peak_kib=%ld malloc=%s %s\n",
-           name, a->threads, a->n, a->seed, got, expected, errs, ms, peak_rss_kib(), malloc_provider(),
-           ok ? "OK" : "FAIL");
+           " expected=0x%016" PRIx64 " errors=%" PRIu64 " ms=%.1f %speak_kib=%ld malloc=%s %s\n",
+           name, a->threads, a->n, a->seed, got, expected, errs, ms, wl_notes, peak < 0 ? 0 : peak,
+           wl_provider((const void *)(uintptr_t)m), ok ? "OK" : "FAIL");
     fflush(stdout);
     return ok ? 0 : 1;
 }

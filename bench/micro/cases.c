@@ -4,6 +4,7 @@
  * See cases.h for the shim and register.cc for the registration.
  */
 #include "cases.h"
+#include "rng.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -73,18 +74,13 @@ static void batch(mb_state *st, size_t size, enum order order)
         free(perm);
         return;
     }
-    /* The free order, fixed before timing: a permutation drawn with a
-     * xorshift generator and Fisher-Yates. */
-    uint64_t x = 0x2545f4914f6cdd1dull;
+    /* The free order, fixed before timing. */
     for (size_t i = 0; i < n; i++)
         perm[i] = order == REVERSE ? n - 1 - i : i;
     if (order == RANDOM) {
-        for (size_t i = n - 1; i > 0; i--) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            size_t j = (size_t)(x % (i + 1)), t = perm[i];
-            perm[i] = perm[j];
-            perm[j] = t;
-        }
+        wl_rng rng;
+        wl_rng_init(&rng, 42, 0);
+        wl_shuffle(&rng, perm, n, sizeof *perm);
     }
     mb_set_ops(st, (int64_t)n);
     while (mb_running(st)) {

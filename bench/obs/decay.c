@@ -18,9 +18,9 @@
 
 #include <sys/mman.h>
 
-static size_t block_size(uint64_t *rs)
+static size_t block_size(wl_rng *rs)
 {
-    uint64_t r = bench_rnd(rs);
+    uint64_t r = wl_next(rs);
     if (r % 64 == 0) /* one in 64: 2 KiB to 16 KiB */
         return 2 * KiB + (size_t)((r >> 8) % (14 * KiB));
     /* Otherwise 16 B to 2 KiB, more of the small ones (log-uniform). */
@@ -39,11 +39,12 @@ int main(int argc, char **argv)
     if (p == MAP_FAILED)
         return 1;
     mapalloc_free(mapalloc_malloc(1)); /* start-up, and the options read */
-    uint64_t rs = 88172645463325252ull;
+    wl_rng rs;
+    wl_rng_init(&rs, 88172645463325252ull, 0);
     double idle_mib[64], free_mib[64], burst_s = 0;
-    double t0 = bench_now();
+    double t0 = wl_now();
     for (int round = 0; round < rounds && round < 64; round++) {
-        double b0 = bench_now();
+        double b0 = wl_now();
         size_t n = 0, bytes = 0;
         while (bytes < burst && n < cap) {
             size_t size = block_size(&rs);
@@ -54,29 +55,24 @@ int main(int argc, char **argv)
             bytes += size;
             n++;
         }
-        for (size_t i = n; i > 1; i--) {
-            size_t j = (size_t)(bench_rnd(&rs) % i);
-            void *t = p[i - 1];
-            p[i - 1] = p[j];
-            p[j] = t;
-        }
+        wl_shuffle(&rs, p, n, sizeof *p);
         for (size_t i = 0; i < n; i++)
             mapalloc_free(p[i]);
-        burst_s += bench_now() - b0;
+        burst_s += wl_now() - b0;
         madvise(p, cap * sizeof *p, MADV_DONTNEED); /* the table is not the allocator's */
         free_mib[round] = resident_mib();
-        double i0 = bench_now();
-        while (bench_now() - i0 < (double)idle_ms / 1000) {
+        double i0 = wl_now();
+        while (wl_now() - i0 < (double)idle_ms / 1000) {
             void *q[16];
             for (int k = 0; k < 16; k++)
-                q[k] = mapalloc_malloc(16 + (size_t)(bench_rnd(&rs) % 512));
+                q[k] = mapalloc_malloc(16 + (size_t)(wl_next(&rs) % 512));
             for (int k = 0; k < 16; k++)
                 mapalloc_free(q[k]);
             bench_sleep_us(1000);
         }
         idle_mib[round] = resident_mib();
     }
-    double wall = bench_now() - t0;
+    double wall = wl_now() - t0;
     printf("wall_s=%.3f burst_s=%.3f peak_mib=%.1f free_mib=", wall, burst_s, peak_resident_mib());
     for (int r = 0; r < rounds; r++)
         printf("%s%.1f", r ? "," : "", free_mib[r]);

@@ -29,12 +29,13 @@ int main(int argc, char **argv)
                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED || sizes == MAP_FAILED)
         return 1;
-    uint64_t rs = 0x9E3779B97F4A7C15ull;
-    double t0 = bench_now();
+    wl_rng rs;
+    wl_rng_init(&rs, 0x9E3779B97F4A7C15ull, 0);
+    double t0 = wl_now();
     size_t n = 0, bytes = 0;
     while (bytes < total && n < cap) {
         /* 64 B to 4 KiB, log-uniform. */
-        uint64_t r = bench_rnd(&rs);
+        uint64_t r = wl_next(&rs);
         unsigned shift = 6 + (unsigned)(r % 6);
         size_t size = ((size_t)1 << shift) + (size_t)((r >> 8) % ((size_t)1 << shift));
         p[n] = mapalloc_malloc(size);
@@ -45,25 +46,25 @@ int main(int argc, char **argv)
         bytes += size;
         n++;
     }
-    double alloc_s = bench_now() - t0;
+    double alloc_s = wl_now() - t0;
     double rss = resident_mib();
     double anon_huge = proc_field_mib("/proc/self/smaps_rollup", "AnonHugePages");
 
-    t0 = bench_now();
+    t0 = wl_now();
     uint64_t sum = 0;
     for (long i = 0; i < accesses; i++) {
-        uint64_t r = bench_rnd(&rs);
+        uint64_t r = wl_next(&rs);
         size_t k = (size_t)(r % n);
         unsigned char *b = p[k] + (r >> 40) % sizes[k];
         sum += *b;
         *b = (unsigned char)(*b + 1);
     }
-    double access_s = bench_now() - t0;
+    double access_s = wl_now() - t0;
 
-    t0 = bench_now();
+    t0 = wl_now();
     for (size_t i = 0; i < n; i++)
         mapalloc_free(p[i]);
-    double free_s = bench_now() - t0;
+    double free_s = wl_now() - t0;
     struct mapalloc_stats st;
     mapalloc_stats_get(&st);
     printf("alloc_s=%.3f access_s=%.3f free_s=%.3f rss_mib=%.1f anon_huge_mib=%.1f "

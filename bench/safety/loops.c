@@ -8,19 +8,17 @@
  *
  * Each prints nothing on success; the time is measured from outside. The
  * amount of work is fixed (an optional second argument scales it). */
+#include "rng.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static wl_rng rng = {0x9e3779b97f4a7c15ull};
 
-static uint64_t next(void)
-{
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return rng;
-}
+static uint64_t next(void) { return wl_next(&rng); }
 
 /* Keeps the compiler from pairing and removing malloc and free. */
 static void *volatile sink;

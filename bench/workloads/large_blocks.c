@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-enum { SLOTS = 4, PAGE = 4096 };
+enum { SLOTS = 4 };
 #define MIB ((size_t)1 << 20)
 
 struct slot {
@@ -34,34 +34,6 @@ static size_t pick_size(wl_rng *rng)
 {
     size_t base = MIB << wl_below(rng, 6);
     return base + (size_t)wl_below(rng, base);
-}
-
-/* Pages of a block of this size that hold a stamp word. */
-static uint64_t pages_of(size_t size) { return (size + PAGE - 8) / PAGE; }
-
-static uint64_t page_word(uint64_t id, size_t page) { return wl_tag(id * 65536 + page); }
-
-static void touch(struct slot *s, size_t from)
-{
-    for (size_t off = from; off + 8 <= s->size; off += PAGE) {
-        uint64_t v = page_word(s->id, off / PAGE);
-        memcpy(s->p + off, &v, 8);
-    }
-}
-
-/* Verifies the first `size` bytes' pages; returns how many were checked. */
-static uint64_t verify(const struct slot *s, size_t size)
-{
-    uint64_t n = 0;
-    for (size_t off = 0; off + 8 <= size; off += PAGE, n++) {
-        uint64_t v;
-        memcpy(&v, s->p + off, 8);
-        if (v != page_word(s->id, off / PAGE)) {
-            wl_fail("large block page broken, id", s->id);
-            break;
-        }
-    }
-    return n;
 }
 
 static void *run(void *arg)
@@ -84,13 +56,13 @@ static void *run(void *arg)
             }
             s->p = p;
             s->size = size;
-            w->sum += verify(s, old < size ? old : size);
+            w->sum += wl_check_pages(p, old < size ? old : size, s->id);
             if (size > old)
-                touch(s, pages_of(old) * PAGE);
+                wl_stamp_pages(p, size, wl_pages_of(old) * WL_PAGE, s->id);
             continue;
         }
         if (s->p) {
-            w->sum += s->id + verify(s, s->size);
+            w->sum += s->id + wl_check_pages(s->p, s->size, s->id);
             free(s->p);
         }
         s->p = malloc(size);
@@ -100,11 +72,11 @@ static void *run(void *arg)
         }
         s->size = size;
         s->id = next_id++;
-        touch(s, 0);
+        wl_stamp_pages(s->p, size, 0, s->id);
     }
     for (int i = 0; i < SLOTS; i++) {
         if (slots[i].p) {
-            w->sum += slots[i].id + verify(&slots[i], slots[i].size);
+            w->sum += slots[i].id + wl_check_pages(slots[i].p, slots[i].size, slots[i].id);
             free(slots[i].p);
         }
     }
@@ -123,18 +95,18 @@ static uint64_t replay(int id, long ops, uint64_t seed)
         int re = s->size && wl_below(&rng, 4) == 0;
         size_t size = pick_size(&rng);
         if (re) {
-            sum += pages_of(s->size < size ? s->size : size);
+            sum += wl_pages_of(s->size < size ? s->size : size);
             s->size = size;
             continue;
         }
         if (s->size)
-            sum += s->id + pages_of(s->size);
+            sum += s->id + wl_pages_of(s->size);
         s->size = size;
         s->id = next_id++;
     }
     for (int i = 0; i < SLOTS; i++)
         if (slots[i].size)
-            sum += slots[i].id + pages_of(slots[i].size);
+            sum += slots[i].id + wl_pages_of(slots[i].size);
     return sum;
 }
 
