@@ -57,8 +57,9 @@ void *mapalloc_pvalloc(size_t size) MAPALLOC_MALLOC_ATTR;
 /* The number of bytes of the block that may be used; 0 for NULL. */
 size_t mapalloc_usable_size(const void *ptr);
 
-/* Gives back to the kernel every page it can: empty pages of the calling
- * thread's heap and of abandoned heaps, the cache of large mappings.
+/* Gives back to the kernel every page it can: the calling thread's empty
+ * pages, the free slices and empty regions of the process's arena, the cache
+ * of large mappings.
  * Returns 1 if memory was returned, 0 otherwise (as glibc's malloc_trim). */
 int mapalloc_trim(size_t pad);
 
@@ -75,7 +76,7 @@ struct mapalloc_stats {
     uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls;
     uint64_t huge_fallbacks; /* MAP_HUGETLB refused by the kernel, ordinary pages used */
     uint64_t regions;        /* regions mapped now */
-    uint64_t abandoned_regions; /* regions of exited threads not yet adopted */
+    uint64_t abandoned_pages;   /* pages of exited threads, with live blocks, not yet adopted */
     uint64_t mprotect_calls;    /* guard pages of the secure profile */
 };
 void mapalloc_stats_get(struct mapalloc_stats *out);

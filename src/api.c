@@ -1,34 +1,62 @@
 /* The public API: the C allocation functions under mapalloc_ names, with
  * glibc's choices where the standard leaves one, and errno set only on
- * failure. The fast paths are in alloc.h. */
+ * failure; the explicit-arena API; the process's fork handlers. The fast
+ * paths are in alloc.h. */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "mapalloc.h"
 
+/* ---- misuse ---- */
+
+MA_NORETURN MA_COLD static void free_invalid(const void *p)
+{
+    ma_fatal("free of invalid pointer", p);
+}
+
+static void ma_report_invalid_free(const void *p)
+{
+    free_invalid(p);
+}
+
+static void ma_report_double_free(const void *p)
+{
+    ma_fatal("double free of", p);
+}
+
+/* The page of a block that is live, or an abort naming the misuse. */
+static ma_page *page_of_live_block(void *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    ma_page *page = ma_page_of(u);
+    if (ma_unlikely(!ma_page_has_block(page, u)))
+        free_invalid(p);
+    if (MAPALLOC_CHECKS && ma_unlikely(((ma_block *)p)->tag == ma_block_tag(page, p)))
+        ma_fatal("double free of", p);
+    return page;
+}
+
 /* ---- when the kernel refuses ---- */
 
 /* Every empty page and region this thread can reach safely goes back: its
- * own heap's, those of exited threads (adopted, trimmed, let go again),
- * and the large cache. Other threads' heaps are theirs alone. Returns the
- * bytes given back. */
+ * own heap's, the default arena's free slices and empty regions (abandoned
+ * pages whose blocks all came back included), and the large cache. Other
+ * threads' heaps are theirs alone. Returns the bytes given back. */
 static size_t give_back_all(void)
 {
     size_t released = ma_heap_trim(ma_tls_heap);
-    ma_heap *heap = ma_heap_get_or_create();
-    if (heap) {
-        for (ma_region *r; (r = ma_region_take_abandoned(NULL)) != NULL;)
-            ma_heap_adopt_region(heap, r);
-        released += ma_heap_trim(heap);
-    }
-    return released + ma_large_trim();
+    released += ma_arena_purge(&ma_default_arena, 0, true);
+    return released + ma_large_trim(true);
 }
 
 /* A request the kernel refused gets one more try once the memory held for
  * reuse has gone back: under RLIMIT_AS or a full machine, freed memory is
  * then there for the next request. */
-bool ma_give_back(void)
+static bool give_back(void)
 {
     int saved = errno;
     bool any = give_back_all() > 0;
@@ -36,86 +64,80 @@ bool ma_give_back(void)
     return any;
 }
 
-/* ---- the slow ends of the fast paths ---- */
+/* ---- small and medium blocks ---- */
+
+/* The secure profile: every malloc comes here, with the block's trailer
+ * counted in its class. */
+static void *secure_malloc(ma_heap *heap, ma_arena *a, size_t size, size_t alignment, bool zero)
+{
+    unsigned c = ma_secure_class(size, alignment);
+    if (c >= MA_CLASS_COUNT)
+        return ma_arena_large_malloc(a, size, alignment, zero);
+    void *p = ma_heap_malloc_generic(heap, c);
+    return p ? ma_secure_prepare(p, size, zero) : NULL;
+}
 
 static void *malloc_small_once(size_t size)
 {
     if (ma_unlikely(ma_secure))
-        return ma_secure_malloc(ma_tls_heap, size, 0, NULL, false);
+        return secure_malloc(ma_tls_heap, &ma_default_arena, size, 0, false);
     return ma_heap_malloc_generic(ma_tls_heap, ma_size_class(size));
 }
 
-void *ma_malloc_generic(size_t size)
+static void *ma_malloc_generic(size_t size)
 {
     ma_init(); /* the profile is known from here on */
     void *p = malloc_small_once(size);
-    if (ma_unlikely(p == NULL) && ma_give_back())
+    if (ma_unlikely(p == NULL) && give_back())
         p = malloc_small_once(size);
     if (p == NULL)
         errno = ENOMEM;
     return p;
 }
 
-static bool too_large(size_t size)
-{
-    return size > (size_t)PTRDIFF_MAX - MA_OS_PAGE;
-}
+/* ---- large blocks ---- */
 
-static void *malloc_large(size_t size, size_t alignment, bool zero)
+static void *malloc_large(ma_arena *a, size_t size, size_t alignment, bool zero)
 {
     void *p = NULL;
-    if (!too_large(size)) {
-        p = ma_large_malloc(size, alignment, zero, NULL);
-        if (p == NULL && ma_give_back())
-            p = ma_large_malloc(size, alignment, zero, NULL);
+    if (ma_large_map_size(size) != 0) {
+        p = ma_arena_large_malloc(a, size, alignment, zero);
+        if (p == NULL && give_back())
+            p = ma_arena_large_malloc(a, size, alignment, zero);
     }
     if (p == NULL)
         errno = ENOMEM;
     return p;
 }
 
-void *ma_malloc_large_path(size_t size)
+static void *ma_malloc_large_path(size_t size)
 {
     ma_init();
-    return malloc_large(size, 0, false);
+    return malloc_large(&ma_default_arena, size, 0, false);
 }
 
-void ma_free_invalid(const void *p)
-{
-    ma_fatal("free of invalid pointer", p);
-}
-
-void ma_report_invalid_free(const void *p)
-{
-    ma_free_invalid(p);
-}
-
-void ma_report_double_free(const void *p)
-{
-    ma_fatal("double free of", p);
-}
+/* ---- free ---- */
 
 /* Every free that leaves the fast path with a validated block ends here:
- * the secure profile checks and clears it before it goes on a list. */
-void ma_free_block(ma_heap *heap, ma_page *page, void *p)
+ * the secure profile checks and clears it before it goes on a list. heap:
+ * the calling thread's heap that may own the page. */
+static void free_block(ma_heap *heap, ma_page *page, void *p)
 {
     if (ma_secure)
-        ma_secure_release(page, p);
+        ma_secure_check_free(page, p);
     ma_free_tagged(heap, page, p, ma_block_tag(page, p));
 }
 
-void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align)
+static void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align)
 {
     if (p == NULL)
         return;
     if (ma_in_region((uintptr_t)p)) { /* a region of the secure profile */
-        ma_free_block(ma_tls_heap, ma_page_of_live_block(p), p);
+        free_block(ma_tls_heap, page_of_live_block(p), p);
         return;
     }
-    ma_large_free(p, expect_size, expect_align);
+    ma_arena_large_free(p, expect_size, expect_align);
 }
-
-/* ---- malloc, calloc, free ---- */
 
 MA_API void *mapalloc_malloc(size_t size)
 {
@@ -136,7 +158,7 @@ MA_API void *mapalloc_calloc(size_t count, size_t size)
     }
     if (total > MA_LARGE_THRESHOLD) {
         ma_init();
-        return malloc_large(total, 0, true); /* fresh mappings are zero already */
+        return malloc_large(&ma_default_arena, total, 0, true); /* fresh mappings are zero already */
     }
     void *p = ma_malloc_inline(total);
     if (p != NULL)
@@ -155,7 +177,7 @@ static void free_checked(void *p, size_t size, size_t alignment)
         ma_free_nonregion(p, size ? size : 1, alignment);
         return;
     }
-    ma_page *page = ma_page_of_live_block(p);
+    ma_page *page = page_of_live_block(p);
     unsigned c = ma_secure ? ma_secure_class(size, alignment)
                  : alignment > 16 ? ma_aligned_class(size, alignment)
                                   : ma_size_class(size);
@@ -165,7 +187,7 @@ static void free_checked(void *p, size_t size, size_t alignment)
             ma_fatal("free_aligned_sized with a size or alignment that does not match the block", p);
         ma_fatal("free_sized with a size that does not match the block", p);
     }
-    ma_free_block(ma_tls_heap, page, p);
+    free_block(ma_tls_heap, page, p);
 }
 
 MA_API void mapalloc_free_sized(void *ptr, size_t size)
@@ -188,24 +210,45 @@ static size_t usable_size(void *p)
 {
     uintptr_t u = (uintptr_t)p;
     if (ma_in_region(u)) {
-        ma_page *page = ma_page_of_live_block(p);
+        ma_page *page = page_of_live_block(p);
         return ma_secure ? ma_secure_size(page, p) : page->block_size;
     }
     return ma_secure ? ma_large_requested_size(p) : ma_large_usable_size(p);
 }
 
-/* realloc of a block of the ordinary heap (arena NULL) or of an arena: the
- * new block comes from the same place. A block that stays in its class is
- * kept; a large one grows or shrinks with mremap; anything else moves. In
- * the secure profile a small or medium block always moves (its canary sits
- * right after the requested size). */
-void *ma_realloc_in(ma_arena *arena, void *ptr, size_t size)
+/* The arena a block belongs to; aborts for a pointer that is no live block. */
+static ma_arena *arena_of(void *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    if (ma_in_region(u)) {
+        page_of_live_block(p);
+        return ma_region_of(u)->arena;
+    }
+    return ma_arena_of_large(p);
+}
+
+static void *arena_malloc(ma_arena *a, size_t size)
+{
+    return a == &ma_default_arena ? mapalloc_malloc(size) : mapalloc_arena_malloc((mapalloc_arena *)a, size);
+}
+
+static void arena_free(ma_arena *a, void *p)
+{
+    if (a == &ma_default_arena)
+        mapalloc_free(p);
+    else
+        mapalloc_arena_free((mapalloc_arena *)a, p);
+}
+
+/* realloc of a block of arena a: the new block comes from the same arena.
+ * A block that stays in its class is kept; a large one grows or shrinks
+ * with mremap; anything else moves. In the secure profile a small or
+ * medium block always moves (its canary sits right after the requested
+ * size). */
+static void *realloc_in(ma_arena *a, void *ptr, size_t size)
 {
     if (size == 0) { /* glibc: free and return NULL */
-        if (arena)
-            mapalloc_arena_free((mapalloc_arena *)arena, ptr);
-        else
-            mapalloc_free(ptr);
+        arena_free(a, ptr);
         return NULL;
     }
     if (size > (size_t)PTRDIFF_MAX) {
@@ -214,7 +257,7 @@ void *ma_realloc_in(ma_arena *arena, void *ptr, size_t size)
     }
     size_t old_usable;
     if (ma_in_region((uintptr_t)ptr)) {
-        ma_page *page = ma_page_of_live_block(ptr);
+        ma_page *page = page_of_live_block(ptr);
         if (ma_secure)
             old_usable = ma_secure_size(page, ptr);
         else if (size <= MA_LARGE_THRESHOLD && ma_size_class(size) == page->class_idx)
@@ -222,23 +265,20 @@ void *ma_realloc_in(ma_arena *arena, void *ptr, size_t size)
         else
             old_usable = page->block_size;
     } else if (size > MA_LARGE_THRESHOLD) {
-        void *q = ma_large_realloc(ptr, size);
-        if (q == NULL && !too_large(size) && ma_give_back())
-            q = ma_large_realloc(ptr, size);
+        void *q = ma_arena_large_realloc(ptr, size);
+        if (q == NULL && ma_large_map_size(size) != 0 && give_back())
+            q = ma_arena_large_realloc(ptr, size);
         if (q == NULL)
             errno = ENOMEM;
         return q;
     } else {
         old_usable = ma_secure ? ma_large_requested_size(ptr) : ma_large_usable_size(ptr);
     }
-    void *q = arena ? mapalloc_arena_malloc((mapalloc_arena *)arena, size) : mapalloc_malloc(size);
+    void *q = arena_malloc(a, size);
     if (q == NULL)
         return NULL; /* the old block stays as it was */
     memcpy(q, ptr, old_usable < size ? old_usable : size);
-    if (arena)
-        mapalloc_arena_free((mapalloc_arena *)arena, ptr);
-    else
-        mapalloc_free(ptr);
+    arena_free(a, ptr);
     return q;
 }
 
@@ -246,9 +286,7 @@ MA_API void *mapalloc_realloc(void *ptr, size_t size)
 {
     if (ptr == NULL)
         return mapalloc_malloc(size);
-    uintptr_t u = (uintptr_t)ptr;
-    ma_arena *arena = ma_in_region(u) ? ma_region_of(u)->arena : ma_large_arena_of(ptr);
-    return ma_realloc_in(arena, ptr, size);
+    return realloc_in(arena_of(ptr), ptr, size);
 }
 
 MA_API void *mapalloc_reallocarray(void *ptr, size_t count, size_t size)
@@ -268,42 +306,42 @@ static bool is_pow2(size_t a)
     return a != 0 && (a & (a - 1)) == 0;
 }
 
+static void *malloc_aligned_once(ma_heap *heap, ma_arena *a, size_t size, size_t alignment)
+{
+    if (ma_secure)
+        return secure_malloc(heap, a, size, alignment, false);
+    unsigned c = ma_aligned_class(size, alignment);
+    if (c < MA_CLASS_COUNT) {
+        void *p = ma_page_pop(heap->pages[c]);
+        return p ? p : ma_heap_malloc_generic(heap, c);
+    }
+    return ma_arena_large_malloc(a, size, alignment, false);
+}
+
+/* An aligned block (alignment a power of two above 16) from heap, a heap
+ * of arena a; NULL with errno ENOMEM. The generic path makes the thread's
+ * default heap when heap is still the empty one. */
+static void *heap_malloc_aligned(ma_heap *heap, ma_arena *a, size_t size, size_t alignment)
+{
+    void *p = malloc_aligned_once(heap, a, size, alignment);
+    if (p == NULL && give_back())
+        p = malloc_aligned_once(heap, a, size, alignment);
+    if (p == NULL)
+        errno = ENOMEM;
+    return p;
+}
+
 /* alignment: a power of two. */
 static void *malloc_aligned(size_t alignment, size_t size)
 {
     if (alignment <= MA_SMALL_STEP)
         return mapalloc_malloc(size);
-    if (size > (size_t)PTRDIFF_MAX || alignment > ((size_t)1 << 40)) {
+    if (size > (size_t)PTRDIFF_MAX || alignment > MA_ALIGN_MAX) {
         errno = ENOMEM;
         return NULL;
     }
     ma_init();
-    return ma_heap_malloc_aligned(ma_tls_heap, NULL, size, alignment);
-}
-
-static void *malloc_aligned_once(ma_heap *heap, ma_arena *arena, size_t size, size_t alignment)
-{
-    unsigned c = ma_aligned_class(size, alignment);
-    if (ma_secure)
-        return ma_secure_malloc(heap, size, alignment, arena, false);
-    if (c < MA_CLASS_COUNT) {
-        void *p = ma_page_pop(heap->pages[c]);
-        return p ? p : ma_heap_malloc_generic(heap, c);
-    }
-    return ma_large_malloc(size, alignment, false, arena);
-}
-
-/* An aligned block (alignment a power of two above 16) from heap, of the
- * ordinary heap (arena NULL) or of an arena; NULL with errno ENOMEM. The
- * generic path makes the thread's heap when heap is still the empty one. */
-void *ma_heap_malloc_aligned(ma_heap *heap, ma_arena *arena, size_t size, size_t alignment)
-{
-    void *p = malloc_aligned_once(heap, arena, size, alignment);
-    if (p == NULL && ma_give_back())
-        p = malloc_aligned_once(heap, arena, size, alignment);
-    if (p == NULL)
-        errno = ENOMEM;
-    return p;
+    return heap_malloc_aligned(ma_tls_heap, &ma_default_arena, size, alignment);
 }
 
 MA_API void *mapalloc_aligned_alloc(size_t alignment, size_t size)
@@ -331,7 +369,7 @@ MA_API int mapalloc_posix_memalign(void **out, size_t alignment, size_t size)
 /* glibc: memalign rounds an alignment that is not a power of two up to one. */
 MA_API void *mapalloc_memalign(size_t alignment, size_t size)
 {
-    if (alignment > ((size_t)1 << 40)) {
+    if (alignment > MA_ALIGN_MAX) {
         errno = EINVAL;
         return NULL;
     }
@@ -374,4 +412,253 @@ MA_API int mapalloc_trim(size_t pad)
     (void)pad;
     ma_init();
     return give_back_all() > 0;
+}
+
+/* ---- explicit arenas ---- */
+
+static const unsigned known_flags = MAPALLOC_ARENA_HUGE | MAPALLOC_ARENA_NORESERVE |
+                                    MAPALLOC_ARENA_DEVZERO | MAPALLOC_ARENA_RESET_RETURNS;
+
+MA_API mapalloc_arena *mapalloc_arena_create(const struct mapalloc_arena_options *options)
+{
+    struct mapalloc_arena_options opt = {0, 0, 0};
+    if (options)
+        opt = *options;
+    if ((opt.flags & ~known_flags) != 0 || (opt.limit && opt.reserve > opt.limit) ||
+        opt.reserve > (size_t)PTRDIFF_MAX / 2) {
+        errno = EINVAL;
+        return NULL;
+    }
+    ma_init();
+    ma_arena *a = ma_arena_new(opt.flags, opt.limit, opt.reserve);
+    if (a == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    atomic_store_explicit(&a->hot_heap, &ma_empty_heap, memory_order_release);
+    return (mapalloc_arena *)a;
+}
+
+MA_API void mapalloc_arena_destroy(mapalloc_arena *arena)
+{
+    ma_arena *a = (ma_arena *)arena;
+    if (a == NULL)
+        return;
+    uint64_t magic = atomic_load_explicit(&a->magic, memory_order_acquire);
+    if (magic == MA_ARENA_DEAD)
+        ma_fatal("arena destroyed twice", a);
+    if (magic != MA_ARENA_LIVE || a == &ma_default_arena)
+        ma_fatal("destroy of something that is not an arena", a);
+    ma_heaps_leave(a);
+    ma_arena_destroy(a);
+}
+
+/* Without RESET_RETURNS, each heap keeps its pages in place, emptied (the
+ * next request finds them at once); with it, every page goes, and memory
+ * goes back to the kernel beyond the reservation. */
+MA_API void mapalloc_arena_reset(mapalloc_arena *arena)
+{
+    ma_arena *a = (ma_arena *)arena;
+    ma_arena_check_live(a);
+    ma_heaps_reset(a, (a->flags & MAPALLOC_ARENA_RESET_RETURNS) != 0);
+}
+
+static void *arena_malloc_once(ma_arena *a, ma_heap *heap, size_t size, bool zero)
+{
+    if (ma_secure)
+        return secure_malloc(heap, a, size, 0, zero);
+    if (size > MA_LARGE_THRESHOLD)
+        return ma_arena_large_malloc(a, size, 0, zero);
+    void *p = ma_page_pop(ma_heap_page_for(heap, size));
+    if (p == NULL)
+        p = ma_heap_malloc_generic(heap, ma_size_class(size));
+    if (p != NULL && zero)
+        memset(p, 0, size);
+    return p;
+}
+
+/* Refused: past the limit, blocks freed into this thread's pages of the
+ * arena may not be collected yet: collect them and give back the empty
+ * pages; refused by the kernel, give back what the process holds. Then one
+ * more try. Blocks freed into other threads' pages count until those
+ * threads allocate from the arena again. */
+static void *arena_malloc_in(ma_arena *a, ma_heap *heap, size_t size, bool zero)
+{
+    int saved = errno;
+    void *p = arena_malloc_once(a, heap, size, zero);
+    if (p == NULL) {
+        bool retry = true;
+        if (a->limit)
+            ma_heap_trim(heap);
+        else
+            retry = give_back();
+        if (retry)
+            p = arena_malloc_once(a, heap, size, zero);
+    }
+    if (p == NULL)
+        errno = ENOMEM;
+    else
+        errno = saved; /* success leaves errno alone */
+    return p;
+}
+
+static MA_NOINLINE void *arena_malloc_slow(ma_arena *a, ma_heap *heap, size_t size)
+{
+    if (heap == &ma_empty_heap || size > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return arena_malloc_in(a, heap, size, false);
+}
+
+/* A block from heap's page for size (size <= MA_LARGE_THRESHOLD): popped
+ * from its free list or, when that is dry, its next fresh block (the common
+ * case in an arena, whose blocks are rarely freed one by one). NULL: the
+ * slow path decides. */
+static inline void *arena_heap_pop(ma_heap *heap, size_t size)
+{
+    ma_page *page = ma_heap_page_for(heap, size);
+    void *p = ma_page_pop(page);
+    if (ma_likely(p != NULL))
+        return p;
+    return ma_page_take_fresh(page);
+}
+
+static MA_NOINLINE void *arena_malloc_miss(ma_arena *a, size_t size)
+{
+    if (a == NULL)
+        ma_arena_dead(a);
+    ma_heap *heap = ma_heap_of_arena_slow(a);
+    if (size <= MA_LARGE_THRESHOLD) {
+        void *p = arena_heap_pop(heap, size);
+        if (p != NULL)
+            return p;
+    }
+    return arena_malloc_slow(a, heap, size);
+}
+
+/* The same fast path as malloc, on the thread's heap in the arena; every
+ * other case leaves by a tail call, so this keeps no stack frame. */
+MA_API void *mapalloc_arena_malloc(mapalloc_arena *arena, size_t size)
+{
+    ma_arena *a = (ma_arena *)arena;
+    if (ma_unlikely(a == NULL))
+        return arena_malloc_miss(a, size);
+    ma_heap *heap = atomic_load_explicit(&a->hot_heap, memory_order_acquire);
+    if (ma_unlikely(!ma_heap_is_hot(a, heap)))
+        return arena_malloc_miss(a, size);
+    if (ma_likely(size <= MA_LARGE_THRESHOLD)) {
+        void *p = arena_heap_pop(heap, size);
+        if (ma_likely(p != NULL))
+            return p;
+    }
+    return arena_malloc_slow(a, heap, size);
+}
+
+MA_API void *mapalloc_arena_calloc(mapalloc_arena *arena, size_t count, size_t size)
+{
+    ma_arena *a = (ma_arena *)arena;
+    size_t total;
+    ma_heap *heap = ma_heap_of_arena(a);
+    if (heap == &ma_empty_heap || __builtin_mul_overflow(count, size, &total) ||
+        total > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return arena_malloc_in(a, heap, total, true);
+}
+
+MA_API void *mapalloc_arena_aligned_alloc(mapalloc_arena *arena, size_t alignment, size_t size)
+{
+    ma_arena *a = (ma_arena *)arena;
+    ma_heap *heap = ma_heap_of_arena(a);
+    if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (heap == &ma_empty_heap || size > (size_t)PTRDIFF_MAX || alignment > MA_ALIGN_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (alignment <= MA_SMALL_STEP)
+        return arena_malloc_in(a, heap, size, false);
+    return heap_malloc_aligned(heap, a, size, alignment);
+}
+
+static void check_owner(ma_arena *a, void *p)
+{
+    if (ma_unlikely(arena_of(p) != a))
+        ma_fatal("free into the wrong arena of", p);
+}
+
+MA_API void mapalloc_arena_free(mapalloc_arena *arena, void *ptr)
+{
+    ma_arena *a = (ma_arena *)arena;
+    ma_arena_check_live(a);
+    if (ptr == NULL)
+        return;
+    uintptr_t u = (uintptr_t)ptr;
+    if (!ma_in_region(u)) {
+        check_owner(a, ptr);
+        ma_arena_large_free(ptr, 0, 0);
+        return;
+    }
+    ma_page *page = page_of_live_block(ptr);
+    if (ma_unlikely(ma_region_of(u)->arena != a))
+        ma_fatal("free into the wrong arena of", ptr);
+    free_block(ma_heap_of_arena(a), page, ptr);
+}
+
+MA_API void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t size)
+{
+    ma_arena *a = (ma_arena *)arena;
+    ma_arena_check_live(a);
+    if (ptr == NULL)
+        return mapalloc_arena_malloc(arena, size);
+    check_owner(a, ptr);
+    return realloc_in(a, ptr, size);
+}
+
+MA_API void mapalloc_arena_stats(mapalloc_arena *arena, struct mapalloc_arena_stats *out)
+{
+    ma_arena *a = (ma_arena *)arena;
+    ma_arena_check_live(a);
+    struct ma_arena_account acc;
+    ma_arena_account(a, &acc);
+    out->live = acc.live;
+    out->blocks = acc.blocks;
+    out->committed = acc.committed;
+    out->mapped = acc.mapped;
+    out->peak = acc.peak;
+}
+
+/* ---- the process: fork ---- */
+
+/* fork: every allocator lock, always in this order. */
+static void fork_prepare(void)
+{
+    ma_arenas_lock_all();
+    ma_lock(&ma_heap_lock);
+    ma_lock(&ma_large_lock);
+}
+
+static void fork_parent(void)
+{
+    ma_unlock(&ma_large_lock);
+    ma_unlock(&ma_heap_lock);
+    ma_arenas_unlock_all();
+}
+
+static void fork_child(void)
+{
+    fork_parent();
+    ma_heap_fork_child();
+}
+
+/* Registered when the library is loaded, before any thread of the program
+ * can fork. (The first allocations may come earlier still, from the
+ * dynamic loader, while no other thread runs.) */
+__attribute__((constructor)) static void api_start(void)
+{
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
 }

@@ -1,61 +1,487 @@
-/* Explicit arenas, built from the same regions, pages and heaps as the rest.
- *
- * An arena owns its regions (mapped with its own flags) and keeps an index of
- * its large blocks. Each thread that uses an arena gets a heap of its own in
- * it, found from the arena itself (its hot heap) or through a small
- * per-thread cache, so allocation takes no lock; a free from another thread
- * is the usual atomic push into the page. Reset empties each heap's pages
- * in place for the next request (or, with RESET_RETURNS, wipes the region
- * headers and returns the memory) and unmaps the large blocks; destroy
- * unmaps everything. Both work on pages and mappings, never on blocks.
- *
- * Lock order: an arena's lock, then ma_heap_lock, ma_region_lock,
- * ma_large_lock (fork takes them in that order too). */
-#include <errno.h>
+/* Arenas: regions, pages, abandoned pages, large blocks and the budget of
+ * one arena, and its purging. See arena.h. */
 #include <string.h>
 
-#include "alloc.h"
+#include "arena.h"
 #include "mapalloc.h"
 
-#define ARENA_SLOTS 4
 #define ARENA_CHUNK ((size_t)64 << 10)
 #define ARENA_REUSE_AFTER 64 /* destroyed arenas wait this long in the pool */
+#define PURGE_BATCH 32       /* regions purged per pass of the lock */
 
-ma_spinlock ma_arena_pool_lock;
+ma_arena ma_default_arena = {.magic = MA_ARENA_LIVE, .large = {.cache = true}};
+static ma_spinlock ma_arena_pool_lock;
 static ma_arena *fresh;                  /* never used */
 static ma_arena *dead_first, *dead_last; /* destroyed, oldest first */
 static size_t dead_count;
-static ma_arena *all_arenas;
+static ma_arena *all_arenas;             /* every explicit arena structure */
+static _Atomic size_t folded_collected, folded_collected_bytes; /* of destroyed arenas */
 
-struct arena_slot {
-    ma_arena *arena;
-    uint64_t generation;
-    ma_heap *heap;
+void ma_arena_dead(const ma_arena *a)
+{
+    ma_fatal("use of a destroyed arena", a);
+}
+
+/* Regions and large blocks of the default arena take the process's mapping
+ * options (read at start-up); an explicit arena's are fixed at creation.
+ * Large blocks of the default arena never ask for MAP_HUGETLB: most sizes
+ * are not whole huge pages, and each refusal would be counted. */
+static unsigned region_flags(const ma_arena *a)
+{
+    return a == &ma_default_arena ? ma_os_default_flags() : a->map_flags;
+}
+
+static unsigned large_flags(const ma_arena *a)
+{
+    return a == &ma_default_arena ? ma_os_default_flags() & ~(unsigned)MA_MAP_HUGE : a->map_flags;
+}
+
+static bool keeps_regions(const ma_arena *a)
+{
+    return (a->kind & MA_ARENA_KEEPS_REGIONS) != 0;
+}
+
+/* ---- the budget ---- */
+
+bool ma_arena_commit(ma_arena *a, size_t bytes)
+{
+    size_t now = atomic_load_explicit(&a->committed, memory_order_relaxed);
+    do {
+        if (a->limit && (now + bytes > a->limit || now + bytes < now))
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&a->committed, &now, now + bytes,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    size_t peak = atomic_load_explicit(&a->peak, memory_order_relaxed);
+    while (now + bytes > peak &&
+           !atomic_compare_exchange_weak_explicit(&a->peak, &peak, now + bytes, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+    return true;
+}
+
+static void ma_arena_uncommit(ma_arena *a, size_t bytes)
+{
+    atomic_fetch_sub_explicit(&a->committed, bytes, memory_order_relaxed);
+}
+
+/* ---- regions ---- */
+
+/* Under the lock. */
+static void link_region(ma_arena *a, ma_region *r)
+{
+    r->prev = NULL;
+    r->next = a->regions;
+    if (a->regions)
+        a->regions->prev = r;
+    a->regions = r;
+    a->region_count++;
+}
+
+/* Under the lock; the region is unmapped after it is dropped. Hints that
+ * name it go stale. */
+static void unlink_region(ma_arena *a, ma_region *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        a->regions = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    a->region_count--;
+    a->region_epoch++;
+}
+
+static void dirty_add(ma_arena *a, unsigned slices)
+{
+    a->dirty_bytes += (size_t)slices << MA_SLICE_SHIFT;
+}
+
+static void dirty_sub(ma_arena *a, unsigned slices)
+{
+    size_t bytes = (size_t)slices << MA_SLICE_SHIFT;
+    a->dirty_bytes = a->dirty_bytes > bytes ? a->dirty_bytes - bytes : 0;
+}
+
+/* A new region, linked in; NULL when the kernel refuses. Called without
+ * the lock. */
+static ma_region *region_new(ma_arena *a)
+{
+    ma_region *r = ma_region_map_new(region_flags(a), a);
+    if (r == NULL)
+        return NULL;
+    atomic_fetch_add_explicit(&a->mapped, MA_REGION_SIZE, memory_order_relaxed);
+    ma_lock(&a->lock);
+    link_region(a, r);
+    ma_unlock(&a->lock);
+    return r;
+}
+
+static void region_unmap(ma_arena *a, ma_region *r)
+{
+    atomic_fetch_sub_explicit(&a->mapped, MA_REGION_SIZE, memory_order_relaxed);
+    ma_region_unmap(r);
+}
+
+/* ---- pages ---- */
+
+/* A page's blocks need at least half of what the class's full length
+ * holds: a shorter run is left for another class. */
+static unsigned short_page_min(unsigned c)
+{
+    size_t full = ((size_t)ma_class_slices(c) << MA_SLICE_SHIFT) / ma_class_size(c);
+    size_t want = (full + 1) / 2 * ma_class_size(c);
+    return (unsigned)MA_CEIL_DIV(want, MA_SLICE_SIZE);
+}
+
+static bool region_fits(const ma_region *r, unsigned n)
+{
+    return ma_slice_count(~r->used_slices) >= n;
+}
+
+/* A free run for a page of n slices (or, failing that, of at least min_n)
+ * at a multiple of align: one that is resident already (dirty) first, in
+ * the hinted region and then in any, so that freed memory is reused before
+ * fresh pages are faulted in; then any free run, the hinted region first.
+ * Under the lock. Returns its region and sets *first and *len; NULL: none. */
+static ma_region *find_slices(ma_arena *a, unsigned n, unsigned min_n, unsigned align, ma_region *hint,
+                              unsigned *first, unsigned *len)
+{
+    for (int dirty_only = a->dirty_bytes != 0; dirty_only >= 0; dirty_only--) {
+        int i;
+        if (hint && region_fits(hint, n) && (i = ma_region_find_run(hint, n, align, dirty_only)) >= 0) {
+            *first = (unsigned)i, *len = n;
+            return hint;
+        }
+        for (ma_region *r = a->regions; r; r = r->next)
+            if (r != hint && region_fits(r, n) && (i = ma_region_find_run(r, n, align, dirty_only)) >= 0) {
+                *first = (unsigned)i, *len = n;
+                return r;
+            }
+    }
+    for (ma_region *r = a->regions; r; r = r->next)
+        if (region_fits(r, min_n) && (*len = ma_region_longest_run(r, align, n, first)) >= min_n)
+            return r;
+    return NULL;
+}
+
+ma_page *ma_arena_page_new(ma_arena *a, unsigned c, struct ma_heap *heap, ma_region_hint *hint,
+                           bool may_map)
+{
+    unsigned n = ma_class_slices(c), align = ma_class_align_slices(c);
+    if (!ma_arena_commit(a, (size_t)n << MA_SLICE_SHIFT))
+        return NULL; /* checked before anything is looked at: a refusal maps nothing */
+    unsigned first = 0, len = 0;
+    ma_lock(&a->lock);
+    ma_region *r = find_slices(a, n, short_page_min(c), align,
+                               hint->epoch == a->region_epoch ? hint->region : NULL, &first, &len);
+    if (r == NULL && !may_map) {
+        ma_unlock(&a->lock);
+        ma_arena_uncommit(a, (size_t)n << MA_SLICE_SHIFT);
+        return NULL;
+    }
+    if (r == NULL) {
+        ma_unlock(&a->lock);
+        ma_region *fresh_r = region_new(a);
+        ma_lock(&a->lock);
+        int i = fresh_r ? ma_region_find_run(fresh_r, n, align, false) : -1;
+        if (i >= 0) {
+            r = fresh_r, first = (unsigned)i, len = n;
+        } else {
+            /* No memory for a region (or another thread took the new one):
+             * any run that holds one block will do. */
+            unsigned one = (unsigned)MA_CEIL_DIV(ma_class_size(c), MA_SLICE_SIZE);
+            r = find_slices(a, n, one, align, NULL, &first, &len);
+        }
+        if (r == NULL) {
+            ma_unlock(&a->lock);
+            ma_arena_uncommit(a, (size_t)n << MA_SLICE_SHIFT);
+            return NULL;
+        }
+    }
+    dirty_sub(a, ma_region_take_slices(r, first, len));
+    hint->region = r;
+    hint->epoch = a->region_epoch;
+    ma_unlock(&a->lock);
+    if (len < n)
+        ma_arena_uncommit(a, (size_t)(n - len) << MA_SLICE_SHIFT);
+    ma_page *page = &r->pages[first];
+    if (!ma_page_init(page, r, first, len, c)) { /* the secure profile's guard was refused */
+        ma_lock(&a->lock);
+        ma_region_give_slices(r, first, len, (uint32_t)ma_clock_ms());
+        dirty_add(a, len);
+        ma_unlock(&a->lock);
+        ma_arena_uncommit(a, (size_t)len << MA_SLICE_SHIFT);
+        return NULL;
+    }
+    atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+    return page;
+}
+
+/* The page's slices are free from now on. Under the lock; the secure
+ * profile's guard was opened before. */
+static void give_page_slices(ma_arena *a, ma_page *page, uint32_t now)
+{
+    ma_region_give_slices(ma_page_region(page), page->first_slice, page->slices, now);
+    dirty_add(a, page->slices);
+    ma_page_uncarve(page);
+    page->slices = 0;
+    page->free = page->local_free = NULL;
+    atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+}
+
+/* A page's slices go back to its region, dirty. In the secure profile its
+ * last 4 KiB guard opens first, or a page of another length made there
+ * would fault in the middle; if the kernel refuses, the slices stay out of
+ * use (the blocks are gone all the same). Returns the bytes given back. */
+static size_t page_to_free(ma_arena *a, ma_page *page, uint32_t now)
+{
+    size_t bytes = (size_t)page->slices << MA_SLICE_SHIFT;
+    if (ma_secure && !ma_os_unguard(ma_page_start(page) + bytes - MA_GUARD_SIZE, MA_GUARD_SIZE)) {
+        ma_page_forget(page);
+        atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+        return 0;
+    }
+    ma_lock(&a->lock);
+    give_page_slices(a, page, now);
+    ma_unlock(&a->lock);
+    return bytes;
+}
+
+void ma_arena_page_free(ma_arena *a, ma_page *page)
+{
+    size_t bytes = (size_t)page->slices << MA_SLICE_SHIFT;
+    bool kept = page->kept;
+    page_to_free(a, page, (uint32_t)ma_clock_ms());
+    if (!kept)
+        ma_arena_uncommit(a, bytes);
+}
+
+void ma_arena_abandon(ma_arena *a, ma_page *page)
+{
+    ma_lock(&a->lock);
+    ma_queue_push_back(&a->abandoned[page->class_idx], page);
+    page->abandoned = 1;
+    a->abandoned_count++;
+    ma_unlock(&a->lock);
+}
+
+/* Under the lock. */
+static void unabandon(ma_arena *a, ma_page *page)
+{
+    ma_queue_unlink(&a->abandoned[page->class_idx], page);
+    page->abandoned = 0;
+    a->abandoned_count--;
+}
+
+ma_page *ma_arena_take_abandoned(ma_arena *a, unsigned c)
+{
+    if (atomic_load_explicit((_Atomic(ma_page *) *)&a->abandoned[c].first, memory_order_relaxed) == NULL)
+        return NULL;
+    ma_lock(&a->lock);
+    ma_page *page = a->abandoned[c].first;
+    if (page)
+        unabandon(a, page);
+    ma_unlock(&a->lock);
+    return page;
+}
+
+bool ma_arena_claim(ma_arena *a, ma_page *page)
+{
+    ma_lock(&a->lock);
+    bool taken = page->abandoned;
+    if (taken)
+        unabandon(a, page);
+    ma_unlock(&a->lock);
+    return taken;
+}
+
+/* ---- purging ---- */
+
+struct purge_batch {
+    ma_region *region[PURGE_BATCH];
+    uint64_t slices[PURGE_BATCH];
+    unsigned n;
 };
-/* The thread's most recently used arenas, most recent first. Empty slots
- * name a dummy that no handle equals (not NULL: a NULL handle would match). */
-static ma_arena no_arena;
-#define EMPTY_SLOT {&no_arena, 0, NULL}
-static MA_THREAD_LOCAL struct arena_slot slots[ARENA_SLOTS] = {EMPTY_SLOT, EMPTY_SLOT, EMPTY_SLOT,
-                                                               EMPTY_SLOT};
-static MA_THREAD_LOCAL ma_heap *thread_heaps;
 
-static const unsigned known_flags = MAPALLOC_ARENA_HUGE | MAPALLOC_ARENA_NORESERVE |
-                                    MAPALLOC_ARENA_DEVZERO | MAPALLOC_ARENA_RESET_RETURNS;
-
-void ma_arena_dead(const ma_arena *arena)
+/* Takes what is old enough from up to PURGE_BATCH regions, and unlinks
+ * (into *unmap) the regions that are free, with nothing young in them, and
+ * need not stay: all of them when all, else all but the first one (the
+ * next page needs no mmap); none in an explicit arena. Under the lock.
+ * True when it took anything. */
+static bool purge_take(ma_arena *a, uint32_t now, uint32_t min_age, bool all, struct purge_batch *b,
+                       ma_region **unmap)
 {
-    ma_fatal("use of a destroyed arena", arena);
+    bool kept_one = all;
+    b->n = 0;
+    for (ma_region *r = a->regions, *next; r && b->n < PURGE_BATCH; r = next) {
+        next = r->next;
+        uint64_t old = ma_region_old_dirty(r, now, min_age);
+        if (ma_region_is_empty(r) && !keeps_regions(a)) {
+            if (kept_one && old == r->dirty_slices) {
+                dirty_sub(a, ma_slice_count(old));
+                unlink_region(a, r);
+                r->next = *unmap;
+                *unmap = r;
+                continue;
+            }
+            kept_one = true;
+        }
+        if (old) {
+            ma_region_claim_for_purge(r, old);
+            dirty_sub(a, ma_slice_count(old));
+            b->region[b->n] = r;
+            b->slices[b->n++] = old;
+        }
+    }
+    return b->n > 0 || *unmap != NULL;
 }
 
-static void check_live(const ma_arena *arena)
+/* Remote frees into the arena's pages that the arena itself collected or
+ * dropped, not a heap. */
+static void count_collected(ma_arena *a, const ma_page *page, size_t count)
 {
-    if (ma_unlikely(arena == NULL ||
-                    atomic_load_explicit(&arena->magic, memory_order_acquire) != MA_ARENA_LIVE))
-        ma_arena_dead(arena);
+    atomic_fetch_add_explicit(&a->collected, count, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->collected_bytes, count * page->block_size, memory_order_relaxed);
+    if (a != &ma_default_arena) {
+        atomic_fetch_sub_explicit(&a->pending_frees, count, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&a->pending_bytes, count * page->block_size, memory_order_relaxed);
+    }
 }
 
-/* ---- arena structures ---- */
+/* Abandoned pages whose blocks have all come back: nobody would collect
+ * them otherwise. Under the lock; their guards open after it. */
+static ma_page *take_empty_abandoned(ma_arena *a)
+{
+    ma_page *list = NULL;
+    for (unsigned c = 0; c < MA_CLASS_COUNT && a->abandoned_count; c++)
+        for (ma_page *page = a->abandoned[c].first, *next; page; page = next) {
+            next = page->next;
+            count_collected(a, page, ma_page_collect(page));
+            if (page->used == 0) {
+                unabandon(a, page);
+                page->next = list;
+                list = page;
+            }
+        }
+    return list;
+}
+
+size_t ma_arena_purge(ma_arena *a, uint32_t min_age_ms, bool all)
+{
+    size_t given = 0;
+    uint32_t now = (uint32_t)ma_clock_ms();
+    ma_lock(&a->lock);
+    ma_page *empty = take_empty_abandoned(a);
+    ma_unlock(&a->lock);
+    for (ma_page *page = empty, *next; page; page = next) {
+        next = page->next;
+        ma_arena_page_free(a, page);
+    }
+    for (;;) {
+        struct purge_batch b;
+        ma_region *unmap = NULL;
+        ma_lock(&a->lock);
+        bool any = purge_take(a, now, min_age_ms, all, &b, &unmap);
+        ma_unlock(&a->lock);
+        if (!any)
+            return given;
+        for (unsigned i = 0; i < b.n; i++) {
+            ma_region_purge_slices(b.region[i], b.slices[i]);
+            given += (size_t)ma_slice_count(b.slices[i]) << MA_SLICE_SHIFT;
+        }
+        for (ma_region *r = unmap, *next; r; r = next) {
+            next = r->next;
+            region_unmap(a, r);
+            given += MA_REGION_SIZE;
+        }
+        ma_lock(&a->lock);
+        for (unsigned i = 0; i < b.n; i++)
+            ma_region_return_purged(b.region[i], b.slices[i]);
+        ma_unlock(&a->lock);
+    }
+}
+
+/* At most one pass per half decay period, made by whichever thread comes
+ * first. Past dirty_max_kb of dirty slices it does not wait: it gives back
+ * what has been free for an eighth of the decay (so memory that a busy
+ * program reuses at once is not purged only to be faulted in again), and
+ * everything past eight times that, at most once per clock tick. */
+void ma_arena_maybe_purge(ma_arena *a)
+{
+    size_t dirty = __atomic_load_n(&a->dirty_bytes, __ATOMIC_RELAXED);
+    if (dirty == 0 && a->abandoned_count == 0)
+        return;
+    uint64_t now = ma_clock_ms();
+    uint64_t decay = (uint64_t)ma_option(MA_OPT_DECAY_MS);
+    size_t cap = (size_t)ma_option(MA_OPT_DIRTY_MAX_KB) << 10;
+    if (dirty > cap) {
+        if (dirty > 8 * cap || __atomic_exchange_n(&a->overcap_pass_ms, now, __ATOMIC_RELAXED) != now)
+            ma_arena_purge(a, dirty > 8 * cap ? 0 : (uint32_t)(decay / 8), false);
+        return;
+    }
+    uint64_t next = atomic_load_explicit(&a->next_purge_ms, memory_order_relaxed);
+    if (now < next || !atomic_compare_exchange_strong(&a->next_purge_ms, &next, now + decay / 2))
+        return;
+    ma_arena_purge(a, (uint32_t)decay, false);
+}
+
+/* ---- large blocks ---- */
+
+static ma_arena *arena_of_set(ma_large_set *set)
+{
+    return (ma_arena *)((char *)set - offsetof(ma_arena, large));
+}
+
+void *ma_arena_large_malloc(ma_arena *a, size_t size, size_t alignment, bool zero)
+{
+    size_t map_size = ma_large_map_size(size);
+    if (map_size == 0 || !ma_arena_commit(a, map_size))
+        return NULL;
+    void *p = ma_large_malloc(size, map_size, alignment, zero, &a->large, large_flags(a));
+    if (p == NULL) {
+        ma_arena_uncommit(a, map_size);
+        return NULL;
+    }
+    atomic_fetch_add_explicit(&a->mapped, map_size, memory_order_relaxed);
+    return p;
+}
+
+void ma_arena_large_free(void *p, size_t expect_size, size_t expect_align)
+{
+    ma_large_set *set;
+    size_t size = ma_large_free(p, expect_size, expect_align, &set);
+    ma_arena *a = arena_of_set(set);
+    ma_arena_uncommit(a, size);
+    atomic_fetch_sub_explicit(&a->mapped, size, memory_order_relaxed);
+}
+
+void *ma_arena_large_realloc(void *p, size_t size)
+{
+    size_t old;
+    ma_large_set *set = ma_large_lookup(p, &old);
+    ma_arena *a = arena_of_set(set);
+    size_t want = ma_large_resized(set, old, size);
+    if (want > old && !ma_arena_commit(a, want - old))
+        return NULL;
+    void *q = ma_large_realloc(p, size, want);
+    if (q == NULL) {
+        if (want > old)
+            ma_arena_uncommit(a, want - old);
+        return NULL;
+    }
+    if (want < old)
+        ma_arena_uncommit(a, old - want);
+    atomic_fetch_add_explicit(&a->mapped, want - old, memory_order_relaxed);
+    return q;
+}
+
+ma_arena *ma_arena_of_large(const void *p)
+{
+    size_t size;
+    return arena_of_set(ma_large_lookup(p, &size));
+}
+
+/* ---- explicit arenas: structures ---- */
 
 /* A destroyed arena's structure is reused only after ARENA_REUSE_AFTER
  * others, so that a stale handle keeps reading as destroyed for a while. */
@@ -106,9 +532,205 @@ static void arena_struct_give_back(ma_arena *a)
     ma_unlock(&ma_arena_pool_lock);
 }
 
+ma_arena *ma_arena_new(unsigned flags, size_t limit, size_t reserve)
+{
+    ma_arena *a = arena_struct_take();
+    if (a == NULL)
+        return NULL;
+    unsigned map_flags = ma_os_default_flags() & ~(unsigned)(MA_MAP_HUGE | MA_MAP_NORESERVE);
+    if (flags & MAPALLOC_ARENA_HUGE)
+        map_flags |= MA_MAP_HUGE;
+    if (flags & MAPALLOC_ARENA_NORESERVE)
+        map_flags |= MA_MAP_NORESERVE;
+    if (flags & MAPALLOC_ARENA_DEVZERO)
+        map_flags |= MA_MAP_DEVZERO;
+    /* What follows the identity (magic, generation, hot heap) starts over;
+     * the pool links stay. */
+    ma_arena *pool_next = a->pool_next, *all_next = a->all_next;
+    size_t from = offsetof(ma_arena, map_flags);
+    memset((char *)a + from, 0, sizeof *a - from);
+    a->pool_next = pool_next;
+    a->all_next = all_next;
+    a->map_flags = map_flags;
+    a->kind = MA_ARENA_KEEPS_REGIONS | MA_ARENA_NO_LARGE_CACHE;
+    a->flags = flags;
+    a->limit = limit;
+    a->reserve = (reserve + MA_REGION_SIZE - 1) & ~(MA_REGION_SIZE - 1);
+    atomic_fetch_add_explicit(&a->generation, 1, memory_order_release);
+    atomic_store_explicit(&a->magic, MA_ARENA_LIVE, memory_order_release);
+    for (size_t done = 0; done < a->reserve; done += MA_REGION_SIZE)
+        if (region_new(a) == NULL) {
+            ma_arena_destroy(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* ---- explicit arenas: reset and destroy ---- */
+
+/* The arena's abandoned pages, out of their lists. Under the lock. */
+static ma_page *take_all_abandoned(ma_arena *a)
+{
+    ma_page *list = NULL;
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
+        while (a->abandoned[c].first) {
+            ma_page *page = a->abandoned[c].first;
+            unabandon(a, page);
+            page->next = list;
+            list = page;
+        }
+    return list;
+}
+
+/* Every page of r is gone at once: its slices become dirty (resident,
+ * reusable without faults). Touches the header only. */
+static void wipe_region(ma_arena *a, ma_region *r, uint32_t now)
+{
+    for (ma_page *page = ma_region_next_page(r, NULL), *next; page; page = next) {
+        next = ma_region_next_page(r, page);
+        count_collected(a, page, ma_page_forget(page));
+        page_to_free(a, page, now);
+    }
+}
+
+void ma_arena_reset_space(ma_arena *a, bool give_back)
+{
+    atomic_fetch_sub_explicit(&a->mapped, ma_large_unmap_set(&a->large), memory_order_relaxed);
+    uint32_t now = (uint32_t)ma_clock_ms();
+    ma_lock(&a->lock);
+    ma_page *left = take_all_abandoned(a);
+    ma_unlock(&a->lock);
+    for (ma_page *page = left, *next; page; page = next) {
+        next = page->next;
+        count_collected(a, page, ma_page_forget(page));
+        page_to_free(a, page, now);
+    }
+    if (give_back) {
+        /* Reset and other calls on the arena do not overlap: the regions
+         * can be walked without the lock between the system calls. */
+        size_t kept = 0;
+        for (ma_region *r = a->regions, *next; r; r = next) {
+            next = r->next;
+            wipe_region(a, r, now);
+            ma_lock(&a->lock);
+            if (kept >= a->reserve) {
+                dirty_sub(a, ma_slice_count(r->dirty_slices));
+                unlink_region(a, r);
+                ma_unlock(&a->lock);
+                region_unmap(a, r);
+                continue;
+            }
+            uint64_t all = r->dirty_slices;
+            ma_region_claim_for_purge(r, all);
+            dirty_sub(a, ma_slice_count(all));
+            ma_unlock(&a->lock);
+            ma_region_purge_slices(r, all);
+            ma_lock(&a->lock);
+            ma_region_return_purged(r, all);
+            ma_unlock(&a->lock);
+            kept += MA_REGION_SIZE;
+        }
+    }
+    atomic_store(&a->committed, 0);
+    atomic_store(&a->peak, 0);
+    atomic_store(&a->pending_frees, 0);
+    atomic_store(&a->pending_bytes, 0);
+}
+
+void ma_arena_destroy(ma_arena *a)
+{
+    atomic_store_explicit(&a->magic, MA_ARENA_DEAD, memory_order_release);
+    atomic_fetch_add_explicit(&a->generation, 1, memory_order_release);
+    ma_large_unmap_set(&a->large);
+    if (a->large.blocks) {
+        ma_os_unmap(a->large.blocks, a->large.cap * sizeof(uintptr_t));
+        a->large.blocks = NULL;
+        a->large.cap = 0;
+    }
+    ma_lock(&a->lock);
+    ma_region *regions = a->regions;
+    a->regions = NULL;
+    a->region_count = 0;
+    a->region_epoch++;
+    take_all_abandoned(a);
+    a->dirty_bytes = 0;
+    ma_unlock(&a->lock);
+    for (ma_region *r = regions, *next; r; r = next) {
+        next = r->next;
+        ma_region_unmap(r);
+    }
+    atomic_store(&a->committed, 0);
+    atomic_store(&a->mapped, 0);
+    atomic_fetch_add(&folded_collected, atomic_exchange(&a->collected, 0));
+    atomic_fetch_add(&folded_collected_bytes, atomic_exchange(&a->collected_bytes, 0));
+    arena_struct_give_back(a);
+}
+
+/* ---- accounts, iteration, fork ---- */
+
+void ma_arena_account(ma_arena *a, struct ma_arena_account *out)
+{
+    memset(out, 0, sizeof *out);
+    ma_lock(&a->lock);
+    for (ma_region *r = a->regions; r; r = r->next) {
+        out->regions++;
+        for (ma_page *page = ma_region_next_page(r, NULL); page; page = ma_region_next_page(r, page)) {
+            size_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+            out->live += used * page->block_size;
+            out->blocks += used;
+        }
+    }
+    out->abandoned_pages = a->abandoned_count;
+    out->dirty = a->dirty_bytes;
+    ma_unlock(&a->lock);
+    size_t large_live, large_blocks;
+    ma_large_set_stats(&a->large, &large_live, &large_blocks);
+    size_t pending = atomic_load(&a->pending_frees), pending_bytes = atomic_load(&a->pending_bytes);
+    out->live = (out->live > pending_bytes ? out->live - pending_bytes : 0) + large_live;
+    out->blocks = (out->blocks > pending ? out->blocks - pending : 0) + large_blocks;
+    out->committed = atomic_load(&a->committed);
+    out->mapped = atomic_load(&a->mapped);
+    out->peak = atomic_load(&a->peak);
+}
+
+static void add_collected(ma_arena *a, void *arg)
+{
+    size_t *sum = arg;
+    sum[0] += atomic_load_explicit(&a->collected, memory_order_relaxed);
+    sum[1] += atomic_load_explicit(&a->collected_bytes, memory_order_relaxed);
+}
+
+void ma_arenas_collected(size_t *blocks, size_t *bytes)
+{
+    size_t sum[2] = {atomic_load(&folded_collected), atomic_load(&folded_collected_bytes)};
+    ma_arenas_foreach(add_collected, sum);
+    *blocks = sum[0];
+    *bytes = sum[1];
+}
+
+void ma_arenas_foreach(void (*fn)(ma_arena *, void *), void *arg)
+{
+    fn(&ma_default_arena, arg);
+    ma_lock(&ma_arena_pool_lock);
+    for (ma_arena *a = all_arenas; a; a = a->all_next)
+        if (atomic_load(&a->magic) == MA_ARENA_LIVE)
+            fn(a, arg);
+    ma_unlock(&ma_arena_pool_lock);
+}
+
+void ma_arena_foreach_page(ma_arena *a, void (*fn)(ma_page *, void *), void *arg)
+{
+    ma_lock(&a->lock);
+    for (ma_region *r = a->regions; r; r = r->next)
+        for (ma_page *page = ma_region_next_page(r, NULL); page; page = ma_region_next_page(r, page))
+            fn(page, arg);
+    ma_unlock(&a->lock);
+}
+
 void ma_arenas_lock_all(void)
 {
     ma_lock(&ma_arena_pool_lock);
+    ma_lock(&ma_default_arena.lock);
     for (ma_arena *a = all_arenas; a; a = a->all_next)
         ma_lock(&a->lock);
 }
@@ -117,552 +739,6 @@ void ma_arenas_unlock_all(void)
 {
     for (ma_arena *a = all_arenas; a; a = a->all_next)
         ma_unlock(&a->lock);
+    ma_unlock(&ma_default_arena.lock);
     ma_unlock(&ma_arena_pool_lock);
-}
-
-/* ---- limit and regions ---- */
-
-bool ma_arena_commit(ma_arena *arena, size_t bytes)
-{
-    size_t now = atomic_load_explicit(&arena->committed, memory_order_relaxed);
-    do {
-        if (arena->limit && (now + bytes > arena->limit || now + bytes < now))
-            return false;
-    } while (!atomic_compare_exchange_weak_explicit(&arena->committed, &now, now + bytes,
-                                                    memory_order_relaxed, memory_order_relaxed));
-    size_t peak = atomic_load_explicit(&arena->peak, memory_order_relaxed);
-    while (now + bytes > peak &&
-           !atomic_compare_exchange_weak_explicit(&arena->peak, &peak, now + bytes,
-                                                  memory_order_relaxed, memory_order_relaxed)) {
-    }
-    return true;
-}
-
-void ma_arena_uncommit(ma_arena *arena, size_t bytes)
-{
-    atomic_fetch_sub_explicit(&arena->committed, bytes, memory_order_relaxed);
-}
-
-ma_region *ma_arena_new_region(ma_arena *arena)
-{
-    ma_region *r = ma_region_new(arena->map_flags);
-    if (r == NULL)
-        return NULL;
-    r->arena = arena;
-    ma_lock(&arena->lock);
-    r->arena_prev = NULL;
-    r->arena_next = arena->regions;
-    if (arena->regions)
-        arena->regions->arena_prev = r;
-    arena->regions = r;
-    ma_unlock(&arena->lock);
-    atomic_fetch_add_explicit(&arena->mapped, MA_REGION_SIZE, memory_order_relaxed);
-    return r;
-}
-
-static void arena_unlink_region(ma_arena *arena, ma_region *r)
-{
-    if (r->arena_prev)
-        r->arena_prev->arena_next = r->arena_next;
-    else
-        arena->regions = r->arena_next;
-    if (r->arena_next)
-        r->arena_next->arena_prev = r->arena_prev;
-}
-
-/* ---- the calling thread's heap in an arena ---- */
-
-/* An arena's hot heap is one thread's heap in it, reached from the arena
- * itself: that thread needs no thread-local storage to find its heap (in the
- * shared library every thread-local access is a call). The common arena,
- * used by one thread at a time, hits it; other threads use their cache. A
- * heap detached from the arena (its thread exited, the arena was destroyed)
- * has arena NULL, so it never matches and its place may be claimed. The
- * arena is read before the owner, the order in which a heap taken anew from
- * the pool is published (ma_heap_new_for_arena). */
-static inline bool hot_heap_is_mine(const ma_arena *arena, const ma_heap *heap)
-{
-    return __atomic_load_n(&heap->arena, __ATOMIC_ACQUIRE) == arena &&
-           __atomic_load_n(&heap->owner, __ATOMIC_RELAXED) == ma_thread_id();
-}
-
-static void hot_heap_claim(ma_arena *arena, ma_heap *heap)
-{
-    ma_heap *hot = atomic_load_explicit(&arena->hot_heap, memory_order_acquire);
-    if (__atomic_load_n(&hot->arena, __ATOMIC_ACQUIRE) != arena)
-        atomic_compare_exchange_strong_explicit(&arena->hot_heap, &hot, heap, memory_order_release,
-                                                memory_order_relaxed);
-}
-
-/* Heaps whose arena was destroyed (by any thread) go back to the pool. */
-static void thread_list_prune(void)
-{
-    for (ma_heap **h = &thread_heaps; *h;) {
-        ma_heap *heap = *h;
-        if (__atomic_load_n(&heap->arena, __ATOMIC_ACQUIRE) == NULL) {
-            *h = heap->thread_next;
-            ma_heap_return_to_pool(heap);
-        } else {
-            h = &heap->thread_next;
-        }
-    }
-}
-
-ma_heap *ma_arena_heap_slow(ma_arena *arena)
-{
-    check_live(arena);
-    uint64_t generation = atomic_load_explicit(&arena->generation, memory_order_acquire);
-    thread_list_prune();
-    ma_heap *heap = NULL;
-    for (ma_heap *h = thread_heaps; h; h = h->thread_next)
-        if (h->arena == arena && h->arena_generation == generation) {
-            heap = h;
-            break;
-        }
-    if (heap == NULL) {
-        heap = ma_heap_new_for_arena(arena);
-        if (heap == NULL) /* no memory: the empty heap's pages make every pop fail */
-            return &ma_empty_heap;
-        ma_lock(&arena->lock);
-        if (atomic_load_explicit(&arena->magic, memory_order_relaxed) != MA_ARENA_LIVE) {
-            ma_unlock(&arena->lock);
-            ma_heap_return_to_pool(heap);
-            ma_arena_dead(arena);
-        }
-        heap->arena_prev = NULL;
-        heap->arena_next = arena->heaps;
-        if (arena->heaps)
-            arena->heaps->arena_prev = heap;
-        arena->heaps = heap;
-        ma_unlock(&arena->lock);
-        heap->thread_next = thread_heaps;
-        thread_heaps = heap;
-        ma_heap_register_thread_exit();
-    }
-    hot_heap_claim(arena, heap);
-    memmove(&slots[1], &slots[0], (ARENA_SLOTS - 1) * sizeof slots[0]);
-    slots[0] = (struct arena_slot){arena, generation, heap};
-    return heap;
-}
-
-/* The thread's cache of recent arenas, then the slow path; a hit moves to
- * the front. A destroyed arena's generation moved on, so its slot misses
- * and the slow path names the misuse. */
-static MA_NOINLINE ma_heap *arena_heap_lookup(ma_arena *arena)
-{
-    if (arena == NULL)
-        ma_arena_dead(arena);
-    uint64_t generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
-    for (unsigned i = 0; i < ARENA_SLOTS; i++)
-        if (slots[i].arena == arena && slots[i].generation == generation) {
-            struct arena_slot hit = slots[i];
-            memmove(&slots[1], &slots[0], i * sizeof slots[0]);
-            slots[0] = hit;
-            return hit.heap;
-        }
-    return ma_arena_heap_slow(arena);
-}
-
-/* The calling thread's heap in the arena: its hot heap when it is ours (a
- * load and two compares), else the cache. */
-static inline ma_heap *arena_heap(ma_arena *arena)
-{
-    if (ma_likely(arena != NULL)) {
-        ma_heap *hot = atomic_load_explicit(&arena->hot_heap, memory_order_acquire);
-        if (ma_likely(hot_heap_is_mine(arena, hot)))
-            return hot;
-    }
-    return arena_heap_lookup(arena);
-}
-
-static void arena_unlink_heap(ma_arena *arena, ma_heap *heap)
-{
-    if (heap->arena_prev)
-        heap->arena_prev->arena_next = heap->arena_next;
-    else
-        arena->heaps = heap->arena_next;
-    if (heap->arena_next)
-        heap->arena_next->arena_prev = heap->arena_prev;
-    heap->arena_next = heap->arena_prev = NULL;
-}
-
-/* The thread exits: its arena heaps are abandoned into their arenas (under
- * the arena's lock, so a concurrent destroy cannot unmap what they touch). */
-void ma_arena_thread_exit(void)
-{
-    for (unsigned i = 0; i < ARENA_SLOTS; i++)
-        slots[i] = (struct arena_slot)EMPTY_SLOT;
-    while (thread_heaps) {
-        ma_heap *heap = thread_heaps;
-        thread_heaps = heap->thread_next;
-        ma_arena *arena = __atomic_load_n(&heap->arena, __ATOMIC_ACQUIRE);
-        if (arena == NULL) {
-            ma_heap_return_to_pool(heap);
-            continue;
-        }
-        ma_lock(&arena->lock);
-        if (heap->arena == arena) {
-            arena_unlink_heap(arena, heap);
-            ma_heap_abandon(heap);
-            ma_unlock(&arena->lock);
-        } else {
-            ma_unlock(&arena->lock);
-            ma_heap_return_to_pool(heap);
-        }
-    }
-}
-
-/* ---- create, reset, destroy ---- */
-
-MA_API mapalloc_arena *mapalloc_arena_create(const struct mapalloc_arena_options *options)
-{
-    struct mapalloc_arena_options opt = {0, 0, 0};
-    if (options)
-        opt = *options;
-    if ((opt.flags & ~known_flags) != 0 || (opt.limit && opt.reserve > opt.limit) ||
-        opt.reserve > (size_t)PTRDIFF_MAX / 2) {
-        errno = EINVAL;
-        return NULL;
-    }
-    ma_init();
-    ma_arena *a = arena_struct_take();
-    if (a == NULL) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    unsigned map_flags = ma_os_default_flags() & ~(unsigned)(MA_MAP_HUGE | MA_MAP_NORESERVE);
-    if (opt.flags & MAPALLOC_ARENA_HUGE)
-        map_flags |= MA_MAP_HUGE;
-    if (opt.flags & MAPALLOC_ARENA_NORESERVE)
-        map_flags |= MA_MAP_NORESERVE;
-    if (opt.flags & MAPALLOC_ARENA_DEVZERO)
-        map_flags |= MA_MAP_DEVZERO;
-    a->map_flags = map_flags;
-    a->flags = opt.flags;
-    a->limit = opt.limit;
-    a->reserve = (opt.reserve + MA_REGION_SIZE - 1) & ~(MA_REGION_SIZE - 1);
-    atomic_store(&a->committed, 0);
-    atomic_store(&a->peak, 0);
-    atomic_store(&a->mapped, 0);
-    atomic_store(&a->pending_frees, 0);
-    atomic_store(&a->pending_bytes, 0);
-    a->heaps = NULL;
-    a->regions = NULL;
-    a->abandoned = NULL;
-    a->large_count = 0;
-    atomic_store_explicit(&a->hot_heap, &ma_empty_heap, memory_order_relaxed);
-    atomic_fetch_add_explicit(&a->generation, 1, memory_order_release);
-    atomic_store_explicit(&a->magic, MA_ARENA_LIVE, memory_order_release);
-    for (size_t done = 0; done < a->reserve; done += MA_REGION_SIZE) {
-        ma_region *r = ma_arena_new_region(a);
-        if (r == NULL) {
-            mapalloc_arena_destroy((mapalloc_arena *)a);
-            errno = ENOMEM;
-            return NULL;
-        }
-        ma_region_abandon(r); /* waits for the first heap that needs a page */
-    }
-    return (mapalloc_arena *)a;
-}
-
-/* Every heap of the arena forgets its pages. Lock held. */
-static void detach_heaps(ma_arena *a, bool dead)
-{
-    for (ma_heap *h = a->heaps, *next; h; h = next) {
-        next = h->arena_next;
-        ma_heap_reset(h);
-        if (dead) {
-            h->arena_next = h->arena_prev = NULL;
-            __atomic_store_n(&h->arena, NULL, __ATOMIC_RELEASE);
-        }
-    }
-    if (dead)
-        a->heaps = NULL;
-}
-
-/* Without RESET_RETURNS, each heap keeps its pages in place, emptied (the
- * next request finds them at once), and its regions; the regions no heap
- * owns (of exited threads, or left empty) are wiped and wait for any heap.
- * With it, every page and region goes, and memory goes back to the kernel. */
-MA_API void mapalloc_arena_reset(mapalloc_arena *arena)
-{
-    ma_arena *a = (ma_arena *)arena;
-    check_live(a);
-    ma_lock(&a->lock);
-    bool give_back = (a->flags & MAPALLOC_ARENA_RESET_RETURNS) != 0;
-    if (give_back)
-        detach_heaps(a, false);
-    else
-        for (ma_heap *h = a->heaps; h; h = h->arena_next)
-            ma_heap_reset_keep(h);
-    ma_large_release_arena(a);
-    ma_region_clear_abandoned(a);
-    size_t kept = 0;
-    for (ma_region *r = a->regions, *next; r; r = next) {
-        next = r->arena_next;
-        if (!give_back && atomic_load_explicit(&r->heap, memory_order_relaxed) != NULL)
-            continue;
-        ma_region_wipe(r);
-        if (give_back && kept >= a->reserve) {
-            arena_unlink_region(a, r);
-            atomic_fetch_sub_explicit(&a->mapped, MA_REGION_SIZE, memory_order_relaxed);
-            ma_region_release(r);
-            continue;
-        }
-        if (give_back)
-            ma_region_purge(r, 0, 0, NULL);
-        kept += MA_REGION_SIZE;
-        ma_region_abandon(r);
-    }
-    atomic_store(&a->committed, 0);
-    atomic_store(&a->peak, 0);
-    ma_unlock(&a->lock);
-}
-
-MA_API void mapalloc_arena_destroy(mapalloc_arena *arena)
-{
-    ma_arena *a = (ma_arena *)arena;
-    if (a == NULL)
-        return;
-    uint64_t magic = atomic_load_explicit(&a->magic, memory_order_acquire);
-    if (magic == MA_ARENA_DEAD)
-        ma_fatal("arena destroyed twice", a);
-    if (magic != MA_ARENA_LIVE)
-        ma_fatal("destroy of something that is not an arena", a);
-    ma_lock(&a->lock);
-    atomic_store_explicit(&a->magic, MA_ARENA_DEAD, memory_order_release);
-    atomic_fetch_add_explicit(&a->generation, 1, memory_order_release);
-    detach_heaps(a, true);
-    ma_large_release_arena(a);
-    ma_region_clear_abandoned(a);
-    for (ma_region *r = a->regions, *next; r; r = next) {
-        next = r->arena_next;
-        ma_region_release(r);
-    }
-    a->regions = NULL;
-    if (a->large) {
-        ma_os_unmap(a->large, a->large_cap * sizeof(uintptr_t));
-        a->large = NULL;
-        a->large_cap = 0;
-    }
-    atomic_store(&a->committed, 0);
-    atomic_store(&a->mapped, 0);
-    ma_unlock(&a->lock);
-    arena_struct_give_back(a);
-}
-
-/* ---- allocation ---- */
-
-static void *arena_malloc_once(ma_arena *a, ma_heap *heap, size_t size, bool zero);
-
-/* Past the limit: blocks freed into this thread's pages of the arena may not
- * be collected yet; collect them, give back the empty pages, and try once
- * more. Blocks freed into other threads' pages count until those threads
- * allocate from the arena again. */
-static void *arena_malloc_in(ma_arena *a, ma_heap *heap, size_t size, bool zero)
-{
-    int saved = errno;
-    void *p = arena_malloc_once(a, heap, size, zero);
-    if (p == NULL && a->limit) {
-        ma_heap_trim(heap);
-        p = arena_malloc_once(a, heap, size, zero);
-        if (p != NULL)
-            errno = saved; /* success leaves errno alone */
-    }
-    return p;
-}
-
-static void *arena_malloc_once(ma_arena *a, ma_heap *heap, size_t size, bool zero)
-{
-    if (ma_secure) {
-        void *p = ma_secure_malloc(heap, size, 0, a, zero);
-        if (p == NULL)
-            errno = ENOMEM;
-        return p;
-    }
-    if (size > MA_LARGE_THRESHOLD) {
-        void *p = ma_large_malloc(size, 0, zero, a);
-        if (p == NULL)
-            errno = ENOMEM;
-        return p;
-    }
-    void *p = ma_page_pop(ma_heap_page_for(heap, size));
-    if (p == NULL) {
-        p = ma_heap_malloc_generic(heap, ma_size_class(size));
-        if (p == NULL) {
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
-    if (zero)
-        memset(p, 0, size);
-    return p;
-}
-
-static MA_NOINLINE void *arena_malloc_slow(ma_arena *a, ma_heap *heap, size_t size)
-{
-    if (heap == &ma_empty_heap || size > (size_t)PTRDIFF_MAX) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return arena_malloc_in(a, heap, size, false);
-}
-
-/* A block from heap's page for size (size <= MA_LARGE_THRESHOLD): popped
- * from its free list or, when that is dry, its next fresh block (the common
- * case in an arena, whose blocks are rarely freed one by one). NULL: the
- * slow path decides. */
-static inline void *arena_heap_pop(ma_heap *heap, size_t size)
-{
-    ma_page *page = ma_heap_page_for(heap, size);
-    void *p = ma_page_pop(page);
-    if (ma_likely(p != NULL))
-        return p;
-    return ma_page_take_fresh(page);
-}
-
-static MA_NOINLINE void *arena_malloc_miss(ma_arena *a, size_t size)
-{
-    ma_heap *heap = arena_heap_lookup(a);
-    if (size <= MA_LARGE_THRESHOLD) {
-        void *p = arena_heap_pop(heap, size);
-        if (p != NULL)
-            return p;
-    }
-    return arena_malloc_slow(a, heap, size);
-}
-
-/* The same fast path as malloc, on the thread's heap in the arena; every
- * other case leaves by a tail call, so this keeps no stack frame. */
-MA_API void *mapalloc_arena_malloc(mapalloc_arena *arena, size_t size)
-{
-    ma_arena *a = (ma_arena *)arena;
-    if (ma_unlikely(a == NULL))
-        return arena_malloc_miss(a, size);
-    ma_heap *heap = atomic_load_explicit(&a->hot_heap, memory_order_acquire);
-    if (ma_unlikely(!hot_heap_is_mine(a, heap)))
-        return arena_malloc_miss(a, size);
-    if (ma_likely(size <= MA_LARGE_THRESHOLD)) {
-        void *p = arena_heap_pop(heap, size);
-        if (ma_likely(p != NULL))
-            return p;
-    }
-    return arena_malloc_slow(a, heap, size);
-}
-
-MA_API void *mapalloc_arena_calloc(mapalloc_arena *arena, size_t count, size_t size)
-{
-    ma_arena *a = (ma_arena *)arena;
-    size_t total;
-    ma_heap *heap = arena_heap(a);
-    if (heap == &ma_empty_heap || __builtin_mul_overflow(count, size, &total) ||
-        total > (size_t)PTRDIFF_MAX) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return arena_malloc_in(a, heap, total, true);
-}
-
-MA_API void *mapalloc_arena_aligned_alloc(mapalloc_arena *arena, size_t alignment, size_t size)
-{
-    ma_arena *a = (ma_arena *)arena;
-    ma_heap *heap = arena_heap(a);
-    if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if (heap == &ma_empty_heap || size > (size_t)PTRDIFF_MAX || alignment > ((size_t)1 << 40)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    if (alignment <= MA_SMALL_STEP)
-        return arena_malloc_in(a, heap, size, false);
-    return ma_heap_malloc_aligned(heap, a, size, alignment);
-}
-
-/* The arena a block belongs to (NULL: the ordinary heap); aborts for a
- * pointer that is no live block. */
-static ma_arena *arena_of(void *p)
-{
-    uintptr_t u = (uintptr_t)p;
-    if (ma_in_region(u)) {
-        ma_page_of_live_block(p);
-        return ma_region_of(u)->arena;
-    }
-    return ma_large_arena_of(p);
-}
-
-static void check_owner(ma_arena *a, void *p)
-{
-    if (ma_unlikely(arena_of(p) != a))
-        ma_fatal("free into the wrong arena of", p);
-}
-
-MA_API void mapalloc_arena_free(mapalloc_arena *arena, void *ptr)
-{
-    ma_arena *a = (ma_arena *)arena;
-    check_live(a);
-    if (ptr == NULL)
-        return;
-    uintptr_t u = (uintptr_t)ptr;
-    if (!ma_in_region(u)) {
-        check_owner(a, ptr);
-        ma_large_free(ptr, 0, 0);
-        return;
-    }
-    ma_page *page = ma_page_of_live_block(ptr);
-    if (ma_unlikely(ma_region_of(u)->arena != a))
-        ma_fatal("free into the wrong arena of", ptr);
-    ma_free_block(arena_heap(a), page, ptr);
-}
-
-MA_API void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t size)
-{
-    ma_arena *a = (ma_arena *)arena;
-    check_live(a);
-    if (ptr == NULL)
-        return mapalloc_arena_malloc(arena, size);
-    check_owner(a, ptr);
-    return ma_realloc_in(a, ptr, size);
-}
-
-/* ---- statistics ---- */
-
-void ma_arenas_foreach(void (*fn)(const void *, const struct mapalloc_arena_stats *, void *), void *arg)
-{
-    ma_lock(&ma_arena_pool_lock);
-    for (ma_arena *a = all_arenas; a; a = a->all_next) {
-        if (atomic_load(&a->magic) != MA_ARENA_LIVE)
-            continue;
-        struct mapalloc_arena_stats st;
-        mapalloc_arena_stats((mapalloc_arena *)a, &st);
-        fn(a, &st, arg);
-    }
-    ma_unlock(&ma_arena_pool_lock);
-}
-
-MA_API void mapalloc_arena_stats(mapalloc_arena *arena, struct mapalloc_arena_stats *out)
-{
-    ma_arena *a = (ma_arena *)arena;
-    check_live(a);
-    memset(out, 0, sizeof *out);
-    ma_lock(&a->lock);
-    for (ma_region *r = a->regions; r; r = r->arena_next)
-        for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
-            const ma_page *page = &r->pages[i];
-            if (page->slices != 0 && page->first_slice == i) {
-                size_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
-                out->live += used * page->block_size;
-                out->blocks += used;
-            }
-        }
-    ma_unlock(&a->lock);
-    size_t large_live, large_blocks;
-    ma_large_arena_stats(a, &large_live, &large_blocks);
-    size_t pending = atomic_load(&a->pending_frees), pending_bytes = atomic_load(&a->pending_bytes);
-    out->live = (out->live > pending_bytes ? out->live - pending_bytes : 0) + large_live;
-    out->blocks = (out->blocks > pending ? out->blocks - pending : 0) + large_blocks;
-    out->committed = atomic_load(&a->committed);
-    out->mapped = atomic_load(&a->mapped);
-    out->peak = atomic_load(&a->peak);
 }

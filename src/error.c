@@ -1,11 +1,21 @@
 /* Misuse reports and raw output. Nothing here may allocate: these run while
  * the heap may be corrupt, and before libc is ready. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
+
+int ma_report_fd = 2;
+
+void ma_report_keep_stderr(void)
+{
+    int fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+    if (fd >= 0)
+        ma_report_fd = fd;
+}
 
 void ma_write_str(int fd, const char *s)
 {

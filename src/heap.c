@@ -1,30 +1,16 @@
-/* Thread heaps.
- *
- * A thread starts on ma_empty_heap, whose every table entry is the empty
- * page: its first malloc fails the fast path's one test and lands here,
- * where the thread gets a heap of its own. So the fast path never asks
- * "is this thread set up?".
- *
- * Per class a heap keeps a queue of pages that may have free blocks; a page
- * found full leaves its queue and asks (page.c) for a notice from the first
- * thread that frees into it. Empty pages are given back to their region; the
- * slices stay resident (dirty) until the heap has more than dirty_max_kb of
- * them or they have waited decay_ms, then they are purged in one pass.
- * Purging is driven by the heap's own page traffic: an idle process is
- * never woken up.
+/* Thread heaps: see heap.h.
  *
  * Heap structures come from the OS in chunks and are never unmapped, so a
- * stale pointer to a heap (in a page being abandoned) is never a wild one. */
-#include <errno.h>
+ * stale pointer to a heap (a page's owner read by a remote freer, an
+ * arena's hot heap) is never a wild one. */
 #include <pthread.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "heap.h"
 
 #define EMPTY_DIRECT_INIT [0 ... MA_DIRECT_COUNT - 1] = &ma_empty_page
 #define EMPTY_PAGES_INIT [0 ... MA_CLASS_COUNT - 1] = &ma_empty_page
 
-ma_page ma_empty_page;
 ma_heap ma_empty_heap = {.direct = {EMPTY_DIRECT_INIT}, .pages = {EMPTY_PAGES_INIT}};
 MA_THREAD_LOCAL ma_heap *ma_tls_heap = &ma_empty_heap;
 
@@ -32,23 +18,66 @@ ma_spinlock ma_heap_lock;
 static ma_heap *heap_pool;
 static ma_heap *all_heaps;
 
-ma_heap *ma_heap_list(void)
-{
-    return all_heaps;
-}
+#define HEAP_CHUNK ((size_t)256 << 10)
+/* Empty pages a heap retains, at most: what an idle thread may hold. */
+#define RETAIN_MAX ((size_t)1 << 20)
 
-#ifndef MA_HAVE_THREAD_POINTER
-const void *ma_thread_id(void)
-{
-    return &ma_tls_heap;
-}
-#endif
+/* Counts of heaps gone back to the pool. */
+static _Atomic size_t folded_frees, folded_free_bytes, folded_collected, folded_collected_bytes;
+
 static pthread_key_t heap_key;
 static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
+/* Set by the thread-exit handler: from then on this thread makes no heap. */
+static MA_THREAD_LOCAL bool thread_exiting;
 
-#define HEAP_CHUNK ((size_t)256 << 10)
+static ma_heap *default_heap(void);
 
-/* ---- the page queues, and the tables the fast path reads ---- */
+/* ---- counting remote frees ---- */
+
+static bool is_default(const ma_arena *a)
+{
+    return a == &ma_default_arena;
+}
+
+/* Counted by the thread that frees: plain counters in its heap, or atomics
+ * when it has none (it never allocated, or is exiting); an explicit arena
+ * keeps its own pending count for its statistics. */
+static void count_remote_free(const ma_page *page)
+{
+    ma_heap *me = ma_tls_heap;
+    if (me != &ma_empty_heap) {
+        me->remote_frees++;
+        me->remote_free_bytes += page->block_size;
+    } else {
+        atomic_fetch_add_explicit(&folded_frees, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&folded_free_bytes, page->block_size, memory_order_relaxed);
+    }
+    ma_arena *a = ma_page_region(page)->arena;
+    if (!is_default(a)) {
+        atomic_fetch_add_explicit(&a->pending_frees, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&a->pending_bytes, page->block_size, memory_order_relaxed);
+    }
+}
+
+static void count_collected(ma_heap *heap, const ma_page *page, size_t count)
+{
+    if (count == 0)
+        return;
+    size_t bytes = count * page->block_size;
+    heap->collected += count;
+    heap->collected_bytes += bytes;
+    if (!is_default(heap->arena)) {
+        atomic_fetch_sub_explicit(&heap->arena->pending_frees, count, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&heap->arena->pending_bytes, bytes, memory_order_relaxed);
+    }
+}
+
+static void collect(ma_heap *heap, ma_page *page)
+{
+    count_collected(heap, page, ma_page_collect(page));
+}
+
+/* ---- the page queues, the full list, and the tables the fast path reads ---- */
 
 /* Makes the fast path's tables point at the first page of class c. */
 static void queue_publish(ma_heap *heap, unsigned c)
@@ -67,102 +96,96 @@ static void queue_publish(ma_heap *heap, unsigned c)
 
 static void queue_remove(ma_heap *heap, ma_page *page)
 {
-    ma_page_queue *q = &heap->queues[page->class_idx];
-    if (page->prev)
-        page->prev->next = page->next;
-    else
-        q->first = page->next;
-    if (page->next)
-        page->next->prev = page->prev;
-    else
-        q->last = page->prev;
-    page->next = page->prev = NULL;
-    if (q->first != heap->pages[page->class_idx])
+    ma_queue_unlink(&heap->queues[page->class_idx], page);
+    if (heap->queues[page->class_idx].first != heap->pages[page->class_idx])
         queue_publish(heap, page->class_idx);
 }
 
 static void queue_push_front(ma_heap *heap, ma_page *page)
 {
-    ma_page_queue *q = &heap->queues[page->class_idx];
-    page->prev = NULL;
-    page->next = q->first;
-    if (q->first)
-        q->first->prev = page;
-    else
-        q->last = page;
-    q->first = page;
+    ma_queue_push_front(&heap->queues[page->class_idx], page);
     queue_publish(heap, page->class_idx);
 }
 
 static void queue_push_back(ma_heap *heap, ma_page *page)
 {
     ma_page_queue *q = &heap->queues[page->class_idx];
-    page->next = NULL;
-    page->prev = q->last;
-    if (q->last)
-        q->last->next = page;
-    else
-        q->first = page;
-    q->last = page;
+    ma_queue_push_back(q, page);
     if (q->first == page)
         queue_publish(heap, page->class_idx);
 }
 
-/* ---- giving pages back, decay and purge ---- */
-
-static void page_release(ma_heap *heap, ma_page *page)
+/* Every queue empty: the fast path's tables name the empty page. */
+static void heap_clear(ma_heap *heap)
 {
-    ma_region *r = ma_page_region(page);
-    if (ma_secure)
-        ma_os_unguard(ma_page_start(page) + ((size_t)page->slices << MA_SLICE_SHIFT) - MA_GUARD_SIZE,
-                      MA_GUARD_SIZE);
-    if (r->arena && !page->kept)
-        ma_arena_uncommit(r->arena, (size_t)page->slices << MA_SLICE_SHIFT);
-    ma_region_free_slices(r, page->first_slice, page->slices, (uint32_t)ma_clock_ms());
-    ma_page_uncarve(page);
-    page->slices = 0;
-    page->free = page->local_free = NULL;
-    heap->dirty_bytes += (size_t)page->reserved * page->block_size;
+    for (unsigned i = 0; i < MA_DIRECT_COUNT; i++)
+        heap->direct[i] = &ma_empty_page;
+    for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
+        heap->pages[c] = &ma_empty_page;
+        heap->queues[c].first = heap->queues[c].last = NULL;
+    }
+    heap->full.first = heap->full.last = NULL;
+    atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
+    heap->retained_bytes = 0;
+    heap->next_purge_ms = 0;
+    heap->has_kept = false;
 }
 
-static void heap_unlink_region(ma_heap *heap, ma_region *r)
+/* A full page leaves its queue and asks for a notice; false when remote
+ * blocks arrived meanwhile (collected: the page stays in its queue). */
+static bool page_to_full(ma_heap *heap, ma_page *page)
 {
-    if (r->prev)
-        r->prev->next = r->next;
+    if (!page->notify_pending && !ma_page_set_full(page)) {
+        collect(heap, page);
+        return false;
+    }
+    queue_remove(heap, page);
+    page->in_full = 1;
+    page->free_trigger = page->notify_pending ? 1 : 0xffff;
+    ma_queue_push_back(&heap->full, page);
+    return true;
+}
+
+static void page_from_full(ma_heap *heap, ma_page *page, bool front)
+{
+    ma_queue_unlink(&heap->full, page);
+    page->in_full = 0;
+    page->free_trigger = 1;
+    if (front)
+        queue_push_front(heap, page);
     else
-        heap->regions = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->next = r->prev = NULL;
+        queue_push_back(heap, page);
 }
 
-static void heap_link_region(ma_heap *heap, ma_region *r)
+/* ---- empty pages: retained, or back to the arena ---- */
+
+static size_t page_bytes(const ma_page *page)
 {
-    r->prev = NULL;
-    r->next = heap->regions;
-    if (heap->regions)
-        heap->regions->prev = r;
-    heap->regions = r;
-    atomic_store_explicit(&r->heap, heap, memory_order_release);
+    return (size_t)page->slices << MA_SLICE_SHIFT;
 }
 
 static void unretain(ma_heap *heap, ma_page *page)
 {
     page->retained = 0;
     page->free_trigger = 1;
-    size_t bytes = (size_t)page->capacity * page->block_size;
+    size_t bytes = page_bytes(page);
     heap->retained_bytes = heap->retained_bytes > bytes ? heap->retained_bytes - bytes : 0;
 }
 
-/* Gives back what has been unused for at least min_age_ms: retained empty
- * pages that saw no malloc or free since they were retired, then dirty
- * slices freed that long ago; empty regions are unmapped, but one when
- * keep_one (the next page needs no mmap); an arena keeps its regions until
- * reset or destroy. Returns the bytes given back. */
-static size_t heap_purge(ma_heap *heap, uint32_t min_age_ms, bool keep_one)
+static void page_leave(ma_heap *heap, ma_page *page)
+{
+    if (page->retained)
+        unretain(heap, page);
+    queue_remove(heap, page);
+    ma_arena_page_free(heap->arena, page);
+}
+
+/* Retained pages that saw no malloc or free for min_age_ms go back to the
+ * arena (all of them when min_age_ms is 0). */
+static void release_retained(ma_heap *heap, uint32_t min_age_ms)
 {
     uint32_t now = (uint32_t)ma_clock_ms();
-    for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
+    for (unsigned c = 0; c < MA_CLASS_COUNT && heap->retained_bytes; c++) {
         ma_page *page = heap->queues[c].first;
         if (page == NULL || !page->retained)
             continue;
@@ -172,76 +195,42 @@ static size_t heap_purge(ma_heap *heap, uint32_t min_age_ms, bool keep_one)
             page->retired_free = page->free; /* used since: idle from now */
             page->retired_local = page->local_free;
             page->retired_ms = now;
-            if (min_age_ms == 0) {
-                unretain(heap, page);
-                queue_remove(heap, page);
-                page_release(heap, page);
-            }
+            if (min_age_ms == 0)
+                page_leave(heap, page);
         } else if ((uint32_t)(now - page->retired_ms) >= min_age_ms) {
-            unretain(heap, page); /* its blocks are all back: none in thread_free */
-            queue_remove(heap, page);
-            page_release(heap, page);
+            page_leave(heap, page); /* its blocks are all back: none in thread_free */
         }
     }
-    size_t purged = 0, left = 0;
-    bool kept_empty = false;
-    for (ma_region *r = heap->regions, *next; r; r = next) {
-        next = r->next;
-        purged += ma_region_purge(r, now, min_age_ms, &left);
-        if (ma_region_is_empty(r) && r->dirty_slices == 0 && heap->arena == NULL) {
-            if (kept_empty || !keep_one) {
-                heap_unlink_region(heap, r);
-                purged += MA_REGION_SIZE;
-                ma_region_release(r);
-                continue;
-            }
-            kept_empty = true;
-        }
-    }
-    heap->dirty_bytes = left;
-    return purged;
 }
 
-/* Driven by the heap's own traffic (its slow paths), never by a timer: at
- * most one pass per half decay period. Past dirty_max_kb of empty memory the
- * heap does not wait: it gives back what has been idle for an eighth of the
- * decay (so memory that a busy program reuses at once is not purged only to
- * be faulted in again), and everything past eight times that. */
+/* Driven by the heap's own traffic (its slow paths): its retained pages at
+ * most every half decay, and its arena's dirty slices when they are due. */
 static void heap_maybe_purge(ma_heap *heap)
 {
-    size_t empty = heap->dirty_bytes + heap->retained_bytes;
-    if (empty == 0)
-        return;
-    uint64_t now = ma_clock_ms();
-    uint64_t decay = (uint64_t)ma_option(MA_OPT_DECAY_MS);
-    size_t cap = (size_t)ma_option(MA_OPT_DIRTY_MAX_KB) << 10;
-    if (empty > cap) {
-        /* At most one such pass per clock tick: a producer whose pages all
-         * empty at once would otherwise rescan the same young slices on
-         * every slow path. */
-        if (empty > 8 * cap || now != heap->overcap_pass_ms) {
-            heap->overcap_pass_ms = now;
-            heap_purge(heap, empty > 8 * cap ? 0 : (uint32_t)(decay / 8), true);
+    if (heap->retained_bytes) {
+        uint64_t now = ma_clock_ms();
+        if (now >= heap->next_purge_ms) {
+            uint64_t decay = (uint64_t)ma_option(MA_OPT_DECAY_MS);
+            heap->next_purge_ms = now + decay / 2;
+            release_retained(heap, (uint32_t)decay);
         }
-        return;
     }
-    if (now < heap->next_purge_ms)
-        return;
-    heap->next_purge_ms = now + decay / 2;
-    heap_purge(heap, (uint32_t)decay, true);
+    ma_arena_maybe_purge(heap->arena);
 }
 
-/* An empty page: keep it if it is its class's only page (a thread that
- * mallocs and frees one block in a loop must not map and purge each time),
- * counted so that decay and the dirty limit reach it. */
+/* An empty page: kept if it is its class's only page (a thread that
+ * mallocs and frees one block in a loop must not set a page up each time),
+ * while the heap retains less than RETAIN_MAX, counted so that the decay
+ * reaches it. */
 static void page_empty(ma_heap *heap, ma_page *page)
 {
     if (page->in_full || page->notify_pending)
-        return; /* it comes back through heap->notify; handled there */
-    if (heap->queues[page->class_idx].first == page && page->next == NULL) {
+        return; /* it comes back through the notice stack; handled there */
+    if (heap->queues[page->class_idx].first == page && page->next == NULL &&
+        (page->retained || heap->retained_bytes + page_bytes(page) <= RETAIN_MAX)) {
         /* While retained, its frees stay on the fast path (trigger 0). */
         if (!page->retained)
-            heap->retained_bytes += (size_t)page->capacity * page->block_size;
+            heap->retained_bytes += page_bytes(page);
         page->retained = 1;
         page->free_trigger = 0;
         page->retired_ms = (uint32_t)ma_clock_ms();
@@ -250,33 +239,42 @@ static void page_empty(ma_heap *heap, ma_page *page)
         heap_maybe_purge(heap);
         return;
     }
-    queue_remove(heap, page);
-    page_release(heap, page);
+    page_leave(heap, page);
     heap_maybe_purge(heap);
 }
 
-/* The owner's free fell out of the fast path: the page became empty, or it
- * was full and out of its queue. A full page goes back at the end of its
- * queue: at the front, with its one free block, it would be full again two
- * mallocs later, and a class whose pages are nearly all live (a server's
- * steady state) would move pages out and back for every block freed. */
+/* A full page goes back at the end of its queue: at the front, with its
+ * one free block, it would be full again two mallocs later, and a class
+ * whose pages are nearly all live (a server's steady state) would move
+ * pages out and back for every block freed. */
 void ma_heap_page_free_slow(ma_heap *heap, ma_page *page)
 {
     if (page->in_full && !page->notify_pending) {
-        if (ma_page_unfull(page)) {
-            page->in_full = 0;
-            queue_push_back(heap, page);
-        } else {
+        if (ma_page_unfull(page))
+            page_from_full(heap, page, false);
+        else
             page->notify_pending = 1;
-        }
     }
     page->free_trigger = 1;
     if (page->used == 0)
         page_empty(heap, page);
 }
 
+/* ---- notices ---- */
+
+/* Puts page on its owner's notice stack (the remote freer that took the
+ * page's notice does it, then ends the notice in the page layer). */
+static void deliver_notice(ma_heap *owner, ma_page *page)
+{
+    ma_page *head = atomic_load_explicit(&owner->notify, memory_order_relaxed);
+    do {
+        page->notify_next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&owner->notify, &head, page, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
 /* Full pages that another thread freed into come back into their queues. */
-static void heap_take_notices(ma_heap *heap)
+static void take_notices(ma_heap *heap)
 {
     if (atomic_load_explicit(&heap->notify, memory_order_relaxed) == NULL)
         return;
@@ -284,141 +282,73 @@ static void heap_take_notices(ma_heap *heap)
     while (page) {
         ma_page *next = page->notify_next;
         page->notify_pending = 0;
-        if (page->in_full) {
-            page->in_full = 0;
-            page->free_trigger = 1;
-            queue_push_front(heap, page);
-        }
-        ma_page_collect(page);
+        if (page->in_full)
+            page_from_full(heap, page, true);
+        collect(heap, page);
         if (page->used == 0)
             page_empty(heap, page);
         page = next;
     }
 }
 
-/* ---- new pages: from owned regions, adopted ones, or a new region ---- */
+/* ---- adopting abandoned pages ---- */
 
-void ma_heap_adopt_region(ma_heap *heap, ma_region *r)
+/* The page, out of its arena's abandoned list, joins heap: in its queue if
+ * it has room, in its full list if not, back to the arena if it is empty.
+ * True when it is in the queue. */
+static bool adopt(ma_heap *heap, ma_page *page)
 {
-    heap_link_region(heap, r);
-    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
-        ma_page *page = &r->pages[i];
-        if (page->slices == 0 || page->first_slice != i)
-            continue;
-        ma_page_adopt(page, heap);
-        ma_page_collect(page);
-        if (page->used == 0)
-            page_release(heap, page);
-        else
-            queue_push_back(heap, page);
+    ma_page_adopt(page, heap);
+    collect(heap, page);
+    if (page->used == 0) {
+        ma_arena_page_free(heap->arena, page);
+        return false;
     }
+    queue_push_front(heap, page);
+    if (page->free != NULL || page->capacity < page->reserved)
+        return true;
+    return !page_to_full(heap, page);
 }
 
-static ma_page *page_in_region(ma_heap *heap, ma_region *r, unsigned c)
+/* ---- finding a page with room ---- */
+
+/* A page an arena reset kept in place is used again: from now on it counts
+ * against the arena's limit. */
+static bool page_recommit(ma_heap *heap, ma_page *page)
 {
-    bool dirty;
-    size_t bytes = (size_t)ma_class_slices(c) << MA_SLICE_SHIFT;
-    int first = ma_region_alloc_slices(r, ma_class_slices(c), &dirty);
-    if (first < 0)
-        return NULL;
-    if (dirty)
-        heap->dirty_bytes = heap->dirty_bytes > bytes ? heap->dirty_bytes - bytes : 0;
-    ma_page *page = &r->pages[first];
-    if (!ma_page_init(page, r, (unsigned)first, c)) {
-        ma_region_free_slices(r, (unsigned)first, ma_class_slices(c), (uint32_t)ma_clock_ms());
-        return NULL;
-    }
-    atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
-    return page;
+    if (!ma_arena_commit(heap->arena, page_bytes(page)))
+        return false;
+    page->kept = 0;
+    return true;
 }
 
-static ma_page *page_in_owned_regions(ma_heap *heap, unsigned c)
-{
-    for (ma_region *r = heap->regions; r; r = r->next) {
-        ma_page *page = page_in_region(heap, r, c);
-        if (page)
-            return page;
-    }
-    return NULL;
-}
-
-/* The pages an arena reset kept that nothing used since go back to their
- * regions: before the arena maps more, they are free slices like any other.
- * True if there were any. */
-static bool heap_release_kept(ma_heap *heap)
+/* The pages an arena reset kept that nothing used since go back to the
+ * arena: before it maps more, they are free slices like any other. True
+ * if there were any. */
+static bool release_kept(ma_heap *heap)
 {
     bool any = false;
+    heap->has_kept = false;
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
         for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
             next = page->next;
             if (page->kept) {
-                queue_remove(heap, page);
-                page_release(heap, page);
+                page_leave(heap, page);
                 any = true;
             }
         }
     return any;
 }
 
-static ma_page *heap_page_new_in(ma_heap *heap, unsigned c)
-{
-    ma_page *page = page_in_owned_regions(heap, c);
-    if (page)
-        return page;
-    if (heap->arena && heap_release_kept(heap) && (page = page_in_owned_regions(heap, c)) != NULL)
-        return page;
-    for (ma_region *r; (r = ma_region_take_abandoned(heap->arena)) != NULL;) {
-        ma_heap_adopt_region(heap, r);
-        if ((page = page_in_region(heap, r, c)) != NULL)
-            return page;
-    }
-    ma_region *r = heap->arena ? ma_arena_new_region(heap->arena) : ma_region_new(ma_os_default_flags());
-    if (r == NULL)
-        return NULL;
-    heap_link_region(heap, r);
-    return page_in_region(heap, r, c);
-}
-
-/* An arena's limit is checked once, before any region is looked at, so a
- * refused request maps nothing. */
 static ma_page *heap_page_new(ma_heap *heap, unsigned c)
 {
-    size_t bytes = (size_t)ma_class_slices(c) << MA_SLICE_SHIFT;
-    if (heap->arena && !ma_arena_commit(heap->arena, bytes))
-        return NULL;
-    ma_page *page = heap_page_new_in(heap, c);
-    if (page == NULL && heap->arena)
-        ma_arena_uncommit(heap->arena, bytes);
-    return page;
-}
-
-/* Set by the thread-exit handler: from then on this thread makes no heap. */
-static MA_THREAD_LOCAL bool thread_exiting;
-
-/* A free into a page of an exited thread's region: adopt the region, with a
- * heap made for the purpose if this thread never allocated, unless it is
- * exiting itself (it would only abandon it again). An arena's regions wait
- * for a heap of their arena. */
-bool ma_heap_reclaim_on_free(ma_page *page)
-{
-    ma_region *r = ma_page_region(page);
-    if (r->arena != NULL || thread_exiting)
-        return false;
-    ma_heap *heap = ma_heap_get_or_create();
-    if (heap == NULL || !ma_region_take_if_abandoned(r))
-        return false;
-    ma_heap_adopt_region(heap, r);
-    return true;
-}
-
-/* A page an arena reset kept in place is used again: from now on it counts
- * against the arena's limit. */
-static bool page_recommit(ma_heap *heap, ma_page *page)
-{
-    if (!ma_arena_commit(heap->arena, (size_t)page->slices << MA_SLICE_SHIFT))
-        return false;
-    page->kept = 0;
-    return true;
+    ma_page *page = NULL;
+    if (heap->has_kept) {
+        page = ma_arena_page_new(heap->arena, c, heap, &heap->region_hint, false);
+        if (page != NULL || !release_kept(heap))
+            return page;
+    }
+    return ma_arena_page_new(heap->arena, c, heap, &heap->region_hint, true);
 }
 
 /* A page of class c with a free block, at the front of its queue. */
@@ -431,7 +361,7 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
         if (page->retained)
             unretain(heap, page);
         if (page->free == NULL)
-            ma_page_collect(page);
+            collect(heap, page);
         /* Carve more while the page is small, even when frees came back: a
          * loop that frees what it allocates would otherwise cycle through
          * the first few blocks and land here every few calls. */
@@ -444,20 +374,21 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
             }
             return page;
         }
-        queue_remove(heap, page);
-        page->in_full = 1;
-        if (!page->notify_pending) {
-            if (ma_page_set_full(page)) {
-                page->free_trigger = 0xffff;
-            } else { /* remote frees arrived meanwhile */
-                page->in_full = 0;
-                ma_page_collect(page);
+        if (!page_to_full(heap, page)) { /* remote frees arrived meanwhile */
+            if (heap->queues[c].first != page) {
+                queue_remove(heap, page);
                 queue_push_front(heap, page);
-                return page;
             }
+            return page;
         }
     }
     heap_maybe_purge(heap);
+    for (ma_page *page; (page = ma_arena_take_abandoned(heap->arena, c)) != NULL;)
+        if (adopt(heap, page)) {
+            if (page->free == NULL)
+                ma_page_extend(page);
+            return page;
+        }
     ma_page *page = heap_page_new(heap, c);
     if (page == NULL)
         return NULL;
@@ -466,36 +397,21 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
     return page;
 }
 
-/* ---- heaps: creation, thread exit ---- */
-
-static void thread_done(void *value)
+void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
 {
-    ma_heap *heap = value;
-    thread_exiting = true;
-    ma_arena_thread_exit();
-    if (heap == NULL || heap == &ma_empty_heap)
-        return;
-    ma_tls_heap = &ma_empty_heap;
-    ma_heap_abandon(heap);
-}
-
-/* pthread_key_create allocates nothing for the first keys of a process; it
- * runs once, on the first heap. */
-static void ensure_key(void)
-{
-    if (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 2)
-        return;
-    int expected = 0;
-    if (atomic_compare_exchange_strong(&heap_key_state, &expected, 1)) {
-        if (pthread_key_create(&heap_key, thread_done) == 0)
-            atomic_store_explicit(&heap_key_state, 2, memory_order_release);
-        else
-            atomic_store_explicit(&heap_key_state, 0, memory_order_release);
-        return;
+    if (ma_unlikely(heap == &ma_empty_heap)) {
+        heap = default_heap();
+        if (heap == NULL)
+            return NULL;
     }
-    while (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 1)
-        ma_cpu_relax();
+    take_notices(heap);
+    ma_page *page = heap_find_page(heap, class_idx);
+    if (page == NULL)
+        return NULL;
+    return ma_page_pop(page);
 }
+
+/* ---- heaps: the pool, creation ---- */
 
 static ma_heap *heap_pool_take(void)
 {
@@ -523,113 +439,19 @@ static ma_heap *heap_pool_take(void)
     }
 }
 
-/* Every queue empty: the fast path's tables name the empty page. */
-static void heap_clear_queues(ma_heap *heap)
+static void fold_counts(ma_heap *heap)
 {
-    for (unsigned i = 0; i < MA_DIRECT_COUNT; i++)
-        heap->direct[i] = &ma_empty_page;
-    for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
-        heap->pages[c] = &ma_empty_page;
-        heap->queues[c].first = heap->queues[c].last = NULL;
-    }
-    atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
+    atomic_fetch_add_explicit(&folded_frees, heap->remote_frees, memory_order_relaxed);
+    atomic_fetch_add_explicit(&folded_free_bytes, heap->remote_free_bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&folded_collected, heap->collected, memory_order_relaxed);
+    atomic_fetch_add_explicit(&folded_collected_bytes, heap->collected_bytes, memory_order_relaxed);
+    heap->remote_frees = heap->remote_free_bytes = heap->collected = heap->collected_bytes = 0;
 }
 
-void ma_heap_reset(ma_heap *heap)
+static void heap_to_pool(ma_heap *heap)
 {
-    heap_clear_queues(heap);
-    heap->regions = NULL;
-    heap->dirty_bytes = 0;
-    heap->retained_bytes = 0;
-    heap->next_purge_ms = 0;
-    heap->overcap_pass_ms = 0;
-}
-
-/* The pages of r that heap used since the last reset stay, emptied, in
- * their queues; those it left unused go back to r. */
-static void region_keep_pages(ma_heap *heap, ma_region *r)
-{
-    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
-        if (r->slice_page[i] != i) /* one cache line says where pages start */
-            continue;
-        ma_page *page = &r->pages[i];
-        if (page->kept) {
-            page_release(heap, page);
-            continue;
-        }
-        ma_page_restart(page);
-        page->kept = 1;
-        queue_push_back(heap, page);
-    }
-}
-
-void ma_heap_reset_keep(ma_heap *heap)
-{
-    heap_clear_queues(heap);
-    heap->retained_bytes = 0;
-    for (ma_region *r = heap->regions, *next; r; r = next) {
-        next = r->next;
-        region_keep_pages(heap, r);
-        if (ma_region_is_empty(r)) {
-            heap_unlink_region(heap, r);
-            atomic_store_explicit(&r->heap, NULL, memory_order_relaxed);
-        }
-    }
-}
-
-/* A fork that caught another thread creating the key leaves the child
- * with nobody to finish: it makes one of its own. */
-void ma_heap_fork_child(void)
-{
-    int creating = 1;
-    atomic_compare_exchange_strong(&heap_key_state, &creating, 0);
-}
-
-/* Asks for thread_done at this thread's exit. The value is the thread's
- * heap, or the empty heap for a thread that only used arenas. */
-void ma_heap_register_thread_exit(void)
-{
-    ensure_key();
-    if (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 2)
-        pthread_setspecific(heap_key, ma_tls_heap);
-}
-
-ma_heap *ma_heap_get_or_create(void)
-{
-    ma_heap *heap = ma_tls_heap;
-    if (heap != &ma_empty_heap)
-        return heap;
-    ma_init();
-    heap = heap_pool_take();
-    if (heap == NULL)
-        return NULL;
-    ma_heap_reset(heap);
-    heap->arena = NULL;
-    ma_tls_heap = heap;
-    ma_heap_register_thread_exit();
-    return heap;
-}
-
-ma_heap *ma_heap_new_for_arena(ma_arena *arena)
-{
-    ma_init();
-    ma_heap *heap = heap_pool_take();
-    if (heap == NULL)
-        return NULL;
-    ma_heap_reset(heap);
-    heap->arena_generation = atomic_load_explicit(&arena->generation, memory_order_relaxed);
-    heap->arena_next = heap->arena_prev = heap->thread_next = NULL;
-    /* The owner before the arena: a thread that finds this heap as an
-     * arena's hot heap (arena.c) reads them in the other order. */
-    __atomic_store_n(&heap->owner, ma_thread_id(), __ATOMIC_RELAXED);
-    __atomic_store_n(&heap->arena, arena, __ATOMIC_RELEASE);
-    return heap;
-}
-
-void ma_heap_return_to_pool(ma_heap *heap)
-{
-    ma_heap_reset(heap);
-    ma_stats_fold(heap);
+    heap_clear(heap);
+    fold_counts(heap);
     __atomic_store_n(&heap->arena, NULL, __ATOMIC_RELEASE); /* read by the arena's fast path */
     ma_lock(&ma_heap_lock);
     heap->pool_next = heap_pool;
@@ -637,76 +459,457 @@ void ma_heap_return_to_pool(ma_heap *heap)
     ma_unlock(&ma_heap_lock);
 }
 
-void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
+static void arena_link_heap(ma_arena *a, ma_heap *heap)
 {
-    if (ma_unlikely(heap == &ma_empty_heap)) {
-        heap = ma_heap_get_or_create();
-        if (heap == NULL)
-            return NULL;
-    }
-    heap_take_notices(heap);
-    heap_maybe_purge(heap);
-    ma_page *page = heap_find_page(heap, class_idx);
-    if (page == NULL)
-        return NULL;
-    return ma_page_pop(page);
+    heap->arena_prev = NULL;
+    heap->arena_next = a->heaps;
+    if (a->heaps)
+        a->heaps->arena_prev = heap;
+    a->heaps = heap;
 }
 
-/* The thread is gone: its pages stop asking for notices, empty pages go
- * back, and regions that still hold live blocks wait for a new owner. */
-void ma_heap_abandon(ma_heap *heap)
+static void arena_unlink_heap(ma_arena *a, ma_heap *heap)
 {
-    for (ma_region *r = heap->regions; r; r = r->next)
-        for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
-            ma_page *page = &r->pages[i];
-            if (page->slices != 0 && page->first_slice == i) {
-                ma_page_set_never(page);
-                atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
-            }
-        }
-    /* Notices already pushed name pages we are about to hand over. */
-    atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
-    for (ma_region *r = heap->regions, *next; r; r = next) {
-        next = r->next;
-        for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
-            ma_page *page = &r->pages[i];
-            if (page->slices == 0 || page->first_slice != i)
-                continue;
-            page->in_full = page->notify_pending = page->retained = 0;
-            page->free_trigger = 1;
-            page->next = page->prev = NULL;
-            ma_page_collect(page);
-            if (page->used == 0)
-                page_release(heap, page);
-        }
-        ma_region_purge(r, 0, 0, NULL);
-        r->next = r->prev = NULL;
-        if (ma_region_is_empty(r) && r->arena == NULL)
-            ma_region_release(r);
-        else
-            ma_region_abandon(r); /* an arena keeps its regions */
-    }
-    ma_heap_return_to_pool(heap);
+    if (heap->arena_prev)
+        heap->arena_prev->arena_next = heap->arena_next;
+    else
+        a->heaps = heap->arena_next;
+    if (heap->arena_next)
+        heap->arena_next->arena_prev = heap->arena_prev;
+    heap->arena_next = heap->arena_prev = NULL;
 }
+
+/* A heap of the calling thread in arena a, linked in; NULL when there is no
+ * memory, or the arena was destroyed meanwhile (dead). */
+static ma_heap *heap_new(ma_arena *a, bool *dead)
+{
+    ma_heap *heap = heap_pool_take();
+    if (heap == NULL)
+        return NULL;
+    heap_clear(heap);
+    heap->region_hint.region = NULL;
+    heap->arena_generation = atomic_load_explicit(&a->generation, memory_order_relaxed);
+    heap->thread_next = NULL;
+    /* The owner before the arena: a thread that finds this heap as an
+     * arena's hot heap reads them in the other order. */
+    __atomic_store_n(&heap->owner, ma_thread_id(), __ATOMIC_RELAXED);
+    ma_lock(&a->lock);
+    *dead = atomic_load_explicit(&a->magic, memory_order_relaxed) != MA_ARENA_LIVE;
+    if (!*dead) {
+        arena_link_heap(a, heap);
+        __atomic_store_n(&heap->arena, a, __ATOMIC_RELEASE);
+    }
+    ma_unlock(&a->lock);
+    if (*dead) {
+        heap_to_pool(heap);
+        return NULL;
+    }
+    return heap;
+}
+
+/* ---- thread exit ---- */
+
+static void thread_done(void *value);
+
+/* pthread_key_create allocates nothing for the first keys of a process; it
+ * runs once, on the first heap. */
+static void ensure_key(void)
+{
+    if (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 2)
+        return;
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&heap_key_state, &expected, 1)) {
+        if (pthread_key_create(&heap_key, thread_done) == 0)
+            atomic_store_explicit(&heap_key_state, 2, memory_order_release);
+        else
+            atomic_store_explicit(&heap_key_state, 0, memory_order_release);
+        return;
+    }
+    while (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 1)
+        ma_cpu_relax();
+}
+
+/* Asks for thread_done at this thread's exit. The value is the thread's
+ * default heap, or the empty heap for a thread that only used explicit
+ * arenas. */
+static void register_thread_exit(void)
+{
+    ensure_key();
+    if (atomic_load_explicit(&heap_key_state, memory_order_acquire) == 2)
+        pthread_setspecific(heap_key, ma_tls_heap);
+}
+
+/* Each page of the heap, in its queues and its full list. */
+#define FOR_EACH_PAGE(heap, page, next, body)                                                      \
+    for (unsigned c_ = 0; c_ <= MA_CLASS_COUNT; c_++) {                                            \
+        ma_page_queue *q_ = c_ < MA_CLASS_COUNT ? &(heap)->queues[c_] : &(heap)->full;              \
+        for (ma_page *page = q_->first, *next; page; page = next) {                                \
+            next = page->next;                                                                     \
+            body                                                                                   \
+        }                                                                                          \
+    }
+
+/* The thread is gone: its pages stop asking for notices (after which none
+ * reaches its notice stack), empty ones go back to the arena, and those
+ * that still hold live blocks wait there for a new owner. */
+static void heap_abandon(ma_heap *heap)
+{
+    ma_arena *a = heap->arena;
+    FOR_EACH_PAGE(heap, page, next, {
+        ma_page_set_never(page);
+        atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+    })
+    atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
+    FOR_EACH_PAGE(heap, page, next, {
+        page->in_full = page->notify_pending = page->retained = 0;
+        page->free_trigger = 1;
+        page->next = page->prev = NULL;
+        collect(heap, page);
+        if (page->used == 0)
+            ma_arena_page_free(a, page);
+        else
+            ma_arena_abandon(a, page);
+    })
+    ma_arena_maybe_purge(a);
+}
+
+/* The heap leaves its arena (unless the arena was destroyed meanwhile, and
+ * its pages with it) and goes back to the pool. While it hands its pages
+ * back the arena knows, so that a reset or destroy waits for it. */
+static void heap_leave(ma_heap *heap)
+{
+    ma_arena *a = __atomic_load_n(&heap->arena, __ATOMIC_ACQUIRE);
+    if (a != NULL) {
+        ma_lock(&a->lock);
+        bool member = heap->arena == a;
+        if (member) {
+            arena_unlink_heap(a, heap);
+            a->leaving++;
+        }
+        ma_unlock(&a->lock);
+        if (member) {
+            heap_abandon(heap);
+            ma_lock(&a->lock);
+            a->leaving--;
+            ma_unlock(&a->lock);
+        }
+    }
+    heap_to_pool(heap);
+}
+
+/* ---- explicit arenas: the thread's heaps in them ---- */
+
+#define ARENA_SLOTS 4
+struct arena_slot {
+    ma_arena *arena;
+    uint64_t generation;
+    ma_heap *heap;
+};
+/* The thread's most recently used arenas, most recent first. Empty slots
+ * name a dummy that no handle equals (not NULL: a NULL handle would match). */
+static ma_arena no_arena;
+#define EMPTY_SLOT {&no_arena, 0, NULL}
+static MA_THREAD_LOCAL struct arena_slot slots[ARENA_SLOTS] = {EMPTY_SLOT, EMPTY_SLOT, EMPTY_SLOT,
+                                                               EMPTY_SLOT};
+static MA_THREAD_LOCAL ma_heap *thread_heaps; /* its heaps in explicit arenas */
+
+static void hot_heap_claim(ma_arena *a, ma_heap *heap)
+{
+    ma_heap *hot = atomic_load_explicit(&a->hot_heap, memory_order_acquire);
+    if (hot == NULL || __atomic_load_n(&hot->arena, __ATOMIC_ACQUIRE) != a)
+        atomic_compare_exchange_strong_explicit(&a->hot_heap, &hot, heap, memory_order_release,
+                                                memory_order_relaxed);
+}
+
+/* Heaps whose arena was destroyed (by any thread) go back to the pool. */
+static void thread_list_prune(void)
+{
+    for (ma_heap **h = &thread_heaps; *h;) {
+        ma_heap *heap = *h;
+        if (__atomic_load_n(&heap->arena, __ATOMIC_ACQUIRE) == NULL) {
+            *h = heap->thread_next;
+            heap_to_pool(heap);
+        } else {
+            h = &heap->thread_next;
+        }
+    }
+}
+
+/* The thread's heap in a, if it has one (no new heap is made). */
+static ma_heap *thread_heap_in(ma_arena *a)
+{
+    uint64_t generation = atomic_load_explicit(&a->generation, memory_order_acquire);
+    for (ma_heap *h = thread_heaps; h; h = h->thread_next)
+        if (h->arena == a && h->arena_generation == generation)
+            return h;
+    return NULL;
+}
+
+ma_heap *ma_heap_of_arena_slow(ma_arena *a)
+{
+    ma_arena_check_live(a);
+    uint64_t generation = atomic_load_explicit(&a->generation, memory_order_acquire);
+    for (unsigned i = 0; i < ARENA_SLOTS; i++)
+        if (slots[i].arena == a && slots[i].generation == generation) {
+            struct arena_slot hit = slots[i];
+            memmove(&slots[1], &slots[0], i * sizeof slots[0]);
+            slots[0] = hit;
+            return hit.heap;
+        }
+    ma_init();
+    thread_list_prune();
+    ma_heap *heap = thread_heap_in(a);
+    if (heap == NULL) {
+        bool dead;
+        heap = heap_new(a, &dead);
+        if (dead)
+            ma_arena_dead(a);
+        if (heap == NULL) /* no memory: the empty heap's pages make every pop fail */
+            return &ma_empty_heap;
+        heap->thread_next = thread_heaps;
+        thread_heaps = heap;
+        register_thread_exit();
+    }
+    hot_heap_claim(a, heap);
+    memmove(&slots[1], &slots[0], (ARENA_SLOTS - 1) * sizeof slots[0]);
+    slots[0] = (struct arena_slot){a, generation, heap};
+    return heap;
+}
+
+static void thread_done(void *value)
+{
+    ma_heap *heap = value;
+    thread_exiting = true;
+    for (unsigned i = 0; i < ARENA_SLOTS; i++)
+        slots[i] = (struct arena_slot)EMPTY_SLOT;
+    while (thread_heaps) {
+        ma_heap *h = thread_heaps;
+        thread_heaps = h->thread_next;
+        heap_leave(h);
+    }
+    if (heap == NULL || heap == &ma_empty_heap)
+        return;
+    ma_tls_heap = &ma_empty_heap;
+    heap_leave(heap);
+}
+
+/* The calling thread's heap in the default arena, made on first use; NULL
+ * when there is no memory for one. */
+static ma_heap *default_heap(void)
+{
+    ma_heap *heap = ma_tls_heap;
+    if (heap != &ma_empty_heap)
+        return heap;
+    ma_init();
+    bool dead;
+    heap = heap_new(&ma_default_arena, &dead);
+    if (heap == NULL)
+        return NULL;
+    ma_tls_heap = heap;
+    register_thread_exit();
+    return heap;
+}
+
+/* ---- frees that leave the fast path ---- */
+
+/* A free into an abandoned page: the freeing thread's heap in the page's
+ * arena adopts it (a heap made for the purpose in the default arena if this
+ * thread never allocated, unless it is exiting: it would only abandon the
+ * page again). True when the page is that heap's now. */
+static ma_heap *adopt_on_free(ma_page *page)
+{
+    ma_arena *a = ma_page_region(page)->arena;
+    ma_heap *heap;
+    if (is_default(a))
+        heap = thread_exiting ? NULL : default_heap();
+    else
+        heap = thread_heap_in(a);
+    if (heap == NULL || !ma_arena_claim(a, page))
+        return NULL;
+    adopt(heap, page);
+    return heap;
+}
+
+void ma_heap_free_remote(ma_page *page, ma_block *b)
+{
+    /* free() of a block of one of this thread's own heaps in an explicit
+     * arena: local. */
+    ma_heap *owner = atomic_load_explicit(&page->heap, memory_order_relaxed);
+    if (owner != NULL && owner->owner == ma_thread_id()) {
+        ma_heap_free_local(owner, page, b, ma_block_tag(page, b));
+        return;
+    }
+    /* Nobody owns the page: take it over, or blocks freed into it would
+     * wait for a heap that needs a page of its class. Done before the push,
+     * so our live block keeps the page from being emptied and given back
+     * by another adopter meanwhile. */
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    if ((tf & MA_TF_STATE_MASK) == MA_TF_NEVER && (owner = adopt_on_free(page)) != NULL) {
+        ma_heap_free_local(owner, page, b, ma_block_tag(page, b));
+        return;
+    }
+    count_remote_free(page);
+    if (ma_page_push_remote(page, b)) {
+        deliver_notice(atomic_load_explicit(&page->heap, memory_order_acquire), page);
+        ma_page_notice_done(page);
+    }
+}
+
+/* ---- trim ---- */
 
 size_t ma_heap_trim(ma_heap *heap)
 {
     if (heap == &ma_empty_heap)
         return 0;
-    heap_take_notices(heap);
-    for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
-        for (ma_page *page = heap->queues[c].first; page; page = page->next)
-            ma_page_collect(page);
-    /* Every empty page goes back, not only the retained ones. */
+    take_notices(heap);
+    size_t bytes = 0;
+    FOR_EACH_PAGE(heap, page, next, {
+        if (!page->in_full)
+            collect(heap, page);
+    })
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
         for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
             next = page->next;
             if (page->used == 0) {
-                if (page->retained)
-                    unretain(heap, page);
-                queue_remove(heap, page);
-                page_release(heap, page);
+                bytes += page_bytes(page);
+                page_leave(heap, page);
             }
         }
-    return heap_purge(heap, 0, false);
+    return bytes;
+}
+
+/* ---- explicit arenas: reset and destroy ---- */
+
+/* Waits until no exiting thread is handing pages back to a, and returns
+ * with a's lock held. */
+static void lock_quiet(ma_arena *a)
+{
+    for (;;) {
+        ma_lock(&a->lock);
+        if (a->leaving == 0)
+            return;
+        ma_unlock(&a->lock);
+        ma_cpu_relax();
+    }
+}
+
+/* The pages of heap used since the last reset stay, emptied, in their
+ * queues, counted as committed again only when used; those it left unused
+ * a whole period (still kept) go onto *unused for the arena. */
+static void heap_keep_pages(ma_heap *heap, ma_page **unused)
+{
+    ma_arena *a = heap->arena;
+    ma_page_queue keep = {NULL, NULL};
+    FOR_EACH_PAGE(heap, page, next, {
+        if (page->kept) {
+            page->next = *unused;
+            *unused = page;
+            continue;
+        }
+        size_t pending = ma_page_restart(page);
+        atomic_fetch_add_explicit(&a->collected, pending, memory_order_relaxed);
+        atomic_fetch_add_explicit(&a->collected_bytes, pending * page->block_size, memory_order_relaxed);
+        page->kept = 1;
+        ma_queue_push_back(&keep, page);
+    })
+    heap_clear(heap);
+    for (ma_page *page = keep.first, *next; page; page = next) {
+        next = page->next;
+        queue_push_back(heap, page);
+    }
+    heap->has_kept = keep.first != NULL;
+}
+
+void ma_heaps_reset(ma_arena *a, bool give_back)
+{
+    ma_page *unused = NULL;
+    lock_quiet(a);
+    for (ma_heap *h = a->heaps; h; h = h->arena_next) {
+        if (give_back)
+            heap_clear(h); /* its pages go with the regions' wipe */
+        else
+            heap_keep_pages(h, &unused);
+    }
+    ma_unlock(&a->lock);
+    for (ma_page *page = unused, *next; page; page = next) {
+        next = page->next;
+        ma_arena_page_free(a, page);
+    }
+    ma_arena_reset_space(a, give_back);
+}
+
+void ma_heaps_leave(ma_arena *a)
+{
+    lock_quiet(a);
+    for (ma_heap *h = a->heaps, *next; h; h = next) {
+        next = h->arena_next;
+        heap_clear(h);
+        h->arena_next = h->arena_prev = NULL;
+        __atomic_store_n(&h->arena, NULL, __ATOMIC_RELEASE);
+    }
+    a->heaps = NULL;
+    ma_unlock(&a->lock);
+}
+
+/* ---- accounts and fork ---- */
+
+void ma_heaps_pending(size_t *blocks, size_t *bytes)
+{
+    size_t frees = atomic_load(&folded_frees), free_bytes = atomic_load(&folded_free_bytes);
+    size_t collected = atomic_load(&folded_collected), collected_bytes = atomic_load(&folded_collected_bytes);
+    ma_lock(&ma_heap_lock);
+    for (ma_heap *h = all_heaps; h; h = h->all_next) {
+        frees += __atomic_load_n(&h->remote_frees, __ATOMIC_RELAXED);
+        free_bytes += __atomic_load_n(&h->remote_free_bytes, __ATOMIC_RELAXED);
+        collected += __atomic_load_n(&h->collected, __ATOMIC_RELAXED);
+        collected_bytes += __atomic_load_n(&h->collected_bytes, __ATOMIC_RELAXED);
+    }
+    ma_unlock(&ma_heap_lock);
+    size_t arena_collected, arena_collected_bytes;
+    ma_arenas_collected(&arena_collected, &arena_collected_bytes);
+    collected += arena_collected;
+    collected_bytes += arena_collected_bytes;
+    *blocks = frees > collected ? frees - collected : 0;
+    *bytes = free_bytes > collected_bytes ? free_bytes - collected_bytes : 0;
+}
+
+struct notice_fix {
+    unsigned fixed;
+};
+
+/* A notice a vanished freer left half done: the page is on its owner's
+ * notice stack if the push came before the fork; put it there if not. */
+static void finish_notice(ma_page *page, void *arg)
+{
+    struct notice_fix *fix = arg;
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    if ((tf & MA_TF_STATE_MASK) != MA_TF_NOTIFYING)
+        return;
+    ma_heap *owner = atomic_load_explicit(&page->heap, memory_order_relaxed);
+    bool pushed = owner == NULL;
+    for (ma_page *p = owner ? atomic_load(&owner->notify) : NULL; p && !pushed; p = p->notify_next)
+        pushed = p == page;
+    if (!pushed)
+        deliver_notice(owner, page);
+    ma_page_notice_done(page);
+    fix->fixed++;
+}
+
+static void arena_fork_child(ma_arena *a, void *arg)
+{
+    a->leaving = 0; /* their threads are gone */
+    if (ma_page_notices_in_flight())
+        ma_arena_foreach_page(a, finish_notice, arg);
+}
+
+/* The child has only the thread that forked: whatever another thread was
+ * doing between two steps of a lock-free protocol, nobody will finish it.
+ * Locks were all held across the fork, so no locked state is half done. */
+void ma_heap_fork_child(void)
+{
+    int creating = 1; /* a fork that caught a thread making the key: make one anew */
+    atomic_compare_exchange_strong(&heap_key_state, &creating, 0);
+    struct notice_fix fix = {0};
+    ma_arenas_foreach(arena_fork_child, &fix);
+    ma_page_fork_child_done();
 }

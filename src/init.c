@@ -1,12 +1,9 @@
-/* Process-wide set-up: options, the per-process secrets, fork handlers.
+/* Process-wide set-up: options and the per-process secrets.
  *
  * The first allocation can come from the dynamic loader, from dlsym or from
  * thread-local-storage set-up, before any constructor: so set-up runs lazily
  * on the first slow path, allocates nothing, and calls nothing that could
  * call malloc while the state says "running". */
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/syscall.h>
@@ -16,9 +13,17 @@
 #include "internal.h"
 
 uintptr_t ma_secret[4];
+bool ma_secure;
 _Atomic int ma_init_state;
-int ma_stats_fd = 2;
 static MA_THREAD_LOCAL bool in_init;
+
+#if !defined(__x86_64__) && !defined(__aarch64__)
+const void *ma_thread_id(void)
+{
+    static MA_THREAD_LOCAL char id;
+    return &id;
+}
+#endif
 
 static uint64_t splitmix64(uint64_t *state)
 {
@@ -56,44 +61,6 @@ static void init_secrets(void)
     atomic_store_explicit((_Atomic uintptr_t *)&ma_secret[0], secret[0] | 1, memory_order_release);
 }
 
-/* Set when our fork handlers run: proof, in a child, that they were
- * registered before that fork. */
-static bool fork_handlers_ran;
-
-static void fork_prepare(void)
-{
-    ma_locks_acquire_all();
-    fork_handlers_ran = true;
-}
-
-static void fork_parent(void)
-{
-    ma_locks_release_all();
-}
-
-static void finish_notices(ma_region *r, void *arg)
-{
-    (void)arg;
-    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
-        ma_page *page = &r->pages[i];
-        if (page->slices != 0 && page->first_slice == i)
-            ma_page_fork_child(page);
-    }
-}
-
-/* The child has only the thread that forked: whatever another thread was
- * doing between two steps of a lock-free protocol, nobody will finish it.
- * Locks were all held across the fork, so no locked state is half done. */
-static void fork_child(void)
-{
-    ma_locks_reset_all();
-    ma_heap_fork_child();
-    if (ma_page_notices_in_flight()) {
-        ma_regions_foreach(finish_notices, NULL);
-        ma_page_fork_child_done();
-    }
-}
-
 /* The process whose thread runs set-up: a waiter in another process (a
  * child forked meanwhile) knows that nobody will finish it there. */
 static _Atomic int init_pid;
@@ -106,17 +73,10 @@ static void init_run(void)
         init_secrets();
     ma_options_init();
     ma_secure = ma_option(MA_OPT_SECURE) != 0;
-    if (!fork_handlers_ran)
-        pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (ma_option(MA_OPT_STATS))
+        ma_report_keep_stderr();
     atomic_store_explicit(&ma_init_state, 2, memory_order_release);
     in_init = false;
-    /* atexit may allocate, so it comes after the state says "done";
-     * the handler checks the option, which code may still change. Some
-     * programs (coreutils) close stderr before exit handlers run: with
-     * stats on from the start, the report goes to a copy taken now. */
-    if (ma_option(MA_OPT_STATS))
-        ma_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
-    atexit(ma_stats_at_exit);
 }
 
 void ma_init_slow(void)
@@ -153,26 +113,4 @@ uint64_t ma_clock_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
 #endif
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* fork: every allocator lock, always in this order. */
-void ma_locks_acquire_all(void)
-{
-    ma_arenas_lock_all();
-    ma_lock(&ma_heap_lock);
-    ma_lock(&ma_region_lock);
-    ma_lock(&ma_large_lock);
-}
-
-void ma_locks_release_all(void)
-{
-    ma_unlock(&ma_large_lock);
-    ma_unlock(&ma_region_lock);
-    ma_unlock(&ma_heap_lock);
-    ma_arenas_unlock_all();
-}
-
-void ma_locks_reset_all(void)
-{
-    ma_locks_release_all();
 }

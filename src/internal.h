@@ -1,24 +1,66 @@
-/* The map of mapalloc: its words, its types, and the internal functions
- * grouped under the file that defines them. Not installed.
+/* The map of mapalloc: its words, its types, and the base layer (options,
+ * set-up, misuse reports). Not installed.
+ *
+ * The layers, bottom up; a file includes only the headers of its own layer
+ * or below (tests/check_layers.py keeps it so):
+ *   0 base     internal.h, lock.h, size_class.h, error.c, options.c, init.c
+ *   1 os       os.h, os.c          mappings: the only mmap/munmap/mremap/madvise
+ *   2 region   region.h, region.c  4 MiB regions, their slices, the region map
+ *   3 page     page.h, page.c, secure.c   blocks in a page, the secure profile
+ *   4 large    large.h, large.c    blocks with a mapping of their own
+ *   5 arena    arena.h, arena.c    regions, pages, large blocks and the budget
+ *                                  of one arena, its purging
+ *   6 heap     heap.h, heap.c      thread heaps: per thread and arena
+ *   7 api      alloc.h, api.c, stats.c   the public functions, their fast paths
  *
  * Glossary
- *  block   what malloc returns: a slot of one size class inside a page.
- *  page    a run of 1 to 32 slices (64 KiB each) of one region that serves
- *          blocks of one size class. Its descriptor lives in the region header,
- *          away from the blocks (metadata is never next to user data).
- *  region  a 4 MiB mapping aligned to 4 MiB. Its first slice holds the header:
- *          the slice bitmaps and the 64 page descriptors. A block's page is
- *          found from the block's address alone: mask to the region, shift to
- *          the slice, one byte to the page.
- *  heap    per-thread: the pages it allocates from, by class, and the regions
- *          it owns. Only its thread allocates from it; other threads free into
- *          its pages with one atomic push.
- *  large   a block above MA_LARGE_THRESHOLD, with a mapping of its own.
- *  arena   an explicit arena (mapalloc_arena_*): its own regions and large
- *          blocks, a heap per thread that uses it; reset and destroy work on
- *          its mappings, never on its blocks.
- *  abandoned  a region whose thread exited with blocks still live; the next
- *          thread that needs a page adopts it.
+ *  block     what malloc returns: a slot of one size class inside a page.
+ *  class     a size class: the block size that serves a range of requests
+ *            (size_class.h).
+ *  slice     64 KiB, the unit a region is cut into; a page is a run of them.
+ *  page      a run of 1 to 32 slices of one region that serves blocks of one
+ *            class. Its descriptor lives in the region header, away from the
+ *            blocks (metadata is never next to user data). A page is, at any
+ *            time, one of:
+ *              free       its slices belong to no page (descriptor unused);
+ *              queued     owned by a heap, in its queue for the class: it may
+ *                         have free blocks;
+ *              full       owned by a heap, out of its queue because it had no
+ *                         free block, waiting for a notice (in_full);
+ *              retained   owned by a heap, empty, kept as its class's page so
+ *                         that a loop of malloc and free does not set a page
+ *                         up each time (retained);
+ *              kept       owned by a heap of an explicit arena, emptied in
+ *                         place by a reset, not committed until used (kept);
+ *              abandoned  its heap's thread exited while blocks were live:
+ *                         in its arena's list until a heap adopts it.
+ *  region    a 4 MiB mapping aligned to 4 MiB. Its first slice holds the
+ *            header: slice bitmaps and the 64 page descriptors. A block's page
+ *            is found from the block's address alone: mask to the region,
+ *            shift to the slice, one byte to the page.
+ *  heap      what one thread allocates from in one arena: per class a queue
+ *            of pages and the page serving each small size. Only its thread
+ *            allocates from it; other threads free into its pages.
+ *  arena     owns regions, the index of its large blocks, a budget and its
+ *            mapping options; every heap belongs to one. The process's
+ *            ordinary allocations use the default arena; an explicit arena
+ *            (mapalloc_arena_*) differs only in its options.
+ *  large     a block above MA_LARGE_THRESHOLD, with a mapping of its own.
+ *  tag       the keyed mark a free block carries (block address ^ page key):
+ *            free writes it, malloc erases it, free of a block whose tag is
+ *            intact is a double free.
+ *  link      a free block's encoded pointer to the next free block.
+ *  notice    what a remote free sends the owner of a full page: the page on
+ *            its heap's notice stack, so that the page comes back into its
+ *            queue without any scanning.
+ *  dirty     slices that are free but still resident (touched, not purged).
+ *  purge     give pages back to the kernel (madvise); they stay mapped.
+ *  unmap     give a mapping back (munmap): regions, large blocks.
+ *  forget    drop every block of a page at once (arena reset): nothing is
+ *            freed one by one.
+ *  reset     only the public arena reset (mapalloc_arena_reset).
+ *  committed bytes of pages in use and large blocks: what an arena's limit
+ *            counts.
  */
 #ifndef MA_INTERNAL_H
 #define MA_INTERNAL_H
@@ -29,7 +71,6 @@
 #include <stdint.h>
 
 #include "lock.h"
-#include "os.h"
 #include "size_class.h"
 
 #define ma_likely(x) __builtin_expect(!!(x), 1)
@@ -55,31 +96,43 @@
 #define MA_THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
 #endif
 
+/* ---- layout constants, named once ---- */
+
+#define MA_OS_PAGE ((size_t)4096)
 #define MA_REGION_SHIFT 22
 #define MA_REGION_SIZE ((size_t)1 << MA_REGION_SHIFT) /* 4 MiB */
 #define MA_REGION_SLICES ((unsigned)(MA_REGION_SIZE >> MA_SLICE_SHIFT)) /* 64 */
-#define MA_ADDRESS_BITS 47 /* user space on x86-64 with 4-level page tables */
-#define MA_REGION_MAP_SIZE ((size_t)1 << (MA_ADDRESS_BITS - MA_REGION_SHIFT))
-#define MA_OS_PAGE ((size_t)4096)
+/* User space on x86-64 with 4-level page tables, and the default of the
+ * kernel with 5-level ones: the region map covers it, and a region the
+ * kernel places above it is not used (region.c). */
+#define MA_ADDRESS_BITS 47
+/* The largest alignment honoured: beyond it a request fails with ENOMEM
+ * (an aligned mapping is over-mapped by its alignment). */
+#define MA_ALIGN_MAX ((size_t)1 << 40)
+/* The huge page size that MAP_HUGETLB regions are made of. */
+#define MA_HUGE_PAGE ((size_t)2 << 20)
+_Static_assert(MA_REGION_SIZE % MA_HUGE_PAGE == 0, "a region is whole huge pages");
+#define MA_GUARD_SIZE MA_OS_PAGE /* secure profile: a guard page */
 
-/* A free block holds its (encoded) list link and a tag that marks it free.
- * malloc clears the tag, free checks it: a block whose tag is intact is
- * already free, so a double free is caught whenever it happens. */
+/* ---- blocks and pages ---- */
+
+/* A free block holds its (encoded) list link and its tag. */
 typedef struct ma_block {
     uintptr_t link; /* encoded next pointer */
     uintptr_t tag;  /* ma_block_tag(page, block) while free, 0 while live */
 } ma_block;
 
 struct ma_heap;
+struct ma_arena;
 
-/* The state bits kept in the low two bits of page->thread_free. They tell a
- * remote freer whether the owner wants to hear that this page got a block
- * back (the page is full and out of its queue). */
+/* The state kept in the low two bits of page->thread_free, read by remote
+ * freers: does the owner want to hear that this page got a block back? */
 enum {
-    MA_TF_NONE = 0,      /* owner does not need notice */
-    MA_TF_FULL = 1,      /* owner wants one notice: the first remote freer gives it */
-    MA_TF_NOTIFYING = 2, /* a remote freer is pushing the page onto heap->notify */
-    MA_TF_NEVER = 3,     /* region abandoned: nobody to notify */
+    MA_TF_NONE = 0,      /* no notice wanted */
+    MA_TF_FULL = 1,      /* the page is full and out of its queue: the first
+                          * remote freer sends one notice */
+    MA_TF_NOTIFYING = 2, /* a remote freer took the notice and is delivering it */
+    MA_TF_NEVER = 3,     /* abandoned: nobody to notify; a freer may adopt it */
 };
 #define MA_TF_STATE_MASK ((uintptr_t)3)
 
@@ -89,70 +142,74 @@ typedef struct ma_page {
     uint16_t used;           /* blocks out: handed out and not yet back with the owner */
     uint16_t capacity;       /* blocks carved so far (the free list is built lazily) */
     uint16_t free_trigger;   /* an owner free goes to the slow path when used drops below
-                              * this: 1 normally (page empty), 0xffff while in_full */
+                              * this: 1 normally (page empty), 0 while retained, 0xffff
+                              * while full */
     uint8_t unused[2];
     uintptr_t link_key;      /* secret for the links in this page */
     uintptr_t tag_key;       /* secret for the free tags in this page */
     ma_block *local_free;    /* freed by the owner, not yet reusable */
-    _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
+    _Atomic(struct ma_heap *) heap; /* owner; NULL while free or abandoned */
     uint8_t *carved_end;     /* start + capacity * block_size: past the carved blocks */
     uint64_t block_div;      /* ceil(2^64 / block_size) + 1: see ma_page_has_block */
 
     _Atomic uintptr_t thread_free; /* remote frees | MA_TF_* state */
-    struct ma_page *next, *prev;  /* the heap's queue for this class */
-    struct ma_page *notify_next;  /* link in heap->notify */
+    struct ma_page *next, *prev;  /* in its heap's queue or full list, or its arena's
+                                   * abandoned list */
+    struct ma_page *notify_next;  /* link in its heap's notice stack */
     uint32_t block_size;
     uint16_t reserved;       /* blocks that fit */
     uint8_t class_idx;
-    uint8_t slices;          /* length in slices; 0 for a page not in use */
+    uint8_t slices;          /* length in slices; 0 for a free page */
     uint8_t first_slice;     /* index of its first slice in the region */
-    uint8_t in_full : 1;     /* owner: out of its queue because it was full */
+    uint8_t in_full : 1;     /* owner: full, out of its queue */
     uint8_t notify_pending : 1; /* owner: a remote freer took the FULL notice */
-    uint8_t retained : 1;    /* owner: empty, kept as its class's only page */
-    uint8_t kept : 1;        /* emptied in place by an arena reset and not used since:
+    uint8_t retained : 1;    /* owner: empty, kept as its class's page */
+    uint8_t kept : 1;        /* emptied in place by an arena reset, not used since:
                               * not counted in the arena's committed bytes */
+    uint8_t abandoned : 1;   /* in its arena's abandoned list (under the arena lock) */
     uint32_t retired_ms;     /* owner: when it was last seen empty and idle */
     ma_block *retired_free, *retired_local; /* its lists then: if they moved, it was used */
 } __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
+
+typedef struct ma_page_queue {
+    ma_page *first, *last;
+} ma_page_queue;
+
+/* ---- regions ---- */
 
 typedef struct ma_region {
     /* First, so that a page's descriptor is region + index * 128. */
     ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
     uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
-    _Atomic(struct ma_heap *) heap; /* owner; NULL while abandoned */
-    struct ma_region *next, *prev;  /* in the owner's list or the abandoned list */
-    struct ma_region *all_next, *all_prev; /* in the list of every region (stats, trim) */
-    uint64_t used_slices;           /* bit i: slice i belongs to a page (bit 0: header) */
+    /* The rest belongs to its arena and changes under the arena's lock. */
+    uint64_t used_slices;           /* bit i: slice i belongs to a page, or is being
+                                     * purged (bit 0: the header) */
     uint64_t dirty_slices;          /* bit i: free, touched, not yet purged */
     uint32_t freed_ms[MA_REGION_SLICES]; /* when each dirty slice was freed (ma_clock_ms) */
     unsigned map_flags;             /* MA_MAP_* it was mapped with */
-    bool abandoned;                 /* in an abandoned list (under ma_region_lock) */
-    struct ma_arena *arena;         /* NULL for the ordinary heap */
-    struct ma_region *arena_next, *arena_prev; /* every region of the arena */
+    struct ma_arena *arena;         /* its owner */
+    struct ma_region *next, *prev;  /* every region of the arena */
 } ma_region;
 
-/* A page's descriptor lives in its region's header, and the page starts at
- * its first slice. */
-static inline ma_region *ma_page_region(const ma_page *page)
-{
-    return (ma_region *)((uintptr_t)page & ~(uintptr_t)(MA_REGION_SIZE - 1));
-}
+/* The region a heap took its last page from, valid while its arena has
+ * unmapped no region since (epoch). */
+typedef struct ma_region_hint {
+    ma_region *region;
+    uint64_t epoch;
+} ma_region_hint;
 
-static inline uint8_t *ma_page_start(const ma_page *page)
-{
-    return (uint8_t *)ma_page_region(page) + ((size_t)page->first_slice << MA_SLICE_SHIFT);
-}
+/* ---- large blocks: the index of one arena's ---- */
 
-/* The page has no blocks: none of its addresses passes ma_page_has_block. */
-static inline void ma_page_uncarve(ma_page *page)
-{
-    page->capacity = 0;
-    page->carved_end = ma_page_start(page);
-}
+typedef struct ma_large_set {
+    uintptr_t *blocks;      /* addresses of its live blocks (under the large lock) */
+    size_t count, cap;
+    /* Its freed mappings may wait in the large cache, and a growing block
+     * gets slack: the default arena's. An explicit arena's blocks count
+     * against its budget to the byte and go at its reset. */
+    bool cache;
+} ma_large_set;
 
-typedef struct ma_page_queue {
-    ma_page *first, *last;
-} ma_page_queue;
+/* ---- heaps ---- */
 
 typedef struct ma_heap {
     /* Read by the fast path: page serving each small size, and each class. */
@@ -160,53 +217,69 @@ typedef struct ma_heap {
     ma_page *pages[MA_CLASS_COUNT];
 
     ma_page_queue queues[MA_CLASS_COUNT];
+    ma_page_queue full;             /* its full pages (in_full) */
     _Atomic(ma_page *) notify;      /* full pages that got a remote free */
-    ma_region *regions;             /* owned regions */
-    size_t dirty_bytes;             /* free but unpurged bytes in owned regions */
-    size_t retained_bytes;          /* carved bytes of retained empty pages */
-    uint64_t next_purge_ms;         /* the next time a purge pass may run */
-    uint64_t overcap_pass_ms;       /* the last pass made past dirty_max_kb */
-    struct ma_heap *pool_next;      /* in the pool of unused heaps */
-    struct ma_heap *all_next;       /* in the list of every heap ever made */
+    struct ma_arena *arena;         /* where its pages come from; NULL in the pool */
+    const void *owner;              /* the owning thread's ma_thread_id() (next to arena:
+                                     * the arena's fast path reads both) */
+    ma_region_hint region_hint;     /* where its last page came from */
+    size_t retained_bytes;          /* bytes of its retained pages */
+    bool has_kept;                  /* it may hold kept pages (since an arena reset) */
+    uint64_t next_purge_ms;         /* the next time its retained pages are looked at */
     /* Remote frees made by this thread, and those its owner side collected
      * (plain counters, summed by the statistics: a remote free is counted
      * as freed at once, not when its page's owner collects it). */
     size_t remote_frees, remote_free_bytes, collected, collected_bytes;
-    /* Arena heaps only: */
-    struct ma_arena *arena;         /* the arena; NULL once the arena is destroyed */
-    const void *owner;              /* the owning thread's ma_thread_id() (next to arena:
-                                     * the arena's fast path reads both) */
     uint64_t arena_generation;      /* the arena's generation when this heap joined */
-    struct ma_heap *arena_next, *arena_prev; /* the arena's heaps */
-    struct ma_heap *thread_next;    /* the owning thread's arena heaps */
+    struct ma_heap *arena_next, *arena_prev; /* the arena's heaps (under its lock) */
+    struct ma_heap *thread_next;    /* the owning thread's heaps in explicit arenas */
+    struct ma_heap *pool_next;      /* in the pool of unused heaps */
+    struct ma_heap *all_next;       /* in the list of every heap ever made */
 } ma_heap;
 
-/* An explicit arena (the public mapalloc_arena). Arena structures come from
- * a pool and are never unmapped, so a stale handle is still readable: its
+/* ---- arenas ---- */
+
+/* An arena's structure is never unmapped (the default one is static,
+ * explicit ones come from a pool), so a stale handle is still readable: its
  * magic says whether it is alive. */
 #define MA_ARENA_LIVE 0x616c697665617261ull /* "arenaliva" */
 #define MA_ARENA_DEAD 0x646561646172656eull
+
+/* What an explicit arena does differently from the default one. */
+enum {
+    MA_ARENA_KEEPS_REGIONS = 1u << 0, /* empty regions stay until reset or destroy */
+    MA_ARENA_NO_LARGE_CACHE = 1u << 1, /* freed large blocks are unmapped at once */
+};
+
 typedef struct ma_arena {
     _Atomic uint64_t magic;
     _Atomic uint64_t generation;  /* rises at destroy: thread caches of it miss */
     _Atomic(ma_heap *) hot_heap;  /* one thread's heap, found without thread-local
-                                   * storage (arena.c); ma_empty_heap: none */
+                                   * storage (heap.c); ma_empty_heap: none */
     unsigned map_flags;           /* MA_MAP_* for its regions and large blocks */
+    unsigned kind;                /* MA_ARENA_* above */
     unsigned flags;               /* MAPALLOC_ARENA_* */
-    size_t limit, reserve;
+    size_t limit, reserve;        /* limit 0: none */
     _Atomic size_t committed, peak;
     _Atomic size_t mapped;
-    _Atomic size_t pending_frees, pending_bytes; /* remote frees not yet collected */
-    ma_spinlock lock;             /* heaps, regions */
-    ma_heap *heaps;               /* one per live thread that used it */
+    _Atomic size_t pending_frees, pending_bytes; /* explicit arenas: remote frees into its
+                                                  * pages not yet collected */
+    _Atomic size_t collected, collected_bytes; /* remote frees that it (not a heap)
+                                                * collected or dropped: purge, reset */
+    ma_spinlock lock;             /* what follows, and the slices of its regions */
     ma_region *regions;           /* every region it mapped */
-    ma_region *abandoned;         /* regions no heap owns (under ma_region_lock) */
-    uintptr_t *large;             /* its large blocks (under ma_large_lock) */
-    size_t large_count, large_cap;
+    size_t region_count;
+    uint64_t region_epoch;        /* rises when a region is unmapped: hints go stale */
+    size_t dirty_bytes;           /* dirty slices of its regions */
+    ma_page_queue abandoned[MA_CLASS_COUNT]; /* abandoned pages, by class */
+    size_t abandoned_count;
+    _Atomic uint64_t next_purge_ms;  /* the next time its dirty slices are looked at */
+    uint64_t overcap_pass_ms;     /* the last pass made past dirty_max_kb */
+    ma_heap *heaps;               /* its heaps: one per live thread that used it */
+    unsigned leaving;             /* heaps of exiting threads still handing pages back */
+    ma_large_set large;           /* its large blocks */
     struct ma_arena *pool_next, *all_next;
 } ma_arena;
-
-/* ---- os.c: see os.h ---- */
 
 /* ---- options.c ---- */
 enum ma_option_id {
@@ -217,7 +290,7 @@ enum ma_option_id {
     MA_OPT_DEVZERO,     /* map /dev/zero instead of MAP_ANONYMOUS */
     MA_OPT_PURGE_FREE,  /* purge with MADV_FREE instead of MADV_DONTNEED */
     MA_OPT_DECAY_MS,    /* how long empty pages stay before they are purged */
-    MA_OPT_DIRTY_MAX_KB,/* per heap: unpurged empty pages above this are purged now */
+    MA_OPT_DIRTY_MAX_KB,/* per arena: unpurged empty pages above this go sooner */
     MA_OPT_LARGE_CACHE, /* how many freed large mappings are kept for reuse */
     MA_OPT_LARGE_CACHE_MB, /* the most bytes they may hold */
     MA_OPT_STATS,       /* print statistics at exit */
@@ -233,10 +306,16 @@ MA_NORETURN MA_COLD void ma_fatal(const char *what, const void *addr);
 void ma_write_str(int fd, const char *s);
 size_t ma_format_u64(char *buf, uint64_t v);  /* decimal; returns length */
 size_t ma_format_hex(char *buf, uint64_t v);  /* 0x-prefixed; returns length */
+/* Where reports at exit go: stderr, or a copy of it taken at start-up
+ * (some programs, coreutils among them, close stderr before exit handlers
+ * run). */
+extern int ma_report_fd;
+void ma_report_keep_stderr(void);
 
-/* ---- init.c: process-wide set-up, keys, fork ---- */
+/* ---- init.c: process-wide set-up: options, secrets, the clock ---- */
 extern uintptr_t ma_secret[4];
-extern _Atomic int ma_init_state;  /* 0 never, 1 running, 2 done */
+extern bool ma_secure;              /* the secure profile is on (secure.c) */
+extern _Atomic int ma_init_state;   /* 0 never, 1 running, 2 done */
 void ma_init_slow(void);
 static inline void ma_init(void)
 {
@@ -244,65 +323,11 @@ static inline void ma_init(void)
         ma_init_slow();
 }
 uint64_t ma_clock_ms(void);
-void ma_locks_acquire_all(void);  /* fork: in a fixed order */
-void ma_locks_release_all(void);
-void ma_locks_reset_all(void);
 
-/* ---- region.c: regions, slices, the region map, abandonment ---- */
-/* A byte per 4 MiB of address space: 0 no region; 1 a region whose frees
- * take the fast path; 2 a region of the secure profile, whose frees all take
- * the slow path (secure.c checks the block before it is pushed). */
-enum { MA_MAP_NONE = 0, MA_MAP_FAST = 1, MA_MAP_CHECKED = 2 };
-extern uint8_t ma_region_map[MA_REGION_MAP_SIZE];
-ma_region *ma_region_new(unsigned map_flags);
-void ma_region_release(ma_region *r);       /* unmap (region must be empty) */
-int ma_region_alloc_slices(ma_region *r, unsigned n, bool *dirty); /* -1 if none */
-void ma_region_free_slices(ma_region *r, unsigned first, unsigned n, uint32_t now_ms);
-/* Purges the dirty slices freed at least min_age_ms ago; returns the bytes
- * purged and adds those still dirty to *left. */
-size_t ma_region_purge(ma_region *r, uint32_t now_ms, uint32_t min_age_ms, size_t *left);
-bool ma_region_is_empty(const ma_region *r);
-void ma_region_abandon(ma_region *r);        /* into its arena's list, or the global one */
-ma_region *ma_region_take_abandoned(ma_arena *arena);
-bool ma_region_take_if_abandoned(ma_region *r);
-void ma_region_wipe(ma_region *r);
-void ma_region_clear_abandoned(ma_arena *arena);
-void ma_regions_foreach(void (*fn)(ma_region *, void *), void *arg); /* under the lock */
-void ma_region_counts(size_t *regions, size_t *abandoned_regions);
-extern ma_spinlock ma_region_lock;
-
-/* ---- page.c: blocks inside a page ---- */
-bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx); /* false: guard refused */
-void ma_page_set_divisor(ma_page *page, size_t block_size);
-void ma_page_extend(ma_page *page);
-/* Arena reset: every block of the page is gone at once, remote frees not
- * yet collected included (counted as collected for the statistics). */
-void ma_page_forget_blocks(ma_page *page);
-/* Arena reset, the page kept in place: its blocks forgotten, new keys, out
- * of any queue; it keeps its slices and class and starts again from its
- * first block. */
-void ma_page_restart(ma_page *page);
-void ma_page_collect(ma_page *page);        /* local and remote frees into free */
-bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */
-bool ma_page_unfull(ma_page *page);         /* false: a notice is on its way instead */
-void ma_page_set_never(ma_page *page);      /* abandonment: no more notices */
-void ma_page_adopt(ma_page *page, struct ma_heap *heap);
-void ma_page_free_remote(ma_page *page, ma_block *b);
-bool ma_page_notices_in_flight(void);    /* fork: may a notice be half done? */
-void ma_page_fork_child(ma_page *page);  /* fork child: finish a half-done notice */
-void ma_page_fork_child_done(void);
-MA_NORETURN MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
-
-/* ---- heap.c: thread heaps ---- */
-extern ma_heap ma_empty_heap;
-extern ma_page ma_empty_page;
-ma_heap *ma_heap_get_or_create(void);
-ma_heap *ma_heap_list(void); /* every heap ever made (under ma_heap_lock) */
 /* Unique among live threads. Where the compiler reads the thread pointer,
  * that is one instruction; the address of a thread-local variable costs a
  * call in the shared library. */
 #if defined(__x86_64__) || defined(__aarch64__)
-#define MA_HAVE_THREAD_POINTER 1
 static inline const void *ma_thread_id(void)
 {
     return __builtin_thread_pointer();
@@ -310,85 +335,5 @@ static inline const void *ma_thread_id(void)
 #else
 const void *ma_thread_id(void);
 #endif
-ma_heap *ma_heap_new_for_arena(ma_arena *arena); /* NULL: no memory */
-void ma_heap_reset(ma_heap *heap);      /* forget every page (arena reset or destroy) */
-/* Arena reset, memory kept: every block is gone, but the pages used since
- * the last reset stay in place, emptied, in their queues, so the next
- * request needs no page set-up; they count as committed again only when
- * used. Pages unused for a whole period go back to their regions, and a
- * region left without pages goes to no heap (the caller abandons it). */
-void ma_heap_reset_keep(ma_heap *heap);
-void ma_heap_return_to_pool(ma_heap *heap);
-void ma_heap_register_thread_exit(void);
-void ma_heap_fork_child(void);          /* fork child: forget a half-made thread key */
-void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx);
-void ma_heap_page_free_slow(ma_heap *heap, ma_page *page);
-extern ma_spinlock ma_heap_lock;
-void ma_heap_abandon(ma_heap *heap);
-size_t ma_heap_trim(ma_heap *heap);
-void ma_heap_adopt_region(ma_heap *heap, ma_region *r);
-bool ma_heap_reclaim_on_free(ma_page *page); /* true: the page is ours now */
-
-/* ---- large.c: blocks with a mapping of their own ---- */
-void *ma_large_malloc(size_t size, size_t alignment, bool zero, ma_arena *arena); /* NULL: no memory */
-ma_arena *ma_large_arena_of(const void *p);  /* aborts if p is not a live large block */
-void ma_large_release_arena(ma_arena *arena); /* unmaps all of the arena's large blocks */
-void ma_large_arena_stats(ma_arena *arena, size_t *live, size_t *blocks);
-void ma_large_free(void *p, size_t expect_size, size_t expect_align); /* 0: unchecked */
-void *ma_large_realloc(void *p, size_t size);
-size_t ma_large_usable_size(const void *p);
-size_t ma_large_requested_size(const void *p);
-size_t ma_large_trim(void);
-void ma_large_stats(size_t *mapped, size_t *blocks, size_t *live);
-extern ma_spinlock ma_large_lock;
-
-/* ---- arena.c ---- */
-extern ma_spinlock ma_arena_pool_lock;
-ma_heap *ma_arena_heap_slow(ma_arena *arena);
-ma_region *ma_arena_new_region(ma_arena *arena);
-bool ma_arena_commit(ma_arena *arena, size_t bytes);
-void ma_arena_uncommit(ma_arena *arena, size_t bytes);
-void ma_arena_thread_exit(void);
-void ma_arenas_lock_all(void);
-struct mapalloc_arena_stats;
-void ma_arenas_foreach(void (*fn)(const void *, const struct mapalloc_arena_stats *, void *), void *arg);
-void ma_arenas_unlock_all(void);
-MA_NORETURN MA_COLD void ma_arena_dead(const ma_arena *arena);
-
-/* ---- secure.c: the secure profile ---- */
-#define MA_SECURE_TRAILER 8 /* requested size and keyed checksum at a block's end */
-#define MA_GUARD_SIZE MA_OS_PAGE
-extern bool ma_secure;
-unsigned ma_secure_class(size_t size, size_t alignment);
-void *ma_secure_prepare(void *p, size_t size, bool zero);
-size_t ma_secure_size(const ma_page *page, const void *p);
-void ma_secure_release(const ma_page *page, void *p);
-void ma_secure_carve(ma_page *page, uint8_t *first, unsigned count);
-void *ma_secure_malloc(ma_heap *heap, size_t size, size_t alignment, ma_arena *arena, bool zero);
-
-/* ---- stats.c ---- */
-void ma_stats_remote_free(const ma_page *page);
-void ma_stats_collected(const ma_page *page, size_t count);
-void ma_stats_fold(ma_heap *heap);
-void ma_stats_pending(size_t *blocks, size_t *bytes);
-extern int ma_stats_fd; /* where stats=1 reports at exit (init.c) */
-void ma_stats_at_exit(void);
-
-/* ---- api.c: the public functions; alloc.h holds their fast paths ---- */
-MA_NOINLINE void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align);
-void *ma_realloc_in(ma_arena *arena, void *ptr, size_t size); /* arena NULL: the ordinary heap */
-void *ma_heap_malloc_aligned(ma_heap *heap, ma_arena *arena, size_t size, size_t alignment);
-void ma_free_block(struct ma_heap *heap, ma_page *page, void *p); /* validated, off the fast path */
-MA_NOINLINE void *ma_malloc_generic(size_t size);
-bool ma_give_back(void); /* the kernel refused: give back what is held, true if any */
-
-
-MA_NOINLINE void *ma_malloc_large_path(size_t size);
-MA_NORETURN MA_COLD void ma_free_invalid(const void *p);
-/* These never return either, but the compiler must not know it: a call it
- * knows to be noreturn is never a tail jump, and the fast path would pay for
- * a stack frame. */
-MA_OPAQUE void ma_report_invalid_free(const void *p);
-MA_OPAQUE void ma_report_double_free(const void *p);
 
 #endif

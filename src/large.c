@@ -6,29 +6,31 @@
  * table is not ours, which is how free tells a large block from a stray
  * pointer without touching memory that may be gone. A freed block leaves a
  * tombstone that is kept for the last TOMBS frees (or until the address is
- * mapped again), so a second free of it is named a double free.
+ * mapped again), so a second free of it is named a double free. Each entry
+ * also names its set, the index of its arena's large blocks, so that a
+ * reset or destroy finds them without a walk over the table.
  *
  * Freed mappings go to a small cache (large_cache entries, large_cache_mb
  * bytes, each for at most decay_ms) so that a program freeing and
  * allocating big buffers in a loop does not pay mmap, munmap and the page
- * faults each time (an arena's blocks skip the cache: they count against
- * its limit and go at its reset). System calls are never made under the
- * lock. */
-#include <errno.h>
+ * faults each time (an explicit arena's blocks skip the cache: they count
+ * against its limit and go at its reset). System calls are never made
+ * under the lock. */
 #include <string.h>
 
-#include "alloc.h"
+#include "large.h"
+#include "os.h"
 
 #define FREED ((size_t)1) /* low bit of entry.size: a tombstone */
 #define TOMBS 4096
 #define CACHE_MAX 64
 
 struct entry {
-    uintptr_t addr;  /* 0: empty slot */
-    size_t size;     /* mapping length | FREED */
-    size_t request;  /* the size asked for, for free_sized */
-    ma_arena *arena; /* NULL for the ordinary heap */
-    size_t arena_slot; /* index in arena->large */
+    uintptr_t addr;    /* 0: empty slot */
+    size_t size;       /* mapping length | FREED */
+    size_t request;    /* the size asked for, for free_sized */
+    ma_large_set *set; /* the set it is in; NULL once freed */
+    size_t slot;       /* its index in set->blocks */
 };
 
 struct cached {
@@ -127,12 +129,12 @@ static bool reserve_slot(void)
     return true;
 }
 
-/* Makes room for one more block in the arena's index. Lock held; dropped
+/* Makes room for one more block in the set's index. Lock held; dropped
  * around the mapping calls. */
-static bool reserve_arena_slot(ma_arena *arena)
+static bool reserve_set_slot(ma_large_set *set)
 {
-    while (arena->large_count + 1 > arena->large_cap) {
-        size_t old_cap = arena->large_cap;
+    while (set->count + 1 > set->cap) {
+        size_t old_cap = set->cap;
         size_t cap = old_cap ? old_cap * 2 : 512;
         ma_unlock(&ma_large_lock);
         uintptr_t *list = ma_os_map(cap * sizeof(uintptr_t), MA_OS_PAGE, 0);
@@ -140,12 +142,12 @@ static bool reserve_arena_slot(ma_arena *arena)
         if (list == NULL)
             return false;
         uintptr_t *old = NULL;
-        if (arena->large_cap == old_cap) {
-            if (arena->large_count)
-                memcpy(list, arena->large, arena->large_count * sizeof(uintptr_t));
-            old = arena->large;
-            arena->large = list;
-            arena->large_cap = cap;
+        if (set->cap == old_cap) {
+            if (set->count)
+                memcpy(list, set->blocks, set->count * sizeof(uintptr_t));
+            old = set->blocks;
+            set->blocks = list;
+            set->cap = cap;
         } else {
             old = list; /* another thread grew it meanwhile */
             old_cap = cap;
@@ -159,11 +161,30 @@ static bool reserve_arena_slot(ma_arena *arena)
     return true;
 }
 
+/* Puts the entry in its set's index. Lock held, room reserved. */
+static void set_add(struct entry *e)
+{
+    e->slot = e->set->count;
+    e->set->blocks[e->set->count++] = e->addr;
+}
+
+/* Takes the block out of its set's index. Lock held. */
+static void set_remove(struct entry *e)
+{
+    ma_large_set *set = e->set;
+    uintptr_t last = set->blocks[--set->count];
+    if (e->slot != set->count) {
+        set->blocks[e->slot] = last;
+        find(last)->slot = e->slot;
+    }
+    e->set = NULL;
+}
+
 /* Records a live block, replacing a tombstone of the same address. */
-static bool record(uintptr_t addr, size_t size, size_t request, ma_arena *arena)
+static bool record(uintptr_t addr, size_t size, size_t request, ma_large_set *set)
 {
     ma_lock(&ma_large_lock);
-    if (arena && !reserve_arena_slot(arena)) {
+    if (!reserve_set_slot(set)) {
         ma_unlock(&ma_large_lock);
         return false;
     }
@@ -173,16 +194,13 @@ static bool record(uintptr_t addr, size_t size, size_t request, ma_arena *arena)
             ma_unlock(&ma_large_lock);
             return false;
         }
-        struct entry n = {addr, size, request, arena, 0};
+        struct entry n = {addr, size, request, set, 0};
         e = insert_new(table, table_cap, &n);
         table_used++;
     } else {
-        *e = (struct entry){addr, size, request, arena, 0};
+        *e = (struct entry){addr, size, request, set, 0};
     }
-    if (arena) {
-        e->arena_slot = arena->large_count;
-        arena->large[arena->large_count++] = addr;
-    }
+    set_add(e);
     live_count++;
     live_bytes += size;
     mapped_bytes += size;
@@ -190,24 +208,10 @@ static bool record(uintptr_t addr, size_t size, size_t request, ma_arena *arena)
     return true;
 }
 
-/* Takes the block out of its arena's index. Lock held. */
-static void arena_forget(struct entry *e)
-{
-    ma_arena *arena = e->arena;
-    if (arena == NULL)
-        return;
-    uintptr_t last = arena->large[--arena->large_count];
-    if (e->arena_slot != arena->large_count) {
-        arena->large[e->arena_slot] = last;
-        find(last)->arena_slot = e->arena_slot;
-    }
-    e->arena = NULL;
-}
-
 /* Marks the block freed and keeps its tombstone for a while. Lock held. */
 static void bury(struct entry *e)
 {
-    arena_forget(e);
+    set_remove(e);
     live_count--;
     live_bytes -= e->size;
     e->size |= FREED;
@@ -277,20 +281,25 @@ static void unmap_all(const struct cached *list, unsigned n)
 
 /* ---- the operations ---- */
 
-void *ma_large_malloc(size_t size, size_t alignment, bool zero, ma_arena *arena)
+/* ---- the operations ---- */
+
+size_t ma_large_map_size(size_t size)
 {
     if (size > (size_t)PTRDIFF_MAX - MA_OS_PAGE)
-        return NULL;
+        return 0;
     /* The secure profile puts a guard page after the block, and keeps
      * guarded mappings out of the cache. */
-    size_t map_size = (size ? page_round(size) : MA_OS_PAGE) + (ma_secure ? MA_GUARD_SIZE : 0);
-    if (arena && !ma_arena_commit(arena, map_size))
-        return NULL;
+    return (size ? page_round(size) : MA_OS_PAGE) + (ma_secure ? MA_GUARD_SIZE : 0);
+}
+
+void *ma_large_malloc(size_t size, size_t map_size, size_t alignment, bool zero, ma_large_set *set,
+                      unsigned map_flags)
+{
     struct cached expired[CACHE_MAX];
     unsigned n_expired = 0;
     uintptr_t addr = 0;
     size_t got = map_size;
-    if (alignment <= MA_OS_PAGE && ma_option(MA_OPT_LARGE_CACHE) > 0 && arena == NULL && !ma_secure) {
+    if (alignment <= MA_OS_PAGE && ma_option(MA_OPT_LARGE_CACHE) > 0 && set->cache && !ma_secure) {
         ma_lock(&ma_large_lock);
         n_expired = cache_expire(expired, false);
         addr = cache_take(map_size, &got);
@@ -312,29 +321,19 @@ void *ma_large_malloc(size_t size, size_t alignment, bool zero, ma_arena *arena)
     bool fresh = addr == 0;
     if (fresh) {
         got = map_size;
-        unsigned flags = arena ? arena->map_flags : ma_os_default_flags() & ~(unsigned)MA_MAP_HUGE;
-        void *p = ma_os_map(map_size, alignment < MA_OS_PAGE ? MA_OS_PAGE : alignment, flags);
-        if (p == NULL) {
-            if (arena)
-                ma_arena_uncommit(arena, map_size);
+        void *p = ma_os_map(map_size, alignment < MA_OS_PAGE ? MA_OS_PAGE : alignment, map_flags);
+        if (p == NULL)
             return NULL;
-        }
         addr = (uintptr_t)p;
         if (ma_secure && !ma_os_guard((uint8_t *)p + map_size - MA_GUARD_SIZE, MA_GUARD_SIZE)) {
             ma_os_unmap(p, map_size); /* no block without its guard */
-            if (arena)
-                ma_arena_uncommit(arena, map_size);
             return NULL;
         }
     }
-    if (!record(addr, got, size, arena)) {
+    if (!record(addr, got, size, set)) {
         ma_os_unmap((void *)addr, got);
-        if (arena)
-            ma_arena_uncommit(arena, map_size);
         return NULL;
     }
-    if (arena)
-        atomic_fetch_add_explicit(&arena->mapped, got, memory_order_relaxed);
     if (zero && !fresh)
         memset((void *)addr, 0, size);
     return (void *)addr;
@@ -355,7 +354,17 @@ static struct entry *live_entry(const void *p)
     return e;
 }
 
-void ma_large_free(void *p, size_t expect_size, size_t expect_align)
+ma_large_set *ma_large_lookup(const void *p, size_t *map_size)
+{
+    ma_lock(&ma_large_lock);
+    struct entry *e = live_entry(p);
+    ma_large_set *set = e->set;
+    *map_size = e->size;
+    ma_unlock(&ma_large_lock);
+    return set;
+}
+
+size_t ma_large_free(void *p, size_t expect_size, size_t expect_align, ma_large_set **set)
 {
     struct cached expired[CACHE_MAX + 1];
     unsigned n = 0;
@@ -371,19 +380,15 @@ void ma_large_free(void *p, size_t expect_size, size_t expect_align)
         ma_fatal("free_aligned_sized with an alignment that does not match the block", p);
     }
     size_t size = e->size;
-    ma_arena *arena = e->arena;
+    *set = e->set;
+    bool keep = e->set->cache && !ma_secure;
     bury(e);
-    if (arena) {
-        mapped_bytes -= size;
-        ma_unlock(&ma_large_lock);
-        ma_arena_uncommit(arena, size);
-        atomic_fetch_sub_explicit(&arena->mapped, size, memory_order_relaxed);
-        ma_os_unmap(p, size);
-        return;
-    }
-    n = cache_expire(expired, false);
     size_t cache_limit = (size_t)ma_option(MA_OPT_LARGE_CACHE_MB) << 20;
-    if (cache_count < (unsigned)ma_option(MA_OPT_LARGE_CACHE) && size <= cache_limit && !ma_secure) {
+    if (keep) {
+        n = cache_expire(expired, false);
+        keep = cache_count < (unsigned)ma_option(MA_OPT_LARGE_CACHE) && size <= cache_limit;
+    }
+    if (keep) {
         /* Make room by bytes, oldest first. */
         while (cache_bytes + size > cache_limit && cache_count > 0) {
             unsigned oldest = 0;
@@ -402,13 +407,14 @@ void ma_large_free(void *p, size_t expect_size, size_t expect_align)
             cache_bytes += size;
             ma_unlock(&ma_large_lock);
             unmap_all(expired, n);
-            return;
+            return size;
         }
     }
     mapped_bytes -= size;
     ma_unlock(&ma_large_lock);
     unmap_all(expired, n);
     ma_os_unmap(p, size);
+    return size;
 }
 
 /* The table follows a block whose size changed, and moved when p != q.
@@ -416,7 +422,6 @@ void ma_large_free(void *p, size_t expect_size, size_t expect_align)
 static void rekey(uintptr_t p, uintptr_t q, size_t map_size, size_t request)
 {
     struct entry *e = find(p);
-    struct entry moved = *e;
     live_bytes += map_size - e->size;
     mapped_bytes += map_size - e->size;
     if (p == q) {
@@ -424,13 +429,10 @@ static void rekey(uintptr_t p, uintptr_t q, size_t map_size, size_t request)
         e->request = request;
         return;
     }
-    ma_arena *arena = e->arena;
-    arena_forget(e);
+    ma_large_set *set = e->set;
+    set_remove(e);
     erase(e);
-    moved.addr = q;
-    moved.size = map_size;
-    moved.request = request;
-    moved.arena = arena;
+    struct entry moved = {q, map_size, request, set, 0};
     struct entry *n = find(q);
     if (n)
         *n = moved; /* a tombstone of q */
@@ -438,81 +440,89 @@ static void rekey(uintptr_t p, uintptr_t q, size_t map_size, size_t request)
         n = insert_new(table, table_cap, &moved);
         table_used++;
     }
-    if (arena) {
-        n->arena_slot = arena->large_count;
-        arena->large[arena->large_count++] = q;
-    }
+    set_add(n);
 }
 
-/* Grows or shrinks with mremap: page tables move, bytes are not copied.
- * NULL (old block intact) when the kernel refuses. In place needs no lock;
- * a move does, because the old address is free for any thread's mmap the
- * moment mremap returns, and the table must not name it by then. */
-void *ma_large_realloc(void *p, size_t size)
+size_t ma_large_resized(const ma_large_set *set, size_t old_map, size_t size)
 {
-    if (size > (size_t)PTRDIFF_MAX - MA_OS_PAGE)
-        return NULL;
     size_t guard = ma_secure ? MA_GUARD_SIZE : 0; /* the guard page moves to the new end */
     size_t map_size = page_round(size) + guard;
+    if (map_size <= old_map && map_size >= old_map / 2)
+        return old_map; /* fits: shrinking a little is not worth a call */
+    /* A block that grows usually grows again: a quarter more than asked
+     * saves a system call on each of the next small steps. */
+    if (set->cache && map_size > old_map && map_size < old_map + old_map / 4)
+        map_size = page_round(old_map + old_map / 4) + guard;
+    return map_size;
+}
+
+/* Remaps p from old to new_map bytes: in place when the kernel can, else
+ * by moving its page tables (no bytes are copied), the table following it.
+ * A move needs the lock: the old address is free for any thread's mmap the
+ * moment mremap returns, and the table must not name it by then. */
+static void *remap(void *p, size_t old, size_t new_map, size_t size)
+{
+    void *q = ma_os_remap(p, old, new_map, false);
+    ma_lock(&ma_large_lock);
+    if (q == NULL)
+        q = ma_os_remap(p, old, new_map, true);
+    if (q != NULL)
+        rekey((uintptr_t)p, (uintptr_t)q, new_map, size);
+    ma_unlock(&ma_large_lock);
+    return q;
+}
+
+/* In the secure profile the guard page (the mapping's last page) moves to
+ * the new end. Shrinking guards the new end before dropping the tail, so a
+ * refusal leaves the block as it was. Growing opens the old guard, grows,
+ * and guards the new end; these leave the number of mappings as it was, so
+ * the kernel refuses the last one (vm.max_map_count) only if another thread
+ * mapped meanwhile. Then a block grown in place goes back to its old size
+ * and guard and the call fails; one that moved cannot go back, and rather
+ * than live on unguarded the process stops with the reason. */
+void *ma_large_realloc(void *p, size_t size, size_t new_map)
+{
     ma_lock(&ma_large_lock);
     struct entry *e = live_entry(p);
     size_t old = e->size;
-    ma_arena *arena = e->arena;
-    if (map_size <= old && map_size >= old / 2) {
-        e->request = size; /* fits: shrinking a little is not worth a call */
+    if (new_map == old) {
+        e->request = size;
         ma_unlock(&ma_large_lock);
         return p;
     }
     ma_unlock(&ma_large_lock);
-    /* A block that grows usually grows again: a quarter more than asked
-     * saves a system call on each of the next small steps. */
-    if (map_size > old && map_size < old + old / 4 && !arena)
-        map_size = page_round(old + old / 4) + guard;
-    if (arena && map_size > old && !ma_arena_commit(arena, map_size - old))
-        return NULL;
-    if (guard)
-        ma_os_unguard((uint8_t *)p + old - guard, guard);
-    void *q = ma_os_remap(p, old, map_size, false);
-    ma_lock(&ma_large_lock);
-    if (q == NULL)
-        q = ma_os_remap(p, old, map_size, true);
-    if (q != NULL)
-        rekey((uintptr_t)p, (uintptr_t)q, map_size, size);
-    ma_unlock(&ma_large_lock);
-    if (guard)
-        ma_os_guard(q ? (uint8_t *)q + map_size - guard : (uint8_t *)p + old - guard, guard);
-    if (q == NULL) {
-        if (arena && map_size > old)
-            ma_arena_uncommit(arena, map_size - old);
-        return NULL;
+    if (!ma_secure)
+        return remap(p, old, new_map, size);
+    size_t guard = MA_GUARD_SIZE;
+    if (new_map < old) {
+        if (!ma_os_guard((uint8_t *)p + new_map - guard, guard))
+            return NULL;
+        return remap(p, old, new_map, size);
     }
-    if (arena) {
-        if (map_size < old)
-            ma_arena_uncommit(arena, old - map_size);
-        atomic_fetch_add_explicit(&arena->mapped, map_size - old, memory_order_relaxed);
+    if (!ma_os_unguard((uint8_t *)p + old - guard, guard))
+        return NULL;
+    void *q = remap(p, old, new_map, size);
+    if (q != NULL && ma_os_guard((uint8_t *)q + new_map - guard, guard))
+        return q;
+    if (q == NULL || (q == p && remap(p, new_map, old, size) == p)) {
+        if (ma_os_guard((uint8_t *)p + old - guard, guard))
+            return NULL;
     }
-    return q;
+    ma_fatal("could not guard the end of large block", q ? q : p);
 }
 
-ma_arena *ma_large_arena_of(const void *p)
-{
-    ma_lock(&ma_large_lock);
-    ma_arena *arena = live_entry(p)->arena;
-    ma_unlock(&ma_large_lock);
-    return arena;
-}
-
-/* Reset or destroy: every large block of the arena goes, in time
+/* Reset or destroy: every large block of the set goes, in time
  * proportional to their number (they are mappings), not to the table. */
-void ma_large_release_arena(ma_arena *arena)
+size_t ma_large_unmap_set(ma_large_set *set)
 {
+    size_t total = 0;
     for (;;) {
         uintptr_t batch[64];
         size_t sizes[64];
         unsigned n = 0;
         ma_lock(&ma_large_lock);
-        while (n < 64 && arena->large_count > 0) {
-            struct entry *e = find(arena->large[arena->large_count - 1]);
+        while (n < 64 && set->count > 0) {
+            struct entry *e = find(set->blocks[set->count - 1]);
             batch[n] = e->addr;
             sizes[n] = e->size;
             n++;
@@ -521,21 +531,21 @@ void ma_large_release_arena(ma_arena *arena)
         }
         ma_unlock(&ma_large_lock);
         if (n == 0)
-            return;
+            return total;
         for (unsigned i = 0; i < n; i++) {
-            atomic_fetch_sub_explicit(&arena->mapped, sizes[i], memory_order_relaxed);
+            total += sizes[i];
             ma_os_unmap((void *)batch[i], sizes[i]);
         }
     }
 }
 
-void ma_large_arena_stats(ma_arena *arena, size_t *live, size_t *blocks)
+void ma_large_set_stats(ma_large_set *set, size_t *live, size_t *blocks)
 {
     ma_lock(&ma_large_lock);
-    *blocks = arena->large_count;
+    *blocks = set->count;
     *live = 0;
-    for (size_t i = 0; i < arena->large_count; i++)
-        *live += find(arena->large[i])->size;
+    for (size_t i = 0; i < set->count; i++)
+        *live += find(set->blocks[i])->size;
     ma_unlock(&ma_large_lock);
 }
 
@@ -555,11 +565,11 @@ size_t ma_large_requested_size(const void *p)
     return size;
 }
 
-size_t ma_large_trim(void)
+size_t ma_large_trim(bool all)
 {
     struct cached expired[CACHE_MAX];
     ma_lock(&ma_large_lock);
-    unsigned n = cache_expire(expired, true);
+    unsigned n = cache_expire(expired, all);
     ma_unlock(&ma_large_lock);
     size_t bytes = 0;
     for (unsigned i = 0; i < n; i++)

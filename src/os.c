@@ -215,8 +215,8 @@ static void *map_impl(size_t size, size_t alignment, unsigned flags)
          * mapping never gets MAP_HUGETLB: in both cases the kernel accepts
          * the mapping without huge pages to back it, and the first touch
          * raises SIGBUS instead of mmap failing. */
-        size_t huge_align = alignment > ((size_t)2 << 20) ? alignment : ((size_t)2 << 20);
-        if ((size & (((size_t)2 << 20) - 1)) == 0 && !(flags & MA_MAP_DEVZERO))
+        size_t huge_align = alignment > MA_HUGE_PAGE ? alignment : MA_HUGE_PAGE;
+        if ((size & (MA_HUGE_PAGE - 1)) == 0 && !(flags & MA_MAP_DEVZERO))
             p = map_aligned(size, huge_align, flags & ~(unsigned)(MA_MAP_THP | MA_MAP_NORESERVE));
         if (p == NULL)
             COUNT(huge_fallbacks);
@@ -278,11 +278,6 @@ static bool advise(void *addr, size_t size, int advice)
     bool ok = madvise(addr, size, advice) == 0;
     errno = saved;
     return ok;
-}
-
-bool ma_os_reset(void *addr, size_t size)
-{
-    return advise(addr, size, MADV_DONTNEED);
 }
 
 bool ma_os_purge(void *addr, size_t size)

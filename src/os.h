@@ -41,9 +41,6 @@ void *ma_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move);
  * (MADV_FREE, when the purge option asks for it). */
 bool ma_os_purge(void *addr, size_t size);
 
-/* Forces the range to read as zero (MADV_DONTNEED whatever the purge option). */
-bool ma_os_reset(void *addr, size_t size);
-
 /* Guard pages (the secure profile): no access at all, or read-write again. */
 bool ma_os_guard(void *addr, size_t size);
 bool ma_os_unguard(void *addr, size_t size);

@@ -1,15 +1,9 @@
-/* Pages: blocks of one size class in a run of slices.
- *
- * Free lists are sharded three ways (as in mimalloc): `free`, which malloc
- * pops; `local_free`, which the owner's free pushes; and `thread_free`, an
- * atomic stack for frees from other threads. The owner turns the other two
- * into `free` only when `free` runs dry, so the fast paths never contend.
- *
- * Every free block carries its tag (set here when carved, by free when
- * returned), so a second free of the same block is seen at once. */
+/* Pages: see page.h. */
 #include <string.h>
 
-#include "alloc.h"
+#include "page.h"
+
+ma_page ma_empty_page;
 
 static uint64_t mix64(uint64_t x)
 {
@@ -26,8 +20,6 @@ void ma_page_set_divisor(ma_page *page, size_t block_size)
     page->block_div = UINT64_MAX / block_size + 2;
 }
 
-_Static_assert(sizeof(ma_page) == 128, "a page descriptor is 128 bytes: the page index is a shift");
-
 /* Mixing in the old keys gives a reused descriptor new ones, so the links
  * and tags its earlier blocks hold mean nothing to it. */
 static void page_new_keys(ma_page *page, const uint8_t *start)
@@ -36,11 +28,18 @@ static void page_new_keys(ma_page *page, const uint8_t *start)
     page->tag_key = mix64(ma_secret[1] ^ (uintptr_t)start ^ page->tag_key);
 }
 
-bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned class_idx)
+bool ma_page_init(ma_page *page, ma_region *r, unsigned first, unsigned n, unsigned c)
 {
-    size_t bsize = ma_class_size(class_idx);
-    unsigned n = ma_class_slices(class_idx);
-    uint8_t *start = (uint8_t *)r + ((size_t)first_slice << MA_SLICE_SHIFT);
+    size_t bsize = ma_class_size(c);
+    uint8_t *start = (uint8_t *)r + ((size_t)first << MA_SLICE_SHIFT);
+    size_t span = (size_t)n << MA_SLICE_SHIFT;
+    if (ma_secure) { /* the page's last 4 KiB is a guard */
+        span -= MA_GUARD_SIZE;
+        /* Each guard splits a mapping: past vm.max_map_count the kernel
+         * refuses, and the page is refused rather than left unguarded. */
+        if (!ma_os_guard(start + span, MA_GUARD_SIZE))
+            return false;
+    }
     page_new_keys(page, start);
     page->free = NULL;
     page->used = 0;
@@ -52,43 +51,44 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first_slice, unsigned cl
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
     page->next = page->prev = page->notify_next = NULL;
     page->block_size = (uint32_t)bsize;
-    size_t span = (size_t)n << MA_SLICE_SHIFT;
-    if (ma_secure) { /* the page's last 4 KiB is a guard */
-        span -= MA_GUARD_SIZE;
-        /* Each guard splits a mapping: past vm.max_map_count the kernel
-         * refuses, and the page is refused rather than left unguarded. */
-        if (!ma_os_guard(start + span, MA_GUARD_SIZE))
-            return false;
-    }
     page->reserved = (uint16_t)(span / bsize);
-    page->class_idx = (uint8_t)class_idx;
+    page->class_idx = (uint8_t)c;
     page->slices = (uint8_t)n;
-    page->first_slice = (uint8_t)first_slice;
-    page->in_full = page->notify_pending = page->retained = page->kept = 0;
-    memset(&r->slice_page[first_slice], (int)first_slice, n);
+    page->first_slice = (uint8_t)first;
+    page->in_full = page->notify_pending = page->retained = page->kept = page->abandoned = 0;
+    ma_region_set_page(r, first, n);
     return true;
 }
 
-void ma_page_forget_blocks(ma_page *page)
+/* Remote frees nobody will collect now: as many as are in the list, at
+ * most the blocks out. */
+static size_t count_remote(const ma_page *page)
 {
-    size_t pending = 0; /* remote frees nobody will collect now */
-    for (uintptr_t b = atomic_load(&page->thread_free) & ~MA_TF_STATE_MASK; b && pending < page->used;
+    size_t n = 0;
+    for (uintptr_t b = atomic_load(&page->thread_free) & ~MA_TF_STATE_MASK; b && n < page->used;
          b = (uintptr_t)ma_link_decode(page, ((ma_block *)b)->link))
-        pending++;
-    ma_stats_collected(page, pending);
+        n++;
+    return n;
+}
+
+size_t ma_page_forget(ma_page *page)
+{
+    size_t pending = count_remote(page);
     ma_page_uncarve(page);
     page->used = 0;
     page->free_trigger = 1;
     page->free = page->local_free = NULL;
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
     page->in_full = page->notify_pending = page->retained = 0;
+    return pending;
 }
 
-void ma_page_restart(ma_page *page)
+size_t ma_page_restart(ma_page *page)
 {
-    ma_page_forget_blocks(page);
+    size_t pending = ma_page_forget(page);
     page_new_keys(page, ma_page_start(page));
     page->next = page->prev = page->notify_next = NULL;
+    return pending;
 }
 
 /* Carves the next blocks into the free list: 8 blocks first, then as many
@@ -152,12 +152,12 @@ static void collect_local(ma_page *page)
     page->free = local;
 }
 
-static void collect_thread(ma_page *page)
+static size_t collect_thread(ma_page *page)
 {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     do {
         if ((tf & ~MA_TF_STATE_MASK) == 0)
-            return;
+            return 0;
     } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & MA_TF_STATE_MASK,
                                                     memory_order_acquire, memory_order_relaxed));
     ma_block *head = (ma_block *)(tf & ~MA_TF_STATE_MASK);
@@ -172,20 +172,42 @@ static void collect_thread(ma_page *page)
     tail->link = ma_link_encode(page, page->free);
     page->free = head;
     page->used = (uint16_t)(page->used - count);
-    ma_stats_collected(page, count);
+    return count;
 }
 
-void ma_page_collect(ma_page *page)
+size_t ma_page_collect(ma_page *page)
 {
     collect_local(page);
-    collect_thread(page);
+    return collect_thread(page);
 }
 
-/* The owner takes its page out of the queue: ask the first remote freer for
- * a notice. False when remote blocks arrived in the meantime. A notice from
- * the page's last time out of the queue may still be finishing (NOTIFYING,
- * though the owner already took the page back): wait for it, or its end
- * would erase the new request. */
+/* ---- the notice protocol ----
+ *
+ * The owner of a page that it found full takes it out of its queue and sets
+ * the state to FULL. The first remote free into it takes the notice: its
+ * block goes in and the state becomes NOTIFYING in one exchange; it puts
+ * the page on the owner's notice stack; the state becomes NONE. While
+ * NOTIFYING, the owner neither hands the page over (the push names its
+ * heap) nor asks for a new notice. Both waits are for a few instructions of
+ * a running thread: a fork that caught a freer between its steps leaves the
+ * child without it, and the child finishes the notice itself (heap.c). */
+
+/* Notices begun and not finished, so that a forked child looks for the
+ * ones a vanished freer left half done only when there may be some. */
+static _Atomic unsigned notices_in_flight;
+
+static uintptr_t wait_notice_done(ma_page *page)
+{
+    uintptr_t tf;
+    while (((tf = atomic_load_explicit(&page->thread_free, memory_order_acquire)) & MA_TF_STATE_MASK) ==
+           MA_TF_NOTIFYING)
+        ma_cpu_relax();
+    return tf;
+}
+
+/* A notice of the page's last time out of the queue may still be finishing
+ * (NOTIFYING, though the owner already took the page back): wait for it,
+ * or its end would erase the new request. */
 bool ma_page_set_full(ma_page *page)
 {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
@@ -193,8 +215,7 @@ bool ma_page_set_full(ma_page *page)
         if ((tf & ~MA_TF_STATE_MASK) != 0)
             return false;
         if ((tf & MA_TF_STATE_MASK) == MA_TF_NOTIFYING) {
-            ma_cpu_relax();
-            tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+            tf = wait_notice_done(page);
             continue;
         }
         if ((tf & MA_TF_STATE_MASK) != MA_TF_NONE)
@@ -205,8 +226,6 @@ bool ma_page_set_full(ma_page *page)
     }
 }
 
-/* The owner withdraws the request for a notice. False when a remote freer
- * already took it: then the page arrives through heap->notify. */
 bool ma_page_unfull(ma_page *page)
 {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
@@ -224,12 +243,7 @@ void ma_page_set_never(ma_page *page)
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_acquire);
     for (;;) {
         if ((tf & MA_TF_STATE_MASK) == MA_TF_NOTIFYING) {
-            /* A remote freer is between taking the notice and pushing the
-             * page on our heap: a few instructions of a running thread (a
-             * fork that caught one there had the child finish its notice,
-             * ma_page_fork_child); wait them out. */
-            ma_cpu_relax();
-            tf = atomic_load_explicit(&page->thread_free, memory_order_acquire);
+            tf = wait_notice_done(page);
             continue;
         }
         if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
@@ -239,113 +253,52 @@ void ma_page_set_never(ma_page *page)
     }
 }
 
-void ma_page_adopt(ma_page *page, ma_heap *heap)
+void ma_page_adopt(ma_page *page, struct ma_heap *heap)
 {
     atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~MA_TF_STATE_MASK,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
     }
-    page->in_full = page->notify_pending = page->retained = 0;
+    page->in_full = page->notify_pending = page->retained = page->abandoned = 0;
     page->free_trigger = 1;
     page->next = page->prev = NULL;
 }
 
-static void notify_owner(ma_page *page)
+bool ma_page_push_remote(ma_page *page, ma_block *b)
 {
-    ma_heap *heap = atomic_load_explicit(&page->heap, memory_order_acquire);
-    ma_page *head = atomic_load_explicit(&heap->notify, memory_order_relaxed);
-    do {
-        page->notify_next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&heap->notify, &head, page, memory_order_release,
-                                                    memory_order_relaxed));
-}
-
-/* Notices begun and not finished, so that a forked child looks for the
- * ones a vanished freer left half done only when there may be some. */
-static _Atomic unsigned notices_in_flight;
-
-/* The first remote free into a full page takes its notice: its block goes
- * in and the state becomes NOTIFYING in one exchange, the page goes on the
- * owner's notice stack, and the state becomes NONE. While NOTIFYING, the
- * owner does not hand the page over (the push names its heap). Returns
- * false, with tf reloaded, when the exchange lost a race. */
-static bool free_with_notice(ma_page *page, ma_block *b, uintptr_t *tf)
-{
-    /* The count rises before the state and falls after it, with release
-     * order: a child that a fork leaves with a NOTIFYING page sees a count
-     * above zero (a fork's copy keeps each thread's stores in order). */
-    atomic_fetch_add_explicit(&notices_in_flight, 1, memory_order_relaxed);
-    b->link = ma_link_encode(page, (ma_block *)(*tf & ~MA_TF_STATE_MASK));
-    if (!atomic_compare_exchange_weak_explicit(&page->thread_free, tf, (uintptr_t)b | MA_TF_NOTIFYING,
-                                               memory_order_acq_rel, memory_order_relaxed)) {
-        atomic_fetch_sub_explicit(&notices_in_flight, 1, memory_order_relaxed);
-        return false;
-    }
-    notify_owner(page);
-    atomic_fetch_and_explicit(&page->thread_free, ~MA_TF_STATE_MASK, memory_order_release);
-    atomic_fetch_sub_explicit(&notices_in_flight, 1, memory_order_release);
-    return true;
-}
-
-/* A free from a thread that does not own the page: one atomic push, plus,
- * once per full page, a notice to the owner. */
-void ma_page_free_remote(ma_page *page, ma_block *b)
-{
-    /* free() of a block of one of this thread's own arena heaps: local. */
-    ma_heap *owner = atomic_load_explicit(&page->heap, memory_order_relaxed);
-    if (owner != NULL && owner->arena != NULL && owner->owner == ma_thread_id()) {
-        ma_free_tagged(owner, page, b, ma_block_tag(page, b));
-        return;
-    }
-    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
-    /* Nobody owns the page: take its region over, or blocks freed into it
-     * would wait for a thread that needs a new region. Done before the
-     * push, so our live block keeps the region from being emptied and
-     * unmapped by another adopter meanwhile. */
-    if ((tf & MA_TF_STATE_MASK) == MA_TF_NEVER && ma_heap_reclaim_on_free(page)) {
-        ma_free_tagged(ma_tls_heap, page, b, ma_block_tag(page, b));
-        return;
-    }
     b->tag = ma_block_tag(page, b);
-    ma_stats_remote_free(page);
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     for (;;) {
-        if ((tf & MA_TF_STATE_MASK) == MA_TF_FULL) {
-            if (free_with_notice(page, b, &tf))
-                return;
+        b->link = ma_link_encode(page, (ma_block *)(tf & ~MA_TF_STATE_MASK));
+        if ((tf & MA_TF_STATE_MASK) != MA_TF_FULL) {
+            if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
+                                                      (uintptr_t)b | (tf & MA_TF_STATE_MASK),
+                                                      memory_order_release, memory_order_relaxed))
+                return false;
             continue;
         }
-        b->link = ma_link_encode(page, (ma_block *)(tf & ~MA_TF_STATE_MASK));
-        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
-                                                  (uintptr_t)b | (tf & MA_TF_STATE_MASK),
-                                                  memory_order_release, memory_order_relaxed))
-            return;
+        /* The count rises before the state and falls after it, with
+         * release order: a child that a fork leaves with a NOTIFYING page
+         * sees a count above zero (a fork's copy keeps each thread's stores
+         * in order). */
+        atomic_fetch_add_explicit(&notices_in_flight, 1, memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (uintptr_t)b | MA_TF_NOTIFYING,
+                                                  memory_order_acq_rel, memory_order_relaxed))
+            return true;
+        atomic_fetch_sub_explicit(&notices_in_flight, 1, memory_order_relaxed);
     }
 }
 
-/* ---- fork ---- */
+void ma_page_notice_done(ma_page *page)
+{
+    atomic_fetch_and_explicit(&page->thread_free, ~MA_TF_STATE_MASK, memory_order_release);
+    atomic_fetch_sub_explicit(&notices_in_flight, 1, memory_order_release);
+}
 
 bool ma_page_notices_in_flight(void)
 {
     return atomic_load_explicit(&notices_in_flight, memory_order_acquire) != 0;
-}
-
-/* In a forked child: a notice that a freer of the parent had begun has no
- * thread to finish it, and the owner would wait for it without end at its
- * exit. Its block is in the list already (it went in with the state); the
- * page is on the owner's notice stack if the push came before the fork. */
-void ma_page_fork_child(ma_page *page)
-{
-    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
-    if ((tf & MA_TF_STATE_MASK) != MA_TF_NOTIFYING)
-        return;
-    ma_heap *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
-    bool pushed = heap == NULL;
-    for (ma_page *p = heap ? atomic_load(&heap->notify) : NULL; p && !pushed; p = p->notify_next)
-        pushed = p == page;
-    if (!pushed)
-        notify_owner(page);
-    atomic_store_explicit(&page->thread_free, tf & ~MA_TF_STATE_MASK, memory_order_relaxed);
 }
 
 void ma_page_fork_child_done(void)

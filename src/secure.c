@@ -13,15 +13,12 @@
  *  - Randomised order: blocks are carved into the free list in random order.
  *
  * None of it is on the fast path: while the profile is on, heaps publish the
- * empty page (every malloc takes the generic path) and regions are marked
- * MA_MAP_CHECKED in the region map (every free takes the slow path, which
- * checks the block before it is pushed on a list). */
-#include <errno.h>
+ * empty page (every malloc takes the generic path, api.c) and regions are
+ * marked MA_MAP_CHECKED in the region map (every free takes the slow path,
+ * which checks the block before it is pushed on a list). */
 #include <string.h>
 
-#include "alloc.h"
-
-bool ma_secure;
+#include "page.h"
 
 static uint64_t trailer_sum(const void *block, uint64_t size)
 {
@@ -93,7 +90,7 @@ size_t ma_secure_size(const ma_page *page, const void *p)
 
 /* A block being freed: check the canary, then clear it. The first 16 bytes
  * are the list link and tag, written by the free that called us. */
-void ma_secure_release(const ma_page *page, void *p)
+void ma_secure_check_free(const ma_page *page, void *p)
 {
     uint8_t *b = p;
     size_t size = ma_secure_size(page, p);
@@ -105,15 +102,6 @@ void ma_secure_release(const ma_page *page, void *p)
         ma_fatal("heap overflow (canary) detected at the end of block", p);
     if (page->block_size > sizeof(ma_block))
         memset(b + sizeof(ma_block), 0, page->block_size - sizeof(ma_block));
-}
-
-void *ma_secure_malloc(ma_heap *heap, size_t size, size_t alignment, ma_arena *arena, bool zero)
-{
-    unsigned c = ma_secure_class(size, alignment);
-    if (c >= MA_CLASS_COUNT)
-        return ma_large_malloc(size, alignment, zero, arena);
-    void *p = ma_heap_malloc_generic(heap, c);
-    return p ? ma_secure_prepare(p, size, zero) : NULL;
 }
 
 /* Blocks carved for the first time: cleared (the slices may have been used

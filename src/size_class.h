@@ -57,26 +57,49 @@ static inline unsigned ma_size_class(size_t size)
     return MA_LINEAR_CLASSES + (k - 7) * 4 + quarter;
 }
 
-/* A page is a run of 64 KiB slices holding blocks of one class. Its length is
- * the smallest power of two of slices that holds eight blocks, up to 32 slices
- * (2 MiB, half a region), so medium classes keep their tail waste small; the
- * classes above 256 KiB get four to seven blocks. A page stays aligned to its
- * own length (which aligned_alloc relies on). */
+/* A page is a run of 64 KiB slices holding blocks of one class. Its length
+ * is, of the lengths from the fewest slices that hold eight blocks up to
+ * twice that, the one that wastes the smallest share at its tail (the
+ * shortest of equals); for the classes where eight blocks need more than 31
+ * slices, the fewest that hold as many blocks as 31 slices do (three to
+ * seven of the largest classes). So a page ends close after its last
+ * block, and a region (63 slices for pages) holds two pages even of the
+ * largest classes. A page starts at a multiple of the largest power of two
+ * that divides its block size, in slices (at least one): every block of a
+ * power-of-two class is then aligned to its size, which aligned_alloc
+ * relies on. Where a region has no run that long left, a page may be
+ * shorter (arena.c): page->slices and page->reserved say. */
 #define MA_SLICE_SHIFT 16
 #define MA_SLICE_SIZE ((size_t)1 << MA_SLICE_SHIFT)
 #define MA_PAGE_MIN_BLOCKS 8
-#define MA_CLASS_SLICES_EXPR(c)                                                \
-    (MA_CLASS_SIZE_EXPR(c) * MA_PAGE_MIN_BLOCKS <= MA_SLICE_SIZE       ? 1u  \
-     : MA_CLASS_SIZE_EXPR(c) * MA_PAGE_MIN_BLOCKS <= 2 * MA_SLICE_SIZE  ? 2u  \
-     : MA_CLASS_SIZE_EXPR(c) * MA_PAGE_MIN_BLOCKS <= 4 * MA_SLICE_SIZE  ? 4u  \
-     : MA_CLASS_SIZE_EXPR(c) * MA_PAGE_MIN_BLOCKS <= 8 * MA_SLICE_SIZE  ? 8u  \
-     : MA_CLASS_SIZE_EXPR(c) * MA_PAGE_MIN_BLOCKS <= 16 * MA_SLICE_SIZE ? 16u \
-                                                                        : 32u)
-#define MA_MAX_PAGE_SLICES 32u
+#define MA_MAX_PAGE_SLICES 31u
+#define MA_CEIL_DIV(a, b) (((a) + (b)-1) / (b))
 
 static inline unsigned ma_class_slices(unsigned c)
 {
-    return MA_CLASS_SLICES_EXPR(c);
+    size_t size = ma_class_size(c);
+    size_t least = MA_CEIL_DIV(size * MA_PAGE_MIN_BLOCKS, MA_SLICE_SIZE);
+    if (least > MA_MAX_PAGE_SLICES) {
+        size_t blocks = MA_MAX_PAGE_SLICES * MA_SLICE_SIZE / size;
+        return (unsigned)MA_CEIL_DIV(blocks * size, MA_SLICE_SIZE);
+    }
+    size_t best = least, best_waste = (least * MA_SLICE_SIZE) % size;
+    for (size_t n = least + 1; n <= 2 * least && n <= MA_MAX_PAGE_SLICES; n++) {
+        size_t waste = (n * MA_SLICE_SIZE) % size;
+        if (waste * best < best_waste * n) { /* waste / n < best_waste / best */
+            best = n;
+            best_waste = waste;
+        }
+    }
+    return (unsigned)best;
+}
+
+/* The alignment of a page of class c, in slices. */
+static inline unsigned ma_class_align_slices(unsigned c)
+{
+    size_t size = ma_class_size(c);
+    size_t pow2 = size & (~size + 1); /* the largest power of two dividing size */
+    return pow2 > MA_SLICE_SIZE ? (unsigned)(pow2 >> MA_SLICE_SHIFT) : 1u;
 }
 
 /* The class to use for an aligned request: the first class at or above both

@@ -1,99 +1,41 @@
-/* Statistics: summed over every region and the large table when asked, so
- * the fast paths count nothing beyond what they need anyway (page->used). */
+/* Statistics: summed over every arena's pages and the large table when
+ * asked, through each layer's accounts, so the fast paths count nothing
+ * beyond what they need anyway (page->used). */
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "heap.h"
 #include "mapalloc.h"
 
+/* Sums of every arena's pages, from one walk. */
 struct page_sums {
-    size_t live, blocks, regions_bytes;
+    size_t live, blocks, regions, abandoned_pages;
 };
 
-/* Remote frees and their collection, counted by the thread that does each:
- * plain counters in its heap, or atomics when it has none (it is exiting);
- * an arena keeps its own pending count for its statistics. */
-static _Atomic size_t folded_frees, folded_free_bytes, folded_collected, folded_collected_bytes;
-
-void ma_stats_remote_free(const ma_page *page)
+static void sum_arena(ma_arena *a, void *arg)
 {
-    ma_heap *heap = ma_tls_heap;
-    if (heap != &ma_empty_heap) {
-        heap->remote_frees++;
-        heap->remote_free_bytes += page->block_size;
-    } else {
-        atomic_fetch_add_explicit(&folded_frees, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&folded_free_bytes, page->block_size, memory_order_relaxed);
-    }
-    ma_arena *arena = ma_page_region(page)->arena;
-    if (arena) {
-        atomic_fetch_add_explicit(&arena->pending_frees, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&arena->pending_bytes, page->block_size, memory_order_relaxed);
-    }
-}
-
-void ma_stats_collected(const ma_page *page, size_t count)
-{
-    if (count == 0)
-        return;
-    ma_heap *heap = ma_tls_heap;
-    size_t bytes = count * page->block_size;
-    if (heap != &ma_empty_heap) {
-        heap->collected += count;
-        heap->collected_bytes += bytes;
-    } else {
-        atomic_fetch_add_explicit(&folded_collected, count, memory_order_relaxed);
-        atomic_fetch_add_explicit(&folded_collected_bytes, bytes, memory_order_relaxed);
-    }
-    ma_arena *arena = ma_page_region(page)->arena;
-    if (arena) {
-        atomic_fetch_sub_explicit(&arena->pending_frees, count, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&arena->pending_bytes, bytes, memory_order_relaxed);
-    }
-}
-
-/* A heap goes back to the pool: its counts join the process's. */
-void ma_stats_fold(ma_heap *heap)
-{
-    atomic_fetch_add_explicit(&folded_frees, heap->remote_frees, memory_order_relaxed);
-    atomic_fetch_add_explicit(&folded_free_bytes, heap->remote_free_bytes, memory_order_relaxed);
-    atomic_fetch_add_explicit(&folded_collected, heap->collected, memory_order_relaxed);
-    atomic_fetch_add_explicit(&folded_collected_bytes, heap->collected_bytes, memory_order_relaxed);
-    heap->remote_frees = heap->remote_free_bytes = heap->collected = heap->collected_bytes = 0;
-}
-
-/* Remote frees made and not yet collected: still counted in page->used. */
-void ma_stats_pending(size_t *blocks, size_t *bytes)
-{
-    size_t frees = atomic_load(&folded_frees), free_bytes = atomic_load(&folded_free_bytes);
-    size_t collected = atomic_load(&folded_collected), collected_bytes = atomic_load(&folded_collected_bytes);
-    ma_lock(&ma_heap_lock);
-    for (ma_heap *h = ma_heap_list(); h; h = h->all_next) {
-        frees += __atomic_load_n(&h->remote_frees, __ATOMIC_RELAXED);
-        free_bytes += __atomic_load_n(&h->remote_free_bytes, __ATOMIC_RELAXED);
-        collected += __atomic_load_n(&h->collected, __ATOMIC_RELAXED);
-        collected_bytes += __atomic_load_n(&h->collected_bytes, __ATOMIC_RELAXED);
-    }
-    ma_unlock(&ma_heap_lock);
-    *blocks = frees > collected ? frees - collected : 0;
-    *bytes = free_bytes > collected_bytes ? free_bytes - collected_bytes : 0;
+    struct page_sums *s = arg;
+    struct ma_arena_account acc;
+    ma_arena_account(a, &acc);
+    s->regions += acc.regions;
+    s->abandoned_pages += acc.abandoned_pages;
 }
 
 /* Reads page->used of pages owned by other threads: a snapshot, not a
  * synchronised count. */
-static void sum_region(ma_region *r, void *arg)
+static void sum_page(ma_page *page, void *arg)
 {
     struct page_sums *s = arg;
-    s->regions_bytes += MA_REGION_SIZE;
-    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
-        const ma_page *page = &r->pages[i];
-        if (page->slices != 0 && page->first_slice == i) {
-            size_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
-            s->live += used * page->block_size;
-            s->blocks += used;
-        }
-    }
+    size_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+    s->live += used * page->block_size;
+    s->blocks += used;
+}
+
+static void sum_pages_of(ma_arena *a, void *arg)
+{
+    ma_arena_foreach_page(a, sum_page, arg);
 }
 
 static size_t resident_bytes(void)
@@ -117,20 +59,19 @@ static size_t resident_bytes(void)
 MA_API void mapalloc_stats_get(struct mapalloc_stats *out)
 {
     memset(out, 0, sizeof *out);
-    struct page_sums s = {0, 0, 0};
-    ma_regions_foreach(sum_region, &s);
+    struct page_sums s = {0, 0, 0, 0};
+    ma_arenas_foreach(sum_pages_of, &s);
+    ma_arenas_foreach(sum_arena, &s);
     size_t large_mapped, large_blocks, large_live;
     ma_large_stats(&large_mapped, &large_blocks, &large_live);
     struct ma_os_counters os;
     ma_os_counters(&os);
-    size_t regions, abandoned;
-    ma_region_counts(&regions, &abandoned);
     size_t pending_blocks, pending_bytes;
-    ma_stats_pending(&pending_blocks, &pending_bytes);
+    ma_heaps_pending(&pending_blocks, &pending_bytes);
     out->live = (s.live > pending_bytes ? s.live - pending_bytes : 0) + large_live;
     out->live_blocks = (s.blocks > pending_blocks ? s.blocks - pending_blocks : 0) + large_blocks;
     out->large_blocks = large_blocks;
-    out->small_mapped = s.regions_bytes;
+    out->small_mapped = s.regions * MA_REGION_SIZE;
     out->large_mapped = large_mapped;
     /* The parts are read one after another while other threads map and
      * unmap: keep the snapshot consistent (the whole at least its parts,
@@ -145,8 +86,8 @@ MA_API void mapalloc_stats_get(struct mapalloc_stats *out)
     out->madvise_calls = os.madvise_calls;
     out->mprotect_calls = os.mprotect_calls;
     out->huge_fallbacks = os.huge_fallbacks;
-    out->regions = regions;
-    out->abandoned_regions = abandoned;
+    out->regions = s.regions;
+    out->abandoned_pages = s.abandoned_pages;
 }
 
 /* ---- printing, without stdio (it may allocate) ---- */
@@ -230,33 +171,33 @@ struct walk {
     unsigned heap_rows;
 };
 
-static void walk_region(ma_region *r, void *arg)
+static void walk_page(ma_page *page, void *arg)
 {
     struct walk *w = arg;
-    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
-        const ma_page *page = &r->pages[i];
-        if (page->slices == 0 || page->first_slice != i)
-            continue;
-        uint64_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
-        unsigned c = page->class_idx;
-        w->cls[c].pages++;
-        w->cls[c].blocks += used;
-        w->cls[c].capacity += page->reserved;
-        w->cls[c].bytes += (uint64_t)page->slices << MA_SLICE_SHIFT;
-        const void *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
-        unsigned k = 0;
-        while (k < w->heap_rows && w->heaps[k].heap != heap)
-            k++;
-        if (k == w->heap_rows) {
-            if (w->heap_rows == HEAP_ROWS)
-                continue; /* more heaps than rows: the rest are left out */
-            w->heap_rows++;
-            w->heaps[k].heap = heap;
-        }
-        w->heaps[k].pages++;
-        w->heaps[k].blocks += used;
-        w->heaps[k].live += used * page->block_size;
+    uint64_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+    unsigned c = page->class_idx;
+    w->cls[c].pages++;
+    w->cls[c].blocks += used;
+    w->cls[c].capacity += page->reserved;
+    w->cls[c].bytes += (uint64_t)page->slices << MA_SLICE_SHIFT;
+    const void *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
+    unsigned k = 0;
+    while (k < w->heap_rows && w->heaps[k].heap != heap)
+        k++;
+    if (k == w->heap_rows) {
+        if (w->heap_rows == HEAP_ROWS)
+            return; /* more heaps than rows: the rest are left out */
+        w->heap_rows++;
+        w->heaps[k].heap = heap;
     }
+    w->heaps[k].pages++;
+    w->heaps[k].blocks += used;
+    w->heaps[k].live += used * page->block_size;
+}
+
+static void walk_arena(ma_arena *a, void *arg)
+{
+    ma_arena_foreach_page(a, walk_page, arg);
 }
 
 static void print_classes(struct out *o, const struct walk *w)
@@ -331,10 +272,15 @@ struct arena_rows {
     unsigned count;
 };
 
-static void print_arena(const void *arena, const struct mapalloc_arena_stats *st, void *arg)
+static void print_arena(ma_arena *a, void *arg)
 {
     struct arena_rows *rows = arg;
     struct out *o = rows->o;
+    if (a == &ma_default_arena)
+        return;
+    struct mapalloc_arena_stats stats, *st = &stats;
+    mapalloc_arena_stats((mapalloc_arena *)a, st);
+    const void *arena = a;
     if (o->json) {
         out_str(o, rows->count ? ",{\"arena\":\"" : "{\"arena\":\"");
         out_hex(o, (uintptr_t)arena);
@@ -367,11 +313,11 @@ MA_API void mapalloc_stats_print(int fd, int json)
 {
     struct mapalloc_stats st;
     mapalloc_stats_get(&st);
-    static struct walk w; /* too big for a small thread stack; stats are printed rarely */
-    static ma_spinlock print_lock;
-    ma_lock(&print_lock);
-    memset(&w, 0, sizeof w);
-    ma_regions_foreach(walk_region, &w);
+    /* About 4 KiB, on the stack: printing maps nothing and takes no lock
+     * of its own (a fork could leave one held). */
+    struct walk walk, *w = &walk;
+    memset(w, 0, sizeof *w);
+    ma_arenas_foreach(walk_arena, w);
     struct out o = {.fd = fd, .json = json != 0, .n = 0};
     const struct {
         const char *name;
@@ -386,7 +332,7 @@ MA_API void mapalloc_stats_print(int fd, int json)
         {"peak_mapped", st.peak_mapped},
         {"resident", st.resident},
         {"regions", st.regions},
-        {"abandoned_regions", st.abandoned_regions},
+        {"abandoned_pages", st.abandoned_pages},
         {"mmap_calls", st.mmap_calls},
         {"munmap_calls", st.munmap_calls},
         {"mremap_calls", st.mremap_calls},
@@ -398,19 +344,24 @@ MA_API void mapalloc_stats_print(int fd, int json)
         out_str(&o, "{");
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         out_field(&o, i == 0, rows[i].name, rows[i].value);
-    print_classes(&o, &w);
-    print_heaps(&o, &w);
+    print_classes(&o, w);
+    print_heaps(&o, w);
     struct arena_rows arenas = {&o, 0};
     out_str(&o, o.json ? ",\"arenas\":[" : "");
     ma_arenas_foreach(print_arena, &arenas);
     out_str(&o, o.json ? "]}\n" : "");
     out_flush(&o);
-    ma_unlock(&print_lock);
 }
 
-void ma_stats_at_exit(void)
+/* stats=1 or 2 at exit. The handler checks the option then: code may
+ * still change it. */
+static void stats_at_exit(void)
 {
-    if (!ma_option(MA_OPT_STATS))
-        return;
-    mapalloc_stats_print(ma_stats_fd >= 0 ? ma_stats_fd : 2, ma_option(MA_OPT_STATS) == 2);
+    if (atomic_load(&ma_init_state) == 2 && ma_option(MA_OPT_STATS))
+        mapalloc_stats_print(ma_report_fd, ma_option(MA_OPT_STATS) == 2);
+}
+
+__attribute__((constructor)) static void stats_start(void)
+{
+    atexit(stats_at_exit);
 }

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "death.h"
 #include "new_handlers.h"
 
 namespace {
@@ -563,18 +564,6 @@ void part_oom_handler()
 
 // ---- misuse ----
 
-int expect_fd = -1;
-
-// In the child: the exact line stderr must hold.
-void expect(const char *what, const void *addr)
-{
-    char line[256];
-    int n = std::snprintf(line, sizeof line, "mapalloc: %s 0x%lx\n", what,
-                          static_cast<unsigned long>(reinterpret_cast<std::uintptr_t>(addr)));
-    if (write(expect_fd, line, static_cast<std::size_t>(n)) != n)
-        _exit(99);
-}
-
 const char *const msg_size = "free_sized with a size that does not match the block";
 const char *const msg_aligned = "free_aligned_sized with a size or alignment that does not match the block";
 const char *const msg_aligned_large = "free_aligned_sized with an alignment that does not match the block";
@@ -602,7 +591,7 @@ void misuse_sized_delete_small()
 {
     Small *p = new BigDerived;
     escape(p);
-    expect(msg_size, p);
+    death_expect_line(msg_size, p);
     delete p;
 }
 
@@ -610,7 +599,7 @@ void misuse_sized_delete_large()
 {
     Small *p = new HugeDerived;
     escape(p);
-    expect(msg_size, p);
+    death_expect_line(msg_size, p);
     delete p;
 }
 
@@ -629,7 +618,7 @@ void misuse_sized_delete_array()
 {
     Elem *a = new Elem[100];
     escape(a);
-    expect(msg_size, reinterpret_cast<char *>(a) - sizeof(std::size_t));
+    death_expect_line(msg_size, reinterpret_cast<char *>(a) - sizeof(std::size_t));
     delete[] reinterpret_cast<WideElem *>(a);
 }
 
@@ -638,7 +627,7 @@ void misuse_aligned_sized_delete_small()
 {
     Line *p = new Line;
     escape(p);
-    expect(msg_aligned, p);
+    death_expect_line(msg_aligned, p);
     ::operator delete(p, sizeof(Line) + 64, std::align_val_t(alignof(Line)));
 }
 
@@ -647,7 +636,7 @@ void misuse_aligned_delete_small()
 {
     void *p = ::operator new(320);
     escape(p);
-    expect(msg_aligned, p);
+    death_expect_line(msg_aligned, p);
     ::operator delete(p, std::align_val_t(256));
 }
 
@@ -662,7 +651,7 @@ void misuse_aligned_delete_large()
 {
     void *p = ::operator new(MiB);
     escape(p);
-    expect(msg_aligned_large, p);
+    death_expect_line(msg_aligned_large, p);
     ::operator delete(p, std::align_val_t(alignment_not_met(p)));
 }
 
@@ -670,7 +659,7 @@ void misuse_aligned_sized_delete_large()
 {
     Page *p = new Page[300];
     escape(p);
-    expect(msg_size, p);
+    death_expect_line(msg_size, p);
     ::operator delete[](p, 100 * sizeof(Page), std::align_val_t(alignof(Page)));
 }
 
@@ -680,7 +669,7 @@ void misuse_scalar_delete_of_array()
 {
     Counted *p = new Counted[10];
     escape(p);
-    expect("free of invalid pointer", p);
+    death_expect_line("free of invalid pointer", p);
     delete p;
 }
 
@@ -689,71 +678,16 @@ void misuse_double_delete()
     int *p = new int(1);
     escape(p);
     delete p;
-    expect("double free of", p);
+    death_expect_line("double free of", p);
     delete p;
 }
 
 #pragma GCC diagnostic pop
 
-// Runs a misuse in a child: it must die of SIGABRT with stderr exactly the
-// line it announced.
-void run_misuse(const char *name, void (*misuse)())
-{
-    int err[2], exp[2];
-    CHECK(pipe(err) == 0 && pipe(exp) == 0);
-    std::fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core);
-        alarm(20);
-        close(err[0]);
-        close(exp[0]);
-        dup2(err[1], 2);
-        close(err[1]);
-        expect_fd = exp[1];
-        misuse();
-        std::fprintf(stderr, "(no abort)\n");
-        _exit(3);
-    }
-    close(err[1]);
-    close(exp[1]);
-    std::string out, want;
-    char buf[512];
-    ssize_t n;
-    while ((n = read(err[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-        if (n > 0)
-            out.append(buf, static_cast<std::size_t>(n));
-    while ((n = read(exp[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-        if (n > 0)
-            want.append(buf, static_cast<std::size_t>(n));
-    close(err[0]);
-    close(exp[0]);
-    int status = 0;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    bool aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
-    CHECKF(aborted && !want.empty() && out == want,
-           "%s: status %#x (%s %d), expected SIGABRT and \"%s\", stderr was \"%s\"", name, status,
-           WIFSIGNALED(status) ? "signal" : "exit",
-           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), want.c_str(), out.c_str());
-    std::printf("%s: ok: %s", name, out.c_str());
-}
-
-struct Part {
-    const char *name;
-    void (*run)();
-    void (*misuse)();
-};
-
-#define MISUSE(name) {#name, nullptr, name}
-const Part parts[] = {
-    {"operators", part_operators, nullptr},
-    {"forms", part_forms, nullptr},
-    {"huge", part_huge, nullptr},
-    {"handler", part_handler, nullptr},
-    {"oom", part_oom, nullptr},
-    {"oom_handler", part_oom_handler, nullptr},
+// Each runs in a child (death.h): it must die of SIGABRT with stderr
+// exactly the line it announced.
+const death_case misuses[] = {
+#define MISUSE(name) {#name, name, nullptr, nullptr, 0}
     MISUSE(misuse_sized_delete_small),
     MISUSE(misuse_sized_delete_large),
     MISUSE(misuse_sized_delete_array),
@@ -763,6 +697,17 @@ const Part parts[] = {
     MISUSE(misuse_aligned_sized_delete_large),
     MISUSE(misuse_scalar_delete_of_array),
     MISUSE(misuse_double_delete),
+#undef MISUSE
+};
+
+struct Part {
+    const char *name;
+    void (*run)();
+};
+
+const Part parts[] = {
+    {"operators", part_operators}, {"forms", part_forms}, {"huge", part_huge},
+    {"handler", part_handler},     {"oom", part_oom},     {"oom_handler", part_oom_handler},
 };
 
 } // namespace
@@ -774,13 +719,9 @@ int main(int argc, char **argv)
         if (std::strcmp(argv[1], "--list") == 0) {
             std::printf("%s\n", p.name);
         } else if (std::strcmp(argv[1], p.name) == 0) {
-            if (p.misuse != nullptr)
-                run_misuse(p.name, p.misuse);
-            else
-                p.run();
+            p.run();
             return 0;
         }
     }
-    CHECKF(std::strcmp(argv[1], "--list") == 0, "no part named %s", argv[1]);
-    return 0;
+    return death_main(argc, argv, misuses, sizeof misuses / sizeof misuses[0]);
 }

@@ -1,10 +1,7 @@
-/* Arena misuse that must abort with one exact line (issue 4).
- *
- * Each case runs in a forked child whose stderr goes to a pipe. Before the
- * misuse, the child writes the line(s) it expects, address included, to a
- * second pipe; the parent then requires SIGABRT and a stderr that is exactly
- * one of those lines ("mapalloc: <what> 0x<hex address>\n").
- * With an argument, only the case of that name runs. */
+/* Arena misuse that must abort with one exact line: a table of cases for
+ * the death harness (death.h). A block freed after its arena's reset or
+ * destroy may be named as an invalid pointer or as a double free: which,
+ * depends on whether its page was used again. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,27 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "death.h"
 #include "mapalloc.h"
-
-static int failures;
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
-
-static int expect_fd = -1;
-
-/* In the child: one acceptable stderr line. */
-static void expect(const char *what, const void *addr)
-{
-    char line[256];
-    int n = snprintf(line, sizeof line, "mapalloc: %s 0x%lx\n", what, (unsigned long)(uintptr_t)addr);
-    if (write(expect_fd, line, (size_t)n) != n)
-        _exit(99);
-}
 
 /* ---- the cases: each must not return ---- */
 
@@ -49,7 +27,7 @@ static mapalloc_arena *destroyed(void)
 static void malloc_after_destroy(void)
 {
     mapalloc_arena *a = destroyed();
-    expect("use of a destroyed arena", a);
+    death_expect(a);
     void *p = mapalloc_arena_malloc(a, 32);
     (void)p;
 }
@@ -61,7 +39,7 @@ static void malloc_after_destroy_cached(void)
     for (int i = 0; i < 10; i++)
         mapalloc_arena_free(a, mapalloc_arena_malloc(a, 32));
     mapalloc_arena_destroy(a);
-    expect("use of a destroyed arena", a);
+    death_expect(a);
     void *p = mapalloc_arena_malloc(a, 32);
     (void)p;
 }
@@ -85,7 +63,7 @@ static void *use_destroy_use(void *arg)
     mapalloc_arena_free(thread_arena, p);
     pthread_barrier_wait(&barrier); /* main destroys */
     pthread_barrier_wait(&barrier);
-    expect("use of a destroyed arena", thread_arena);
+    death_expect(thread_arena);
     p = mapalloc_arena_malloc(thread_arena, 100);
     return p;
 }
@@ -105,7 +83,7 @@ static void malloc_after_destroy_other_thread(void)
 static void calloc_after_destroy(void)
 {
     mapalloc_arena *a = destroyed();
-    expect("use of a destroyed arena", a);
+    death_expect(a);
     void *p = mapalloc_arena_calloc(a, 4, 8);
     (void)p;
 }
@@ -113,7 +91,7 @@ static void calloc_after_destroy(void)
 static void realloc_after_destroy(void)
 {
     mapalloc_arena *a = destroyed();
-    expect("use of a destroyed arena", a);
+    death_expect(a);
     void *p = mapalloc_arena_realloc(a, NULL, 64);
     (void)p;
 }
@@ -121,7 +99,7 @@ static void realloc_after_destroy(void)
 static void aligned_after_destroy(void)
 {
     mapalloc_arena *a = destroyed();
-    expect("use of a destroyed arena", a);
+    death_expect(a);
     void *p = mapalloc_arena_aligned_alloc(a, 256, 64);
     (void)p;
 }
@@ -129,7 +107,7 @@ static void aligned_after_destroy(void)
 static void large_after_destroy(void)
 {
     mapalloc_arena *a = destroyed();
-    expect("use of a destroyed arena", a);
+    death_expect(a);
     void *p = mapalloc_arena_malloc(a, 4 << 20);
     (void)p;
 }
@@ -139,14 +117,14 @@ static void free_after_destroy(void)
     mapalloc_arena *a = mapalloc_arena_create(NULL);
     void *p = mapalloc_arena_malloc(a, 32);
     mapalloc_arena_destroy(a);
-    expect("use of a destroyed arena", a);
+    death_expect(a);
     mapalloc_arena_free(a, p);
 }
 
 static void reset_after_destroy(void)
 {
     mapalloc_arena *a = destroyed();
-    expect("use of a destroyed arena", a);
+    death_expect(a);
     mapalloc_arena_reset(a);
 }
 
@@ -154,7 +132,7 @@ static void stats_after_destroy(void)
 {
     mapalloc_arena *a = destroyed();
     struct mapalloc_arena_stats s;
-    expect("use of a destroyed arena", a);
+    death_expect(a);
     mapalloc_arena_stats(a, &s);
 }
 
@@ -166,7 +144,7 @@ static void use_after_destroy_exited_thread(void)
     pthread_create(&t, NULL, use_arena, NULL);
     pthread_join(t, NULL);
     mapalloc_arena_destroy(thread_arena);
-    expect("use of a destroyed arena", thread_arena);
+    death_expect(thread_arena);
     void *p = mapalloc_arena_malloc(thread_arena, 10);
     (void)p;
 }
@@ -177,7 +155,7 @@ static void destroy_twice(void)
     void *p = mapalloc_arena_malloc(a, 100);
     (void)p;
     mapalloc_arena_destroy(a);
-    expect("arena destroyed twice", a);
+    death_expect(a);
     mapalloc_arena_destroy(a);
 }
 
@@ -188,7 +166,7 @@ static void destroy_twice_after_others(void)
     mapalloc_arena_destroy(a);
     for (int i = 0; i < 20; i++)
         mapalloc_arena_destroy(mapalloc_arena_create(NULL));
-    expect("arena destroyed twice", a);
+    death_expect(a);
     mapalloc_arena_destroy(a);
 }
 
@@ -198,7 +176,7 @@ static void wrong_arena_small(void)
     void *p = mapalloc_arena_malloc(a, 100);
     void *q = mapalloc_arena_malloc(b, 100);
     (void)q;
-    expect("free into the wrong arena of", p);
+    death_expect(p);
     mapalloc_arena_free(b, p);
 }
 
@@ -206,7 +184,7 @@ static void wrong_arena_large(void)
 {
     mapalloc_arena *a = mapalloc_arena_create(NULL), *b = mapalloc_arena_create(NULL);
     void *p = mapalloc_arena_malloc(a, 3 << 20);
-    expect("free into the wrong arena of", p);
+    death_expect(p);
     mapalloc_arena_free(b, p);
 }
 
@@ -214,7 +192,7 @@ static void wrong_arena_aligned(void)
 {
     mapalloc_arena *a = mapalloc_arena_create(NULL), *b = mapalloc_arena_create(NULL);
     void *p = mapalloc_arena_aligned_alloc(a, 1 << 20, 1000);
-    expect("free into the wrong arena of", p);
+    death_expect(p);
     mapalloc_arena_free(b, p);
 }
 
@@ -222,7 +200,7 @@ static void wrong_arena_realloc(void)
 {
     mapalloc_arena *a = mapalloc_arena_create(NULL), *b = mapalloc_arena_create(NULL);
     void *p = mapalloc_arena_malloc(a, 100);
-    expect("free into the wrong arena of", p);
+    death_expect(p);
     p = mapalloc_arena_realloc(b, p, 5000);
 }
 
@@ -230,7 +208,7 @@ static void heap_block_into_arena(void)
 {
     mapalloc_arena *a = mapalloc_arena_create(NULL);
     void *p = mapalloc_malloc(100);
-    expect("free into the wrong arena of", p);
+    death_expect(p);
     mapalloc_arena_free(a, p);
 }
 
@@ -238,7 +216,7 @@ static void heap_large_into_arena(void)
 {
     mapalloc_arena *a = mapalloc_arena_create(NULL);
     void *p = mapalloc_malloc(3 << 20);
-    expect("free into the wrong arena of", p);
+    death_expect(p);
     mapalloc_arena_free(a, p);
 }
 
@@ -246,7 +224,7 @@ static void heap_block_realloc_in_arena(void)
 {
     mapalloc_arena *a = mapalloc_arena_create(NULL);
     void *p = mapalloc_malloc(100);
-    expect("free into the wrong arena of", p);
+    death_expect(p);
     p = mapalloc_arena_realloc(a, p, 200);
 }
 
@@ -258,8 +236,7 @@ static void free_after_reset(void)
     void *p = mapalloc_arena_malloc(a, 100);
     (void)keep;
     mapalloc_arena_reset(a);
-    expect("free of invalid pointer", p);
-    expect("double free of", p);
+    death_expect(p);
     mapalloc_arena_free(a, p);
 }
 
@@ -268,8 +245,7 @@ static void mapalloc_free_after_reset(void)
     mapalloc_arena *a = mapalloc_arena_create(NULL);
     void *p = mapalloc_arena_malloc(a, 3000);
     mapalloc_arena_reset(a);
-    expect("free of invalid pointer", p);
-    expect("double free of", p);
+    death_expect(p);
     mapalloc_free(p);
 }
 
@@ -278,8 +254,7 @@ static void large_free_after_reset(void)
     mapalloc_arena *a = mapalloc_arena_create(NULL);
     void *p = mapalloc_arena_malloc(a, 3 << 20);
     mapalloc_arena_reset(a);
-    expect("free of invalid pointer", p);
-    expect("double free of", p);
+    death_expect(p);
     mapalloc_arena_free(a, p);
 }
 
@@ -296,8 +271,7 @@ static void free_after_reset_other_thread(void)
     thread_arena = mapalloc_arena_create(NULL);
     void *p = mapalloc_arena_malloc(thread_arena, 100);
     mapalloc_arena_reset(thread_arena);
-    expect("free of invalid pointer", p);
-    expect("double free of", p);
+    death_expect(p);
     pthread_t t;
     pthread_create(&t, NULL, free_thread_arena_block, p);
     pthread_join(t, NULL);
@@ -310,8 +284,7 @@ static void free_after_reset_returns(void)
     mapalloc_arena *a = mapalloc_arena_create(&o);
     void *p = mapalloc_arena_malloc(a, 64);
     mapalloc_arena_reset(a);
-    expect("free of invalid pointer", p);
-    expect("double free of", p);
+    death_expect(p);
     mapalloc_arena_free(a, p);
 }
 
@@ -321,8 +294,7 @@ static void mapalloc_free_after_destroy(void)
     mapalloc_arena *a = mapalloc_arena_create(NULL);
     void *p = mapalloc_arena_malloc(a, 64);
     mapalloc_arena_destroy(a);
-    expect("free of invalid pointer", p);
-    expect("double free of", p);
+    death_expect(p);
     mapalloc_free(p);
 }
 
@@ -333,7 +305,7 @@ static void double_free_in_arena(void)
     void *q = mapalloc_arena_malloc(a, 64);
     (void)q;
     mapalloc_arena_free(a, p);
-    expect("double free of", p);
+    death_expect(p);
     mapalloc_arena_free(a, p);
 }
 
@@ -354,14 +326,14 @@ static void double_free_fresh_in_arena(void)
 {
     char *p = fresh_block();
     mapalloc_arena_free(fresh_arena, p);
-    expect("double free of", p);
+    death_expect(p);
     mapalloc_arena_free(fresh_arena, p);
 }
 
 static void free_not_handed_out_in_arena(void)
 {
     char *next = fresh_block() + 64;
-    expect("free of invalid pointer", next);
+    death_expect(next);
     mapalloc_arena_free(fresh_arena, next);
 }
 
@@ -370,8 +342,7 @@ static void double_free_large_in_arena(void)
     mapalloc_arena *a = mapalloc_arena_create(NULL);
     void *p = mapalloc_arena_malloc(a, 3 << 20);
     mapalloc_arena_free(a, p);
-    expect("double free of", p);
-    expect("free of invalid pointer", p);
+    death_expect(p);
     mapalloc_arena_free(a, p);
 }
 
@@ -379,150 +350,45 @@ static void invalid_pointer_into_arena(void)
 {
     mapalloc_arena *a = mapalloc_arena_create(NULL);
     char *p = mapalloc_arena_malloc(a, 64);
-    expect("free of invalid pointer", p + 8);
+    death_expect(p + 8);
     mapalloc_arena_free(a, p + 8);
 }
 
-static const struct {
-    const char *name;
-    void (*fn)(void);
-} cases[] = {
-    {"malloc_after_destroy", malloc_after_destroy},
-    {"malloc_after_destroy_cached", malloc_after_destroy_cached},
-    {"malloc_after_destroy_other_thread", malloc_after_destroy_other_thread},
-    {"use_after_destroy_exited_thread", use_after_destroy_exited_thread},
-    {"calloc_after_destroy", calloc_after_destroy},
-    {"realloc_after_destroy", realloc_after_destroy},
-    {"aligned_after_destroy", aligned_after_destroy},
-    {"large_after_destroy", large_after_destroy},
-    {"free_after_destroy", free_after_destroy},
-    {"reset_after_destroy", reset_after_destroy},
-    {"stats_after_destroy", stats_after_destroy},
-    {"destroy_twice", destroy_twice},
-    {"destroy_twice_after_others", destroy_twice_after_others},
-    {"wrong_arena_small", wrong_arena_small},
-    {"wrong_arena_large", wrong_arena_large},
-    {"wrong_arena_aligned", wrong_arena_aligned},
-    {"wrong_arena_realloc", wrong_arena_realloc},
-    {"heap_block_into_arena", heap_block_into_arena},
-    {"heap_large_into_arena", heap_large_into_arena},
-    {"heap_block_realloc_in_arena", heap_block_realloc_in_arena},
-    {"free_after_reset", free_after_reset},
-    {"mapalloc_free_after_reset", mapalloc_free_after_reset},
-    {"large_free_after_reset", large_free_after_reset},
-    {"free_after_reset_returns", free_after_reset_returns},
-    {"free_after_reset_other_thread", free_after_reset_other_thread},
-    {"mapalloc_free_after_destroy", mapalloc_free_after_destroy},
-    {"double_free_in_arena", double_free_in_arena},
-    {"double_free_fresh_in_arena", double_free_fresh_in_arena},
-    {"free_not_handed_out_in_arena", free_not_handed_out_in_arena},
-    {"double_free_large_in_arena", double_free_large_in_arena},
-    {"invalid_pointer_into_arena", invalid_pointer_into_arena},
+static const struct death_case cases[] = {
+    {"malloc_after_destroy", malloc_after_destroy, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"malloc_after_destroy_cached", malloc_after_destroy_cached, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"malloc_after_destroy_other_thread", malloc_after_destroy_other_thread, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"use_after_destroy_exited_thread", use_after_destroy_exited_thread, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"calloc_after_destroy", calloc_after_destroy, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"realloc_after_destroy", realloc_after_destroy, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"aligned_after_destroy", aligned_after_destroy, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"large_after_destroy", large_after_destroy, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"free_after_destroy", free_after_destroy, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"reset_after_destroy", reset_after_destroy, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"stats_after_destroy", stats_after_destroy, "use of a destroyed arena", NULL, DEATH_NOT_SECURE},
+    {"destroy_twice", destroy_twice, "arena destroyed twice", NULL, DEATH_NOT_SECURE},
+    {"destroy_twice_after_others", destroy_twice_after_others, "arena destroyed twice", NULL, DEATH_NOT_SECURE},
+    {"wrong_arena_small", wrong_arena_small, "free into the wrong arena of", NULL, DEATH_NOT_SECURE},
+    {"wrong_arena_large", wrong_arena_large, "free into the wrong arena of", NULL, DEATH_NOT_SECURE},
+    {"wrong_arena_aligned", wrong_arena_aligned, "free into the wrong arena of", NULL, DEATH_NOT_SECURE},
+    {"wrong_arena_realloc", wrong_arena_realloc, "free into the wrong arena of", NULL, DEATH_NOT_SECURE},
+    {"heap_block_into_arena", heap_block_into_arena, "free into the wrong arena of", NULL, DEATH_NOT_SECURE},
+    {"heap_large_into_arena", heap_large_into_arena, "free into the wrong arena of", NULL, DEATH_NOT_SECURE},
+    {"heap_block_realloc_in_arena", heap_block_realloc_in_arena, "free into the wrong arena of", NULL, DEATH_NOT_SECURE},
+    {"free_after_reset", free_after_reset, "free of invalid pointer", "double free of", DEATH_NOT_SECURE},
+    {"mapalloc_free_after_reset", mapalloc_free_after_reset, "free of invalid pointer", "double free of", DEATH_NOT_SECURE},
+    {"large_free_after_reset", large_free_after_reset, "free of invalid pointer", "double free of", DEATH_NOT_SECURE},
+    {"free_after_reset_returns", free_after_reset_returns, "free of invalid pointer", "double free of", DEATH_NOT_SECURE},
+    {"free_after_reset_other_thread", free_after_reset_other_thread, "free of invalid pointer", "double free of", DEATH_NOT_SECURE},
+    {"mapalloc_free_after_destroy", mapalloc_free_after_destroy, "free of invalid pointer", "double free of", DEATH_NOT_SECURE},
+    {"double_free_in_arena", double_free_in_arena, "double free of", NULL, DEATH_NOT_SECURE},
+    {"double_free_fresh_in_arena", double_free_fresh_in_arena, "double free of", NULL, DEATH_NOT_SECURE},
+    {"free_not_handed_out_in_arena", free_not_handed_out_in_arena, "free of invalid pointer", NULL, DEATH_NOT_SECURE},
+    {"double_free_large_in_arena", double_free_large_in_arena, "double free of", "free of invalid pointer", DEATH_NOT_SECURE},
+    {"invalid_pointer_into_arena", invalid_pointer_into_arena, "free of invalid pointer", NULL, DEATH_NOT_SECURE},
 };
-
-/* Reads fd to its end into buf (NUL-terminated). */
-static size_t read_all(int fd, char *buf, size_t cap)
-{
-    size_t n = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + n, cap - 1 - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0 || n + (size_t)r >= cap - 1) {
-            if (r > 0)
-                n += (size_t)r;
-            break;
-        }
-        n += (size_t)r;
-    }
-    buf[n] = 0;
-    return n;
-}
-
-/* Under -fsanitize=undefined the child may print a sanitizer report
- * ("file:line:col: runtime error: ...") before the misuse line: it is
- * passed on to our stderr, and left out of the comparison. */
-static void drop_sanitizer_lines(char *got)
-{
-    char *out = got;
-    for (char *line = got; *line;) {
-        char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) + 1 : strlen(line);
-        int sanitizer = strstr(line, ": runtime error: ") != NULL &&
-                        (end == NULL || strstr(line, ": runtime error: ") < end);
-        if (sanitizer)
-            fprintf(stderr, "note, from the child: %.*s", (int)len, line);
-        else {
-            memmove(out, line, len);
-            out += len;
-        }
-        line += len;
-    }
-    *out = 0;
-}
-
-static void run_case(size_t i)
-{
-    int err[2], exp[2];
-    if (pipe(err) != 0 || pipe(exp) != 0) {
-        perror("pipe");
-        exit(2);
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(err[0]);
-        close(exp[0]);
-        dup2(err[1], 2);
-        close(err[1]);
-        expect_fd = exp[1];
-        cases[i].fn();
-        _exit(0); /* the misuse went unnoticed */
-    }
-    close(err[1]);
-    close(exp[1]);
-    char got[4096], want[1024];
-    /* The child's stderr is small; the expectation pipe is read first,
-     * and it is closed by the child's death at the latest. */
-    read_all(exp[0], want, sizeof want);
-    read_all(err[0], got, sizeof got);
-    close(err[0]);
-    close(exp[0]);
-    drop_sanitizer_lines(got);
-    int status;
-    waitpid(pid, &status, 0);
-    int aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
-    /* got must be exactly one of the expected lines. */
-    int matched = 0;
-    for (char *line = want; *line;) {
-        char *end = strchr(line, '\n');
-        if (end == NULL)
-            break;
-        size_t len = (size_t)(end - line) + 1;
-        if (strlen(got) == len && strncmp(got, line, len) == 0)
-            matched = 1;
-        line = end + 1;
-    }
-    if (!aborted || !matched || want[0] == 0) {
-        fprintf(stderr, "%s: %s; stderr was \"%s\"; expected one of \"%s\"\n", cases[i].name,
-                WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exited", got, want);
-        failures++;
-    }
-    printf("%s: %s\n", cases[i].name, aborted && matched ? "ok" : "FAILED");
-}
 
 int main(int argc, char **argv)
 {
-    int ran = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int wanted = argc < 2;
-        for (int k = 1; k < argc; k++)
-            wanted |= strcmp(argv[k], cases[i].name) == 0;
-        if (wanted) {
-            run_case(i);
-            ran++;
-        }
-    }
-    CHECK(ran > 0);
-    return failures ? 1 : 0;
+    return death_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -1,12 +1,13 @@
 /* Misuse must abort with one line on stderr naming it: "mapalloc: <misuse>
- * 0x<address>". Each case runs in a child process; the parent checks that the
- * child died of SIGABRT and what it wrote.
+ * 0x<address>". A table of cases for the death harness (death.h): double
+ * frees of every kind of block, frees and reallocs of pointers mapalloc
+ * never handed out, sizes that do not match.
  *
- * Usage: test_death [case]... (all when none is named; --list lists them).
  * Linked against the library (not preloaded); the misuse goes through the
  * mapalloc_ names, so this works beside AddressSanitizer too.
  */
 #include "check.h"
+#include "death.h"
 #include "mapalloc.h"
 
 #include <errno.h>
@@ -22,27 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
-/* What the abort line must contain, in one place: adjust here when the
- * wording changes. Every line starts with MSG_PREFIX and ends with the
- * address formatted as 0x%lx. */
-#define MSG_PREFIX "mapalloc: "
-#define MSG_DOUBLE_FREE "double free"
-#define MSG_INVALID "invalid pointer"
-#define MSG_BAD_SIZE "does not match"
+/* The lines, in one place. */
+#define MSG_DOUBLE_FREE "double free of"
+#define MSG_INVALID "free of invalid pointer"
+#define MSG_BAD_SIZE "free_sized with a size that does not match the block"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
-
-#define CHILD_TIMEOUT_MS 10000
-
-/* The child tells the parent which address the message must name. */
-static int addr_fd = -1;
-
-static void tell(const void *p)
-{
-    uintptr_t a = (uintptr_t)p;
-    CHECK(write(addr_fd, &a, sizeof a) == (ssize_t)sizeof a);
-}
 
 static char global_block[256] __attribute__((aligned(64)));
 
@@ -52,7 +39,7 @@ static void double_free_small(void)
 {
     void *p = mapalloc_malloc(32);
     mapalloc_free(p);
-    tell(p);
+    death_expect(p);
     mapalloc_free(p);
 }
 
@@ -67,7 +54,7 @@ static void double_free_small_not_last(void)
     mapalloc_free(p);
     for (int i = 0; i < 10; i++)
         mapalloc_free(others[i]);
-    tell(p);
+    death_expect(p);
     mapalloc_free(p);
 }
 
@@ -76,7 +63,7 @@ static void double_free_medium(void)
     void *p = mapalloc_malloc(100 * KiB);
     void *q = mapalloc_malloc(100 * KiB); /* keeps the page from emptying */
     mapalloc_free(p);
-    tell(p);
+    death_expect(p);
     mapalloc_free(p);
     mapalloc_free(q);
 }
@@ -85,7 +72,7 @@ static void double_free_large(void)
 {
     void *p = mapalloc_malloc(1 * MiB);
     mapalloc_free(p);
-    tell(p);
+    death_expect(p);
     mapalloc_free(p);
 }
 
@@ -104,7 +91,7 @@ static void double_free_remote(void)
     pthread_t t;
     CHECK(pthread_create(&t, NULL, free_and_return, p) == 0);
     CHECK(pthread_join(t, NULL) == 0);
-    tell(p);
+    death_expect(p);
     mapalloc_free(p);
     mapalloc_free(keep);
 }
@@ -117,7 +104,7 @@ static void double_free_remote_twice(void)
     pthread_t t;
     CHECK(pthread_create(&t, NULL, free_and_return, p) == 0);
     CHECK(pthread_join(t, NULL) == 0);
-    tell(p);
+    death_expect(p);
     CHECK(pthread_create(&t, NULL, free_and_return, p) == 0);
     CHECK(pthread_join(t, NULL) == 0);
     mapalloc_free(keep);
@@ -134,7 +121,7 @@ static void double_free_emptied_page(void)
     void *other = mapalloc_malloc(5000); /* the region stays in use */
     for (int i = 0; i < N; i++)
         mapalloc_free(p[i]);
-    tell(p[0]);
+    death_expect(p[0]);
     mapalloc_free(p[0]);
     mapalloc_free(other);
 }
@@ -145,7 +132,7 @@ static void double_free_after_trim(void)
     void *p = mapalloc_malloc(3000);
     mapalloc_free(p);
     (void)mapalloc_trim(0);
-    tell(p);
+    death_expect(p);
     mapalloc_free(p);
 }
 
@@ -156,7 +143,7 @@ static void double_free_large_much_later(void)
     mapalloc_free(p);
     for (int i = 0; i < 300; i++)
         mapalloc_free(mapalloc_malloc(512 * KiB + (size_t)i * 4096));
-    tell(p);
+    death_expect(p);
     mapalloc_free(p);
 }
 
@@ -164,48 +151,48 @@ static void free_stack(void)
 {
     char local[64] __attribute__((aligned(16)));
     memset(local, 0, sizeof local);
-    tell(local);
+    death_expect(local);
     mapalloc_free(local);
 }
 
 static void free_global(void)
 {
-    tell(global_block);
+    death_expect(global_block);
     mapalloc_free(global_block);
 }
 
 static void free_interior_small(void)
 {
     char *p = mapalloc_malloc(256);
-    tell(p + 64);
+    death_expect(p + 64);
     mapalloc_free(p + 64);
 }
 
 static void free_interior_medium(void)
 {
     char *p = mapalloc_malloc(64 * KiB);
-    tell(p + 4096);
+    death_expect(p + 4096);
     mapalloc_free(p + 4096);
 }
 
 static void free_interior_large(void)
 {
     char *p = mapalloc_malloc(2 * MiB);
-    tell(p + 4096);
+    death_expect(p + 4096);
     mapalloc_free(p + 4096);
 }
 
 static void free_misaligned_small(void)
 {
     char *p = mapalloc_malloc(64);
-    tell(p + 1);
+    death_expect(p + 1);
     mapalloc_free(p + 1);
 }
 
 static void free_misaligned_large(void)
 {
     char *p = mapalloc_malloc(1 * MiB);
-    tell(p + 8);
+    death_expect(p + 8);
     mapalloc_free(p + 8);
 }
 
@@ -214,7 +201,8 @@ static void free_libc_block(void)
 {
     void *p = malloc(100);
     CHECK(p != NULL);
-    tell(p);
+    memset(p, 0, 100);
+    death_expect(p);
     mapalloc_free(p);
 }
 
@@ -222,21 +210,21 @@ static void free_libc_block(void)
 static void free_wild(void)
 {
     void *p = (void *)(uintptr_t)0x7e0000123450ULL;
-    tell(p);
+    death_expect(p);
     mapalloc_free(p);
 }
 
 static void free_sized_wrong_small(void)
 {
     void *p = mapalloc_malloc(100);
-    tell(p);
+    death_expect(p);
     mapalloc_free_sized(p, 5000);
 }
 
 static void free_sized_wrong_large(void)
 {
     void *p = mapalloc_malloc(1 * MiB);
-    tell(p);
+    death_expect(p);
     mapalloc_free_sized(p, 100);
 }
 
@@ -244,7 +232,7 @@ static void realloc_stack(void)
 {
     char local[64] __attribute__((aligned(16)));
     memset(local, 0, sizeof local);
-    tell(local);
+    death_expect(local);
     void *q = mapalloc_realloc(local, 1000);
     (void)q;
 }
@@ -253,186 +241,47 @@ static void realloc_freed_large(void)
 {
     void *p = mapalloc_malloc(1 * MiB);
     mapalloc_free(p);
-    tell(p);
+    death_expect(p);
     void *q = mapalloc_realloc(p, 2 * MiB);
     (void)q;
 }
 
-static const struct death_case {
-    const char *name;
-    void (*run)(void);
-    const char *msg; /* what the line must name; "a|b": either */
-} cases[] = {
-    {"double_free_small", double_free_small, MSG_DOUBLE_FREE},
-    {"double_free_small_not_last", double_free_small_not_last, MSG_DOUBLE_FREE},
-    {"double_free_medium", double_free_medium, MSG_DOUBLE_FREE},
-    {"double_free_large", double_free_large, MSG_DOUBLE_FREE},
-    {"double_free_remote", double_free_remote, MSG_DOUBLE_FREE},
-    {"double_free_remote_twice", double_free_remote_twice, MSG_DOUBLE_FREE},
-    {"double_free_emptied_page", double_free_emptied_page, MSG_DOUBLE_FREE "|" MSG_INVALID},
-    {"double_free_after_trim", double_free_after_trim, MSG_DOUBLE_FREE "|" MSG_INVALID},
-    {"double_free_large_much_later", double_free_large_much_later, MSG_DOUBLE_FREE "|" MSG_INVALID},
-    {"free_stack", free_stack, MSG_INVALID},
-    {"free_global", free_global, MSG_INVALID},
-    {"free_interior_small", free_interior_small, MSG_INVALID},
-    {"free_interior_medium", free_interior_medium, MSG_INVALID},
-    {"free_interior_large", free_interior_large, MSG_INVALID},
-    {"free_misaligned_small", free_misaligned_small, MSG_INVALID},
-    {"free_misaligned_large", free_misaligned_large, MSG_INVALID},
-    {"free_libc_block", free_libc_block, MSG_INVALID},
-    {"free_wild", free_wild, MSG_INVALID},
-    {"free_sized_wrong_small", free_sized_wrong_small, MSG_BAD_SIZE},
-    {"free_sized_wrong_large", free_sized_wrong_large, MSG_BAD_SIZE},
-    {"realloc_stack", realloc_stack, MSG_INVALID},
-    {"realloc_freed_large", realloc_freed_large, MSG_DOUBLE_FREE},
+/* An address above what the region map covers (user space with 5-level
+ * page tables): told from a block without a look at the map. */
+static void free_above_map(void)
+{
+    void *p = (void *)(((uintptr_t)1 << 47) + 64 * KiB);
+    death_expect(p);
+    mapalloc_free(p);
+}
+
+static const struct death_case cases[] = {
+    {"double_free_small", double_free_small, MSG_DOUBLE_FREE, NULL, 0},
+    {"double_free_small_not_last", double_free_small_not_last, MSG_DOUBLE_FREE, NULL, 0},
+    {"double_free_medium", double_free_medium, MSG_DOUBLE_FREE, NULL, 0},
+    {"double_free_large", double_free_large, MSG_DOUBLE_FREE, NULL, 0},
+    {"double_free_remote", double_free_remote, MSG_DOUBLE_FREE, NULL, 0},
+    {"double_free_remote_twice", double_free_remote_twice, MSG_DOUBLE_FREE, NULL, 0},
+    {"double_free_emptied_page", double_free_emptied_page, MSG_DOUBLE_FREE, MSG_INVALID, 0},
+    {"double_free_after_trim", double_free_after_trim, MSG_DOUBLE_FREE, MSG_INVALID, 0},
+    {"double_free_large_much_later", double_free_large_much_later, MSG_DOUBLE_FREE, MSG_INVALID, 0},
+    {"free_stack", free_stack, MSG_INVALID, NULL, 0},
+    {"free_global", free_global, MSG_INVALID, NULL, 0},
+    {"free_interior_small", free_interior_small, MSG_INVALID, NULL, 0},
+    {"free_interior_medium", free_interior_medium, MSG_INVALID, NULL, 0},
+    {"free_interior_large", free_interior_large, MSG_INVALID, NULL, 0},
+    {"free_misaligned_small", free_misaligned_small, MSG_INVALID, NULL, 0},
+    {"free_misaligned_large", free_misaligned_large, MSG_INVALID, NULL, 0},
+    {"free_libc_block", free_libc_block, MSG_INVALID, NULL, 0},
+    {"free_wild", free_wild, MSG_INVALID, NULL, 0},
+    {"free_above_map", free_above_map, MSG_INVALID, NULL, 0},
+    {"free_sized_wrong_small", free_sized_wrong_small, MSG_BAD_SIZE, NULL, 0},
+    {"free_sized_wrong_large", free_sized_wrong_large, MSG_BAD_SIZE, NULL, 0},
+    {"realloc_stack", realloc_stack, MSG_INVALID, NULL, 0},
+    {"realloc_freed_large", realloc_freed_large, MSG_DOUBLE_FREE, NULL, 0},
 };
-#define NCASES (sizeof cases / sizeof cases[0])
-
-static long ms_since(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
-/* Whether line holds one of the '|'-separated alternatives of msg. */
-static bool names_misuse(const char *line, const char *msg)
-{
-    for (;;) {
-        size_t n = strcspn(msg, "|");
-        char alt[128];
-        snprintf(alt, sizeof alt, "%.*s", (int)n, msg);
-        if (strstr(line, alt) != NULL)
-            return true;
-        if (msg[n] == '\0')
-            return false;
-        msg += n + 1;
-    }
-}
-
-/* Runs one case; returns true when the child aborted as it must. */
-static bool run_case(const struct death_case *c)
-{
-    int err[2], addr[2];
-    CHECK(pipe(err) == 0 && pipe(addr) == 0);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core);
-        close(err[0]);
-        close(addr[0]);
-        dup2(err[1], 2);
-        close(err[1]);
-        addr_fd = addr[1];
-        c->run();
-        /* Still here: the misuse went unnoticed. */
-        fprintf(stderr, "(no abort)\n");
-        _exit(3);
-    }
-    close(err[1]);
-    close(addr[1]);
-
-    /* Read stderr to the end (the child's exit closes it), with a timeout. */
-    char out[4096];
-    size_t len = 0;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    bool timed_out = false;
-    for (;;) {
-        long left = CHILD_TIMEOUT_MS - ms_since(&t0);
-        if (left <= 0) {
-            timed_out = true;
-            break;
-        }
-        struct pollfd pfd = {err[0], POLLIN, 0};
-        int r = poll(&pfd, 1, (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        CHECK(r >= 0);
-        if (r == 0)
-            continue;
-        ssize_t n = read(err[0], out + len, sizeof out - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (len == sizeof out - 1)
-            break;
-    }
-    out[len] = '\0';
-    if (timed_out)
-        kill(pid, SIGKILL);
-    int status = 0;
-    CHECK(waitpid(pid, &status, 0) == pid);
-    uintptr_t a = 0;
-    ssize_t got = read(addr[0], &a, sizeof a);
-    close(err[0]);
-    close(addr[0]);
-
-    char want_addr[32];
-    snprintf(want_addr, sizeof want_addr, "0x%lx", (unsigned long)a);
-    bool ok = true;
-    const char *why = "";
-    const char *line = strstr(out, MSG_PREFIX);
-    if (timed_out) {
-        ok = false, why = "the child hung";
-    } else if (got != (ssize_t)sizeof a) {
-        ok = false, why = "the child failed before the misuse";
-    } else if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT) {
-        ok = false, why = WIFSIGNALED(status) ? "killed by another signal than SIGABRT"
-                                               : "exited instead of aborting";
-    } else if (line == NULL) {
-        ok = false, why = "no line starting with \"" MSG_PREFIX "\" on stderr";
-    } else {
-        size_t line_len = strcspn(line, "\n");
-        char copy[512];
-        snprintf(copy, sizeof copy, "%.*s", (int)line_len, line);
-        const char *at = strstr(copy, want_addr);
-        if (!names_misuse(copy, c->msg))
-            ok = false, why = "the line does not name the misuse";
-        else if (at == NULL || (at[strlen(want_addr)] != '\0' && at[strlen(want_addr)] != ' '))
-            ok = false, why = "the line does not end with the address";
-        else if (line != out || line[line_len] != '\n' || line[line_len + 1] != '\0')
-            ok = false, why = "more than one line on stderr";
-    }
-    if (ok) {
-        printf("%-28s ok: %.*s\n", c->name, (int)strcspn(out, "\n"), out);
-    } else {
-        printf("%-28s FAILED: %s\n    status %#x (%s %d), expected \"%s\" and %s\n"
-               "    stderr: %s\n",
-               c->name, why, status, WIFSIGNALED(status) ? "signal" : "exit",
-               WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), c->msg, want_addr,
-               len ? out : "(empty)\n");
-    }
-    return ok;
-}
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && strcmp(argv[1], "--list") == 0) {
-        for (size_t k = 0; k < NCASES; k++)
-            printf("%s\n", cases[k].name);
-        return 0;
-    }
-    int failed = 0, ran = 0;
-    for (int a = 1; a < argc; a++) {
-        size_t k = 0;
-        while (k < NCASES && strcmp(cases[k].name, argv[a]) != 0)
-            k++;
-        CHECKF(k < NCASES, "no case named %s", argv[a]);
-    }
-    for (size_t k = 0; k < NCASES; k++) {
-        bool run = argc == 1;
-        for (int a = 1; a < argc; a++)
-            run = run || strcmp(cases[k].name, argv[a]) == 0;
-        if (!run)
-            continue;
-        ran++;
-        if (!run_case(&cases[k]))
-            failed++;
-    }
-    printf("death: %d of %d cases aborted as they must\n", ran - failed, ran);
-    return failed == 0 ? 0 : 1;
+    return death_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "heap.h"
 #include "check.h"
 #include "mapalloc.h"
 

@@ -292,11 +292,6 @@ static void test_purge(void)
     /* Still mapped and writable. */
     memset(p + MiB, 0x11, page);
 
-    /* Reset is always MADV_DONTNEED. */
-    fill(p, size);
-    CHECK(ma_os_reset(p, size));
-    CHECK(resident_pages(p, size) == 0);
-    CHECK(all_zero(p, size));
     CHECK(ma_os_unmap(p, size));
 }
 
@@ -331,7 +326,7 @@ static void test_devzero(void)
     CHECK(g != NULL);
     CHECK(check_fill(g, size) == size);
     CHECK(all_zero(g + size, size));
-    CHECK(ma_os_reset(g, size));
+    CHECK(ma_os_purge(g, size));
     CHECK(all_zero(g, size));
     CHECK(ma_os_unmap(g, 2 * size));
     CHECK(ma_os_unmap(b, size));

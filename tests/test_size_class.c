@@ -109,31 +109,41 @@ static void test_aligned_class(void)
     CHECK(ma_aligned_class(16, 2 * MA_LARGE_THRESHOLD) == MA_CLASS_COUNT);
 }
 
-/* Page spans: a power of two of slices, holding at least eight blocks, the
- * smallest such (or one slice), capped at MA_MAX_PAGE_SLICES, where the
- * biggest classes still get four blocks; a power-of-two block divides its
- * page, so a page aligned to its length keeps those blocks naturally
- * aligned. */
+/* Page spans: at least the fewest slices that hold eight blocks (or, where
+ * that is more than MA_MAX_PAGE_SLICES, exactly the fewest that hold as
+ * many blocks as MA_MAX_PAGE_SLICES do, three at least), at most twice
+ * that, no length in between wasting a smaller share at its tail; two
+ * such pages fit the 63 slices a region has for pages. A page starts at a
+ * multiple of its alignment, the largest power of two dividing the block
+ * size: every block of a power-of-two class is then aligned to its size,
+ * and the alignment divides the block size of every class. */
 static void test_class_slices(void)
 {
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
-        unsigned n = ma_class_slices(c);
+        unsigned n = ma_class_slices(c), align = ma_class_align_slices(c);
         size_t block = ma_class_size(c);
-        size_t page = (size_t)n * MA_SLICE_SIZE;
-        CHECKF(is_pow2(n) && n <= MA_MAX_PAGE_SLICES, "class %u: %u slices", c, n);
-        size_t max_page = (size_t)MA_MAX_PAGE_SLICES * MA_SLICE_SIZE;
+        size_t page = (size_t)n * MA_SLICE_SIZE, max_page = (size_t)MA_MAX_PAGE_SLICES * MA_SLICE_SIZE;
         size_t want = max_page / block < MA_PAGE_MIN_BLOCKS ? max_page / block : MA_PAGE_MIN_BLOCKS;
-        CHECKF(page / block >= want && page / block >= 4, "class %u (%zu): %u slices hold %zu", c,
-               block, n, page / block);
-        if (n < MA_MAX_PAGE_SLICES)
-            CHECKF(page / block >= MA_PAGE_MIN_BLOCKS, "class %u (%zu): %u slices hold %zu", c,
-                   block, n, page / block);
-        if (n > 1)
-            CHECKF((page / 2) / block < MA_PAGE_MIN_BLOCKS, "class %u: %u slices, half would do",
-                   c, n);
-        if (is_pow2(block))
-            CHECKF(page % block == 0, "class %u: page %zu, block %zu", c, page, block);
-        CHECK(n == MA_CLASS_SLICES_EXPR(c));
+        unsigned least = (unsigned)((want * block + MA_SLICE_SIZE - 1) / MA_SLICE_SIZE);
+        CHECKF(n >= 1 && n <= MA_MAX_PAGE_SLICES, "class %u: %u slices", c, n);
+        CHECKF(page / block >= want && want >= 3, "class %u (%zu): %u slices hold %zu", c, block, n,
+               page / block);
+        CHECKF(n >= least && n <= 2 * least, "class %u: %u slices, %u would hold %zu blocks", c, n,
+               least, want);
+        for (unsigned m = least; m <= 2 * least && m <= MA_MAX_PAGE_SLICES && want == MA_PAGE_MIN_BLOCKS;
+             m++) {
+            size_t w_n = page % block, w_m = ((size_t)m * MA_SLICE_SIZE) % block;
+            CHECKF(w_m * n >= w_n * m, "class %u (%zu): %u slices waste %zu, %u waste %zu", c, block,
+                   n, w_n, m, w_m);
+        }
+        CHECKF(2 * n <= 63, "class %u: %u slices, two pages do not fit a region", c, n);
+        CHECKF(is_pow2(align) && (block % (align * MA_SLICE_SIZE) == 0 || align == 1),
+               "class %u (%zu): alignment %u slices", c, block, align);
+        CHECKF(align == 1 || (block / MA_SLICE_SIZE) % (2 * align) != 0,
+               "class %u (%zu): alignment %u slices, twice would divide it", c, block, align);
+        if (is_pow2(block) && block >= MA_SLICE_SIZE)
+            CHECKF(align * MA_SLICE_SIZE == block, "class %u: block %zu, alignment %u slices", c,
+                   block, align);
     }
 }
 

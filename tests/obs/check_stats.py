@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 SUMMARY = ["live", "live_blocks", "large_blocks", "small_mapped", "large_mapped", "mapped",
-           "peak_mapped", "resident", "regions", "abandoned_regions", "mmap_calls",
+           "peak_mapped", "resident", "regions", "abandoned_pages", "mmap_calls",
            "munmap_calls", "mremap_calls", "madvise_calls", "mprotect_calls", "huge_fallbacks"]
 CLASS_FIELDS = ["class", "size", "pages", "blocks", "capacity", "waste"]
 ARENA_FIELDS = ["live", "blocks", "committed", "mapped", "peak"]
@@ -166,7 +166,7 @@ def snapshot(program):
     abandoned = [h for h in one["heaps"] if h["heap"] == "abandoned"]
     check(len(abandoned) == 1 and abandoned[0]["live"] == exp["heaps_live"]["exited_thread"],
           "stats.json: abandoned rows %s" % abandoned)
-    check(one["abandoned_regions"] >= 1, "stats.json: abandoned_regions 0 with an exited thread's"
+    check(one["abandoned_pages"] >= 1, "stats.json: abandoned_pages 0 with an exited thread's"
           " blocks live")
     for h in one["heaps"]:
         check(h["heap"] == "abandoned" or re.fullmatch(r"0x[0-9a-f]+", h["heap"]),

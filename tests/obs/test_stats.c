@@ -89,12 +89,12 @@ static void print_stats_json(FILE *f, const struct mapalloc_stats *s)
     fprintf(f,
             "{\"live\":%zu,\"live_blocks\":%zu,\"large_blocks\":%zu,\"small_mapped\":%zu,"
             "\"large_mapped\":%zu,\"mapped\":%zu,\"peak_mapped\":%zu,\"resident\":%zu,"
-            "\"regions\":%llu,\"abandoned_regions\":%llu,\"mmap_calls\":%llu,"
+            "\"regions\":%llu,\"abandoned_pages\":%llu,\"mmap_calls\":%llu,"
             "\"munmap_calls\":%llu,\"mremap_calls\":%llu,\"madvise_calls\":%llu,"
             "\"mprotect_calls\":%llu,\"huge_fallbacks\":%llu}",
             s->live, s->live_blocks, s->large_blocks, s->small_mapped, s->large_mapped,
             s->mapped, s->peak_mapped, s->resident, (unsigned long long)s->regions,
-            (unsigned long long)s->abandoned_regions, (unsigned long long)s->mmap_calls,
+            (unsigned long long)s->abandoned_pages, (unsigned long long)s->mmap_calls,
             (unsigned long long)s->munmap_calls, (unsigned long long)s->mremap_calls,
             (unsigned long long)s->madvise_calls, (unsigned long long)s->mprotect_calls,
             (unsigned long long)s->huge_fallbacks);

@@ -1,0 +1,190 @@
+/* Pages: blocks of one size class in a run of slices (page.c), and the
+ * secure profile's work on blocks (secure.c).
+ *
+ * Free lists are sharded three ways (as in mimalloc): `free`, which malloc
+ * pops; `local_free`, which the owner's free pushes; and `thread_free`, an
+ * atomic stack for frees from other threads. The owner turns the other two
+ * into `free` only when `free` runs dry, so the fast paths never contend.
+ * Every free block carries its tag (set when carved, by free when
+ * returned), so a second free of the same block is seen at once. */
+#ifndef MA_PAGE_H
+#define MA_PAGE_H
+
+#include "internal.h"
+#include "region.h"
+
+/* The default checks (-Dchecks=false removes them, only to measure them). */
+#ifndef MAPALLOC_CHECKS
+#define MAPALLOC_CHECKS 1
+#endif
+
+/* ---- free-list links and free tags ---- */
+
+/* Links are stored encoded with the page's secret, so an overflow or a
+ * use-after-free write cannot forge a pointer the allocator will follow. */
+static inline uintptr_t ma_link_encode(const ma_page *page, const ma_block *next)
+{
+    uintptr_t x = (uintptr_t)next ^ page->link_key;
+    return ((x << 23) | (x >> 41)) + page->link_key;
+}
+
+static inline ma_block *ma_link_decode(const ma_page *page, uintptr_t enc)
+{
+    uintptr_t x = enc - page->link_key;
+    return (ma_block *)(((x >> 23) | (x << 41)) ^ page->link_key);
+}
+
+/* The mark of a free block: only the allocator writes it, malloc erases it. */
+static inline uintptr_t ma_block_tag(const ma_page *page, const ma_block *b)
+{
+    return (uintptr_t)b ^ page->tag_key;
+}
+
+/* True when u is the start of a carved block of page, with one subtract,
+ * one multiply and one compare. u is never below the page's start (its
+ * slice belongs to the page, or to pages[0], whose block_div is 0), so
+ * u - carved_end lies within a page's span S of 0. Let c = ceil(2^64 /
+ * size) (the divisor of Lemire, Kaser and Kurz), r = size * c - 2^64 < size,
+ * and block_div = c + 1. The block k blocks below carved_end gives
+ * 2^64 - k * (size + r), within 2S of 2^64. Any other address gives at
+ * most 2^64 - c + 2S (off a block boundary) or at most 2S (at or past
+ * carved_end on one): far below, since c is at least 2^64 / 512 KiB.
+ * tests/test_page_index.c checks every offset of every class. */
+#define MA_BLOCK_WINDOW ((uint64_t)1 << 24)
+_Static_assert(2 * MA_REGION_SIZE <= MA_BLOCK_WINDOW, "a page's blocks fit the window");
+_Static_assert(UINT64_MAX / MA_LARGE_THRESHOLD > 4 * MA_BLOCK_WINDOW, "no other address fits it");
+static inline bool ma_page_has_block(const ma_page *page, uintptr_t u)
+{
+    uint64_t x = (uint64_t)(u - (uintptr_t)page->carved_end) * page->block_div;
+    return x >= (uint64_t)0 - MA_BLOCK_WINDOW;
+}
+
+/* ---- taking a block ---- */
+
+MA_NORETURN MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
+
+static inline void *ma_page_pop(ma_page *page)
+{
+    ma_block *b = page->free;
+    if (ma_unlikely(b == NULL))
+        return NULL;
+    ma_block *next = ma_link_decode(page, b->link);
+    /* A decoded link that leaves the page's region was not written by us:
+     * stop before following it. */
+    if (MAPALLOC_CHECKS && ma_unlikely((((uintptr_t)next ^ (uintptr_t)b) >> MA_REGION_SHIFT) != 0) &&
+        next != NULL)
+        ma_page_corrupt(page, b);
+    page->free = next;
+    if (MAPALLOC_CHECKS)
+        b->tag = 0;
+    page->used++;
+    return b;
+}
+
+/* The page's next never-used block, handed out as it is: no free-list link
+ * is written or read, so the block is first touched by its caller. Only
+ * while nothing freed waits in the page (freed blocks are reused first) and
+ * the page is in use (a kept page must be committed first). No free tag
+ * needs clearing: blocks past capacity never had one under the page's
+ * current keys. NULL: the slow path decides. */
+static inline void *ma_page_take_fresh(ma_page *page)
+{
+    if (page->capacity >= page->reserved || page->local_free != NULL || page->kept ||
+        (atomic_load_explicit(&page->thread_free, memory_order_relaxed) & ~MA_TF_STATE_MASK) != 0)
+        return NULL;
+    void *b = page->carved_end;
+    page->carved_end += page->block_size;
+    page->capacity++;
+    page->used++;
+    return b;
+}
+
+/* The page has no blocks: none of its addresses passes ma_page_has_block. */
+static inline void ma_page_uncarve(ma_page *page)
+{
+    page->capacity = 0;
+    page->carved_end = ma_page_start(page);
+}
+
+/* ---- queues of pages (a heap's, an arena's abandoned ones) ---- */
+
+static inline void ma_queue_unlink(ma_page_queue *q, ma_page *page)
+{
+    if (page->prev)
+        page->prev->next = page->next;
+    else
+        q->first = page->next;
+    if (page->next)
+        page->next->prev = page->prev;
+    else
+        q->last = page->prev;
+    page->next = page->prev = NULL;
+}
+
+static inline void ma_queue_push_back(ma_page_queue *q, ma_page *page)
+{
+    page->next = NULL;
+    page->prev = q->last;
+    if (q->last)
+        q->last->next = page;
+    else
+        q->first = page;
+    q->last = page;
+}
+
+static inline void ma_queue_push_front(ma_page_queue *q, ma_page *page)
+{
+    page->prev = NULL;
+    page->next = q->first;
+    if (q->first)
+        q->first->prev = page;
+    else
+        q->last = page;
+    q->first = page;
+}
+
+/* ---- page.c ---- */
+
+extern ma_page ma_empty_page; /* no block: every pop fails, the slow path runs */
+
+/* Sets the descriptor up for blocks of class c in the n slices from first
+ * (n may be less than the class's length). False: the secure profile's
+ * guard was refused. */
+bool ma_page_init(ma_page *page, ma_region *r, unsigned first, unsigned n, unsigned c);
+void ma_page_set_divisor(ma_page *page, size_t block_size);
+void ma_page_extend(ma_page *page);          /* carve more blocks into free */
+/* Drops every block at once, remote frees not yet collected included;
+ * returns those (they count as collected for the statistics). */
+size_t ma_page_forget(ma_page *page);
+/* As ma_page_forget, and new keys: the page starts again from its first
+ * block, keeping its slices and class. */
+size_t ma_page_restart(ma_page *page);
+/* Local and remote frees into free; returns the remote blocks collected. */
+size_t ma_page_collect(ma_page *page);
+
+/* The notice protocol (owner side). */
+bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */
+bool ma_page_unfull(ma_page *page);         /* false: a notice is on its way instead */
+void ma_page_set_never(ma_page *page);      /* abandonment: no more notices */
+void ma_page_adopt(ma_page *page, struct ma_heap *heap);
+
+/* A free by a thread that does not own the page: one atomic push. True
+ * when this free took the page's notice: the caller delivers it (puts the
+ * page on its owner's notice stack) and then calls ma_page_notice_done. */
+bool ma_page_push_remote(ma_page *page, ma_block *b);
+void ma_page_notice_done(ma_page *page);
+/* In a forked child: might a vanished thread have left a notice half
+ * done? ma_page_notice_done finishes one; ma_page_fork_child_done says
+ * they all are. */
+bool ma_page_notices_in_flight(void);
+void ma_page_fork_child_done(void);
+
+/* ---- secure.c: the secure profile ---- */
+#define MA_SECURE_TRAILER 8 /* requested size and keyed checksum at a block's end */
+unsigned ma_secure_class(size_t size, size_t alignment);
+void *ma_secure_prepare(void *p, size_t size, bool zero);
+size_t ma_secure_size(const ma_page *page, const void *p);
+void ma_secure_check_free(const ma_page *page, void *p); /* canary checked, block cleared */
+void ma_secure_carve(ma_page *page, uint8_t *first, unsigned count);
+
+#endif
