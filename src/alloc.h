@@ -3,11 +3,13 @@
  * leaves through one predictable branch into a noinline function.
  *
  * malloc(small): one TLS load, one table load, pop the page's free list
- * (decode the link, check it stays in the page), clear the free tag, count.
- * free: one byte of the region map says the address is in a region; mask to
- * the region, one byte to the page; check the address is a block of the page
- * and is not already free (its tag); push on the owner's local list, or
- * leave for the remote path (heap.c). */
+ * (decode the link, check it stays in the region), clear the free tag,
+ * count. free: two loads of the page map give the block's page (or no
+ * page: a large block, or not ours); check the address is a block of the
+ * page and is not already free (its tag); if the page's owner is this
+ * thread, push on its local list and count down, else leave for the remote
+ * path (heap.c). About 55 instructions for a pair, counted by
+ * bench/run.py --instructions. */
 #ifndef MA_ALLOC_H
 #define MA_ALLOC_H
 
@@ -19,10 +21,9 @@
 static MA_NOINLINE void *ma_malloc_generic(size_t size);
 static MA_NOINLINE void *ma_malloc_large_path(size_t size);
 static MA_NOINLINE void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align);
-/* These never return, but the compiler must not know it: a call it knows
- * to be noreturn is never a tail jump, and the fast path would pay for a
+/* It never returns, but the compiler must not know it: a call it knows to
+ * be noreturn is never a tail jump, and the fast path would pay for a
  * stack frame. */
-static MA_OPAQUE void ma_report_invalid_free(const void *p);
 static MA_OPAQUE void ma_report_double_free(const void *p);
 
 static inline void *ma_malloc_inline(size_t size)
@@ -35,34 +36,30 @@ static inline void *ma_malloc_inline(size_t size)
         page = heap->pages[ma_size_class(size)];
     else
         return ma_malloc_large_path(size);
-    void *b = ma_page_pop(page);
+    void *b = ma_page_take(page);
     if (ma_likely(b != NULL))
         return b;
     return ma_malloc_generic(size);
 }
 
-/* heap: the calling thread's default heap, which may own the page. */
-static inline void ma_free_tagged(ma_heap *heap, ma_page *page, ma_block *b, uintptr_t tag)
+static inline void ma_free_tagged(ma_page *page, ma_block *b, uintptr_t tag)
 {
-    if (ma_likely(atomic_load_explicit(&page->heap, memory_order_relaxed) == heap))
-        ma_heap_free_local(heap, page, b, tag);
+    if (ma_likely(atomic_load_explicit(&page->owner, memory_order_relaxed) == ma_thread_id()))
+        ma_heap_free_local(page, b, tag);
     else
         ma_heap_free_remote(page, b);
 }
 
-/* The misuse exits are plain calls that never return, not noreturn ones,
- * so that the compiler makes them tail jumps and the fast path keeps no
- * stack frame. */
+/* An address that is no block of a page (ma_empty_page has none) leaves for
+ * ma_free_nonregion: a large block, or a misuse. The misuse exits are plain
+ * calls that never return, not noreturn ones, so that the compiler makes
+ * them tail jumps and the fast path keeps no stack frame. */
 static inline void ma_free_inline(void *p)
 {
     uintptr_t u = (uintptr_t)p;
-    if (ma_unlikely(!ma_in_fast_region(u))) {
+    ma_page *page = ma_page_lookup(u);
+    if (ma_unlikely(!ma_page_has_block(page, u))) {
         ma_free_nonregion(p, 0, 0);
-        return;
-    }
-    ma_page *page = ma_page_of(u);
-    if (MAPALLOC_CHECKS && ma_unlikely(!ma_page_has_block(page, u))) {
-        ma_report_invalid_free(p);
         return;
     }
     uintptr_t tag = ma_block_tag(page, p);
@@ -70,7 +67,7 @@ static inline void ma_free_inline(void *p)
         ma_report_double_free(p);
         return;
     }
-    ma_free_tagged(ma_tls_heap, page, p, tag);
+    ma_free_tagged(page, p, tag);
 }
 
 #endif

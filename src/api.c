@@ -18,21 +18,17 @@ MA_NORETURN MA_COLD static void free_invalid(const void *p)
     ma_fatal("free of invalid pointer", p);
 }
 
-static void ma_report_invalid_free(const void *p)
-{
-    free_invalid(p);
-}
-
 static void ma_report_double_free(const void *p)
 {
     ma_fatal("double free of", p);
 }
 
-/* The page of a block that is live, or an abort naming the misuse. */
+/* The page of a block that is live (p in a page: ma_block_page), or an
+ * abort naming the misuse. */
 static ma_page *page_of_live_block(void *p)
 {
     uintptr_t u = (uintptr_t)p;
-    ma_page *page = ma_page_of(u);
+    ma_page *page = ma_page_lookup(u);
     if (ma_unlikely(!ma_page_has_block(page, u)))
         free_invalid(p);
     if (MAPALLOC_CHECKS && ma_unlikely(((ma_block *)p)->tag == ma_block_tag(page, p)))
@@ -118,24 +114,21 @@ static void *ma_malloc_large_path(size_t size)
 
 /* ---- free ---- */
 
-/* Every free that leaves the fast path with a validated block ends here:
- * the secure profile checks and clears it before it goes on a list. heap:
- * the calling thread's heap that may own the page. */
-static void free_block(ma_heap *heap, ma_page *page, void *p)
+/* A validated block that leaves the fast path (the secure profile checks
+ * it on the remote path, heap.c, before it goes on a list). */
+static void free_block(ma_page *page, void *p)
 {
-    if (ma_secure)
-        ma_secure_check_free(page, p);
-    ma_free_tagged(heap, page, p, ma_block_tag(page, p));
+    ma_free_tagged(page, p, ma_block_tag(page, p));
 }
 
+/* No block of a page at p: a large block, or not ours (an address in a
+ * page that is no block start, outside every page, NULL). */
 static void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align)
 {
     if (p == NULL)
         return;
-    if (ma_in_region((uintptr_t)p)) { /* a region of the secure profile */
-        free_block(ma_tls_heap, page_of_live_block(p), p);
-        return;
-    }
+    if (ma_block_page((uintptr_t)p) != NULL)
+        free_invalid(p);
     ma_arena_large_free(p, expect_size, expect_align);
 }
 
@@ -170,10 +163,9 @@ MA_API void *mapalloc_calloc(size_t count, size_t size)
  * the caller says it is, then frees it. */
 static void free_checked(void *p, size_t size, size_t alignment)
 {
-    uintptr_t u = (uintptr_t)p;
     if (p == NULL)
         return;
-    if (!ma_in_region(u)) {
+    if (ma_block_page((uintptr_t)p) == NULL) {
         ma_free_nonregion(p, size ? size : 1, alignment);
         return;
     }
@@ -187,7 +179,7 @@ static void free_checked(void *p, size_t size, size_t alignment)
             ma_fatal("free_aligned_sized with a size or alignment that does not match the block", p);
         ma_fatal("free_sized with a size that does not match the block", p);
     }
-    free_block(ma_tls_heap, page, p);
+    free_block(page, p);
 }
 
 MA_API void mapalloc_free_sized(void *ptr, size_t size)
@@ -208,8 +200,7 @@ MA_API void mapalloc_free_aligned_sized(void *ptr, size_t alignment, size_t size
  * after it are the canary. */
 static size_t usable_size(void *p)
 {
-    uintptr_t u = (uintptr_t)p;
-    if (ma_in_region(u)) {
+    if (ma_block_page((uintptr_t)p) != NULL) {
         ma_page *page = page_of_live_block(p);
         return ma_secure ? ma_secure_size(page, p) : page->block_size;
     }
@@ -219,11 +210,8 @@ static size_t usable_size(void *p)
 /* The arena a block belongs to; aborts for a pointer that is no live block. */
 static ma_arena *arena_of(void *p)
 {
-    uintptr_t u = (uintptr_t)p;
-    if (ma_in_region(u)) {
-        page_of_live_block(p);
-        return ma_region_of(u)->arena;
-    }
+    if (ma_block_page((uintptr_t)p) != NULL)
+        return ma_page_region(page_of_live_block(p))->arena;
     return ma_arena_of_large(p);
 }
 
@@ -256,7 +244,7 @@ static void *realloc_in(ma_arena *a, void *ptr, size_t size)
         return NULL;
     }
     size_t old_usable;
-    if (ma_in_region((uintptr_t)ptr)) {
+    if (ma_block_page((uintptr_t)ptr) != NULL) {
         ma_page *page = page_of_live_block(ptr);
         if (ma_secure)
             old_usable = ma_secure_size(page, ptr);
@@ -521,7 +509,7 @@ static inline void *arena_heap_pop(ma_heap *heap, size_t size)
     void *p = ma_page_pop(page);
     if (ma_likely(p != NULL))
         return p;
-    return ma_page_take_fresh(page);
+    return ma_page_bump(page);
 }
 
 static MA_NOINLINE void *arena_malloc_miss(ma_arena *a, size_t size)
@@ -597,16 +585,15 @@ MA_API void mapalloc_arena_free(mapalloc_arena *arena, void *ptr)
     ma_arena_check_live(a);
     if (ptr == NULL)
         return;
-    uintptr_t u = (uintptr_t)ptr;
-    if (!ma_in_region(u)) {
+    if (ma_block_page((uintptr_t)ptr) == NULL) {
         check_owner(a, ptr);
         ma_arena_large_free(ptr, 0, 0);
         return;
     }
     ma_page *page = page_of_live_block(ptr);
-    if (ma_unlikely(ma_region_of(u)->arena != a))
+    if (ma_unlikely(ma_page_region(page)->arena != a))
         ma_fatal("free into the wrong arena of", ptr);
-    free_block(ma_heap_of_arena(a), page, ptr);
+    free_block(page, ptr);
 }
 
 MA_API void *mapalloc_arena_realloc(mapalloc_arena *arena, void *ptr, size_t size)

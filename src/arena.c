@@ -164,8 +164,7 @@ static ma_region *find_slices(ma_arena *a, unsigned n, unsigned min_n, unsigned 
     return NULL;
 }
 
-ma_page *ma_arena_page_new(ma_arena *a, unsigned c, struct ma_heap *heap, ma_region_hint *hint,
-                           bool may_map)
+ma_page *ma_arena_page_new(ma_arena *a, unsigned c, ma_region_hint *hint, bool may_map)
 {
     unsigned n = ma_class_slices(c), align = ma_class_align_slices(c);
     if (!ma_arena_commit(a, (size_t)n << MA_SLICE_SHIFT))
@@ -213,7 +212,6 @@ ma_page *ma_arena_page_new(ma_arena *a, unsigned c, struct ma_heap *heap, ma_reg
         ma_arena_uncommit(a, (size_t)len << MA_SLICE_SHIFT);
         return NULL;
     }
-    atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
     return page;
 }
 
@@ -226,7 +224,7 @@ static void give_page_slices(ma_arena *a, ma_page *page, uint32_t now)
     ma_page_uncarve(page);
     page->slices = 0;
     page->free = page->local_free = NULL;
-    atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+    ma_page_own(page, NULL, NULL);
 }
 
 /* A page's slices go back to its region, dirty. In the secure profile its
@@ -238,7 +236,7 @@ static size_t page_to_free(ma_arena *a, ma_page *page, uint32_t now)
     size_t bytes = (size_t)page->slices << MA_SLICE_SHIFT;
     if (ma_secure && !ma_os_unguard(ma_page_start(page) + bytes - MA_GUARD_SIZE, MA_GUARD_SIZE)) {
         ma_page_forget(page);
-        atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+        ma_page_own(page, NULL, NULL);
         return 0;
     }
     ma_lock(&a->lock);
@@ -357,7 +355,7 @@ static ma_page *take_empty_abandoned(ma_arena *a)
         for (ma_page *page = a->abandoned[c].first, *next; page; page = next) {
             next = page->next;
             count_collected(a, page, ma_page_collect(page));
-            if (page->used == 0) {
+            if (ma_page_used(page) == 0) {
                 unabandon(a, page);
                 page->next = list;
                 list = page;
@@ -675,7 +673,7 @@ void ma_arena_account(ma_arena *a, struct ma_arena_account *out)
     for (ma_region *r = a->regions; r; r = r->next) {
         out->regions++;
         for (ma_page *page = ma_region_next_page(r, NULL); page; page = ma_region_next_page(r, page)) {
-            size_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+            size_t used = ma_page_used(page); /* another thread's: a snapshot */
             out->live += used * page->block_size;
             out->blocks += used;
         }

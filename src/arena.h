@@ -25,11 +25,10 @@ extern ma_arena ma_default_arena;
 bool ma_arena_commit(ma_arena *a, size_t bytes); /* false: past the limit */
 
 /* ---- pages ---- */
-/* A new page of class c owned by heap, committed, from a region of the
- * arena (*hint first, which it updates), or a new region when may_map.
- * NULL: the limit, no room, or the kernel refused. */
-ma_page *ma_arena_page_new(ma_arena *a, unsigned c, struct ma_heap *heap, ma_region_hint *hint,
-                           bool may_map);
+/* A new page of class c (to be owned: ma_page_own), committed, from a
+ * region of the arena (*hint first, which it updates), or a new region when
+ * may_map. NULL: the limit, no room, or the kernel refused. */
+ma_page *ma_arena_page_new(ma_arena *a, unsigned c, ma_region_hint *hint, bool may_map);
 /* An empty page's slices go back to their region (dirty). */
 void ma_arena_page_free(ma_arena *a, ma_page *page);
 /* A page with live blocks whose heap goes away waits for another heap. */

@@ -141,7 +141,7 @@ static bool page_to_full(ma_heap *heap, ma_page *page)
     }
     queue_remove(heap, page);
     page->in_full = 1;
-    page->free_trigger = page->notify_pending ? 1 : 0xffff;
+    ma_page_set_trigger(page, page->notify_pending ? 1 : MA_TRIGGER_FULL);
     ma_queue_push_back(&heap->full, page);
     return true;
 }
@@ -150,7 +150,7 @@ static void page_from_full(ma_heap *heap, ma_page *page, bool front)
 {
     ma_queue_unlink(&heap->full, page);
     page->in_full = 0;
-    page->free_trigger = 1;
+    ma_page_set_trigger(page, 1);
     if (front)
         queue_push_front(heap, page);
     else
@@ -167,7 +167,7 @@ static size_t page_bytes(const ma_page *page)
 static void unretain(ma_heap *heap, ma_page *page)
 {
     page->retained = 0;
-    page->free_trigger = 1;
+    ma_page_set_trigger(page, 1);
     size_t bytes = page_bytes(page);
     heap->retained_bytes = heap->retained_bytes > bytes ? heap->retained_bytes - bytes : 0;
 }
@@ -189,11 +189,10 @@ static void release_retained(ma_heap *heap, uint32_t min_age_ms)
         ma_page *page = heap->queues[c].first;
         if (page == NULL || !page->retained)
             continue;
-        if (page->used != 0) { /* in use again */
+        if (ma_page_used(page) != 0) { /* in use again */
             unretain(heap, page);
-        } else if (page->free != page->retired_free || page->local_free != page->retired_local) {
+        } else if (page->free != page->retired_free) {
             page->retired_free = page->free; /* used since: idle from now */
-            page->retired_local = page->local_free;
             page->retired_ms = now;
             if (min_age_ms == 0)
                 page_leave(heap, page);
@@ -232,10 +231,9 @@ static void page_empty(ma_heap *heap, ma_page *page)
         if (!page->retained)
             heap->retained_bytes += page_bytes(page);
         page->retained = 1;
-        page->free_trigger = 0;
+        ma_page_set_trigger(page, 0);
         page->retired_ms = (uint32_t)ma_clock_ms();
         page->retired_free = page->free;
-        page->retired_local = page->local_free;
         heap_maybe_purge(heap);
         return;
     }
@@ -255,8 +253,8 @@ void ma_heap_page_free_slow(ma_heap *heap, ma_page *page)
         else
             page->notify_pending = 1;
     }
-    page->free_trigger = 1;
-    if (page->used == 0)
+    ma_page_set_trigger(page, 1);
+    if (ma_page_used(page) == 0)
         page_empty(heap, page);
 }
 
@@ -285,7 +283,7 @@ static void take_notices(ma_heap *heap)
         if (page->in_full)
             page_from_full(heap, page, true);
         collect(heap, page);
-        if (page->used == 0)
+        if (ma_page_used(page) == 0)
             page_empty(heap, page);
         page = next;
     }
@@ -298,14 +296,14 @@ static void take_notices(ma_heap *heap)
  * True when it is in the queue. */
 static bool adopt(ma_heap *heap, ma_page *page)
 {
-    ma_page_adopt(page, heap);
+    ma_page_adopt(page, heap, heap->owner);
     collect(heap, page);
-    if (page->used == 0) {
+    if (ma_page_used(page) == 0) {
         ma_arena_page_free(heap->arena, page);
         return false;
     }
     queue_push_front(heap, page);
-    if (page->free != NULL || page->capacity < page->reserved)
+    if (page->free != NULL || page->fresh_left != 0)
         return true;
     return !page_to_full(heap, page);
 }
@@ -319,6 +317,7 @@ static bool page_recommit(ma_heap *heap, ma_page *page)
     if (!ma_arena_commit(heap->arena, page_bytes(page)))
         return false;
     page->kept = 0;
+    page->fresh_left = (uint16_t)(page->reserved - (page->carved_end - ma_page_start(page)) / page->block_size);
     return true;
 }
 
@@ -343,12 +342,13 @@ static bool release_kept(ma_heap *heap)
 static ma_page *heap_page_new(ma_heap *heap, unsigned c)
 {
     ma_page *page = NULL;
-    if (heap->has_kept) {
-        page = ma_arena_page_new(heap->arena, c, heap, &heap->region_hint, false);
-        if (page != NULL || !release_kept(heap))
-            return page;
-    }
-    return ma_arena_page_new(heap->arena, c, heap, &heap->region_hint, true);
+    if (heap->has_kept)
+        page = ma_arena_page_new(heap->arena, c, &heap->region_hint, false);
+    if (page == NULL && (!heap->has_kept || release_kept(heap)))
+        page = ma_arena_page_new(heap->arena, c, &heap->region_hint, true);
+    if (page != NULL)
+        ma_page_own(page, heap, heap->owner);
+    return page;
 }
 
 /* A page of class c with a free block, at the front of its queue. */
@@ -365,7 +365,7 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
         /* Carve more while the page is small, even when frees came back: a
          * loop that frees what it allocates would otherwise cycle through
          * the first few blocks and land here every few calls. */
-        if (page->free == NULL || page->capacity < 256)
+        if (page->free == NULL || ma_page_capacity(page) < 256)
             ma_page_extend(page);
         if (page->free != NULL) {
             if (heap->queues[c].first != page) {
@@ -408,7 +408,7 @@ void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
     ma_page *page = heap_find_page(heap, class_idx);
     if (page == NULL)
         return NULL;
-    return ma_page_pop(page);
+    return ma_page_take(page);
 }
 
 /* ---- heaps: the pool, creation ---- */
@@ -557,15 +557,15 @@ static void heap_abandon(ma_heap *heap)
     ma_arena *a = heap->arena;
     FOR_EACH_PAGE(heap, page, next, {
         ma_page_set_never(page);
-        atomic_store_explicit(&page->heap, NULL, memory_order_relaxed);
+        ma_page_own(page, NULL, NULL);
     })
     atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
     FOR_EACH_PAGE(heap, page, next, {
         page->in_full = page->notify_pending = page->retained = 0;
-        page->free_trigger = 1;
+        ma_page_set_trigger(page, 1);
         page->next = page->prev = NULL;
         collect(heap, page);
-        if (page->used == 0)
+        if (ma_page_used(page) == 0)
             ma_arena_page_free(a, page);
         else
             ma_arena_abandon(a, page);
@@ -716,7 +716,7 @@ static ma_heap *default_heap(void)
  * arena adopts it (a heap made for the purpose in the default arena if this
  * thread never allocated, unless it is exiting: it would only abandon the
  * page again). True when the page is that heap's now. */
-static ma_heap *adopt_on_free(ma_page *page)
+static bool adopt_on_free(ma_page *page)
 {
     ma_arena *a = ma_page_region(page)->arena;
     ma_heap *heap;
@@ -725,27 +725,31 @@ static ma_heap *adopt_on_free(ma_page *page)
     else
         heap = thread_heap_in(a);
     if (heap == NULL || !ma_arena_claim(a, page))
-        return NULL;
+        return false;
     adopt(heap, page);
-    return heap;
+    return true;
 }
 
 void ma_heap_free_remote(ma_page *page, ma_block *b)
 {
-    /* free() of a block of one of this thread's own heaps in an explicit
-     * arena: local. */
-    ma_heap *owner = atomic_load_explicit(&page->heap, memory_order_relaxed);
-    if (owner != NULL && owner->owner == ma_thread_id()) {
-        ma_heap_free_local(owner, page, b, ma_block_tag(page, b));
-        return;
+    uintptr_t tag = ma_block_tag(page, b);
+    if (ma_secure) {
+        /* The profile's pages have no owner for the fast path to match:
+         * every free comes here, checked before it goes on a list. */
+        ma_secure_check_free(page, b);
+        ma_heap *owner = atomic_load_explicit(&page->heap, memory_order_relaxed);
+        if (owner != NULL && owner->owner == ma_thread_id()) {
+            ma_heap_free_local(page, b, tag);
+            return;
+        }
     }
     /* Nobody owns the page: take it over, or blocks freed into it would
      * wait for a heap that needs a page of its class. Done before the push,
      * so our live block keeps the page from being emptied and given back
      * by another adopter meanwhile. */
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
-    if ((tf & MA_TF_STATE_MASK) == MA_TF_NEVER && (owner = adopt_on_free(page)) != NULL) {
-        ma_heap_free_local(owner, page, b, ma_block_tag(page, b));
+    if ((tf & MA_TF_STATE_MASK) == MA_TF_NEVER && adopt_on_free(page)) {
+        ma_heap_free_local(page, b, tag);
         return;
     }
     count_remote_free(page);
@@ -770,7 +774,7 @@ size_t ma_heap_trim(ma_heap *heap)
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
         for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
             next = page->next;
-            if (page->used == 0) {
+            if (ma_page_used(page) == 0) {
                 bytes += page_bytes(page);
                 page_leave(heap, page);
             }

@@ -41,20 +41,20 @@ void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx);
  * was full and out of its queue. */
 void ma_heap_page_free_slow(ma_heap *heap, ma_page *page);
 /* The owner's free: onto the page's local list; the slow path when the
- * page empties or is out of its queue (free_trigger). */
-static inline void ma_heap_free_local(ma_heap *heap, ma_page *page, ma_block *b, uintptr_t tag)
+ * page empties or is out of its queue (free_trigger, in over's sign). */
+static inline void ma_heap_free_local(ma_page *page, ma_block *b, uintptr_t tag)
 {
     b->link = ma_link_encode(page, page->local_free);
     if (MAPALLOC_CHECKS)
         b->tag = tag;
     page->local_free = b;
-    if (ma_unlikely(--page->used < page->free_trigger))
-        ma_heap_page_free_slow(heap, page);
+    if (ma_unlikely(--page->over < 0))
+        ma_heap_page_free_slow(atomic_load_explicit(&page->heap, memory_order_relaxed), page);
 }
 
-/* A free into a page that the calling thread's default heap does not own:
- * one of its own arena heaps' (a local free), an abandoned one (adopted),
- * or another thread's (a remote push, and the notice when it takes one). */
+/* A free by a thread that is not the page's owner: into an abandoned page
+ * (adopted), or another thread's (a remote push, and the notice when it
+ * takes one); and every free of the secure profile, checked here. */
 void ma_heap_free_remote(ma_page *page, ma_block *b);
 /* Every empty page of the heap goes back to its arena. Returns the bytes. */
 size_t ma_heap_trim(ma_heap *heap);
@@ -94,7 +94,7 @@ void ma_heaps_leave(ma_arena *a);
 
 /* ---- accounts and fork ---- */
 
-/* Remote frees made and not yet collected (still counted in page->used). */
+/* Remote frees made and not yet collected (still counted as out). */
 void ma_heaps_pending(size_t *blocks, size_t *bytes);
 /* In a forked child: what the threads that are gone left half done. */
 void ma_heap_fork_child(void);

@@ -136,26 +136,38 @@ enum {
 };
 #define MA_TF_STATE_MASK ((uintptr_t)3)
 
+/* free_trigger while the page is full: more than any page's blocks, so
+ * that every owner free takes the slow path. */
+#define MA_TRIGGER_FULL 0x4000
+/* The owner of a page of the secure profile: no thread, so that every free
+ * leaves the fast path for the checks of secure.c. */
+#define MA_OWNER_CHECKED ((const void *)1)
+
 typedef struct ma_page {
     /* The fast paths touch only this first cache line (64 bytes). */
     ma_block *free;          /* allocation list */
-    uint16_t used;           /* blocks out: handed out and not yet back with the owner */
-    uint16_t capacity;       /* blocks carved so far (the free list is built lazily) */
-    uint16_t free_trigger;   /* an owner free goes to the slow path when used drops below
-                              * this: 1 normally (page empty), 0 while retained, 0xffff
-                              * while full */
+    int16_t over;            /* the blocks out (handed out and not yet back with the
+                              * owner) less free_trigger: an owner free whose decrement
+                              * makes it negative takes the slow path (ma_page_used) */
+    uint16_t fresh_left;     /* blocks past carved_end never handed out: malloc takes
+                              * them one after another (ma_page_bump); 0 while kept */
+    uint16_t free_trigger;   /* 1 normally (the slow path when the page empties), 0
+                              * while retained (never), MA_TRIGGER_FULL while full
+                              * (every free) */
     uint8_t unused[2];
     uintptr_t link_key;      /* secret for the links in this page */
     uintptr_t tag_key;       /* secret for the free tags in this page */
     ma_block *local_free;    /* freed by the owner, not yet reusable */
-    _Atomic(struct ma_heap *) heap; /* owner; NULL while free or abandoned */
-    uint8_t *carved_end;     /* start + capacity * block_size: past the carved blocks */
+    _Atomic(const void *) owner; /* its heap's thread (ma_thread_id), compared by free;
+                              * NULL while free or abandoned; MA_OWNER_CHECKED */
+    uint8_t *carved_end;     /* past the blocks carved or handed out fresh */
     uint64_t block_div;      /* ceil(2^64 / block_size) + 1: see ma_page_has_block */
 
     _Atomic uintptr_t thread_free; /* remote frees | MA_TF_* state */
     struct ma_page *next, *prev;  /* in its heap's queue or full list, or its arena's
                                    * abandoned list */
     struct ma_page *notify_next;  /* link in its heap's notice stack */
+    _Atomic(struct ma_heap *) heap; /* its heap; NULL while free or abandoned */
     uint32_t block_size;
     uint16_t reserved;       /* blocks that fit */
     uint8_t class_idx;
@@ -168,8 +180,10 @@ typedef struct ma_page {
                               * not counted in the arena's committed bytes */
     uint8_t abandoned : 1;   /* in its arena's abandoned list (under the arena lock) */
     uint32_t retired_ms;     /* owner: when it was last seen empty and idle */
-    ma_block *retired_free, *retired_local; /* its lists then: if they moved, it was used */
+    ma_block *retired_free;  /* its free list then: if it moved, the page was used */
 } __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
+_Static_assert((size_t)2 * MA_SLICE_SIZE / MA_SMALL_STEP < MA_TRIGGER_FULL,
+               "a full page's count stays negative");
 
 typedef struct ma_page_queue {
     ma_page *first, *last;
@@ -180,7 +194,7 @@ typedef struct ma_page_queue {
 typedef struct ma_region {
     /* First, so that a page's descriptor is region + index * 128. */
     ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
-    uint8_t slice_page[MA_REGION_SLICES]; /* slice -> first slice of its page (0: none) */
+    struct ma_page **leaf;          /* its part of the page map (region.h) */
     /* The rest belongs to its arena and changes under the arena's lock. */
     uint64_t used_slices;           /* bit i: slice i belongs to a page, or is being
                                      * purged (bit 0: the header) */

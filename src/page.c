@@ -3,8 +3,6 @@
 
 #include "page.h"
 
-ma_page ma_empty_page;
-
 static uint64_t mix64(uint64_t x)
 {
     x ^= x >> 33;
@@ -42,16 +40,16 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first, unsigned n, unsig
     }
     page_new_keys(page, start);
     page->free = NULL;
-    page->used = 0;
-    page->capacity = 0;
-    page->carved_end = start;
     page->free_trigger = 1;
+    page->over = -1; /* none out */
+    page->carved_end = start;
     ma_page_set_divisor(page, bsize);
     page->local_free = NULL;
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
     page->next = page->prev = page->notify_next = NULL;
     page->block_size = (uint32_t)bsize;
     page->reserved = (uint16_t)(span / bsize);
+    page->fresh_left = page->reserved;
     page->class_idx = (uint8_t)c;
     page->slices = (uint8_t)n;
     page->first_slice = (uint8_t)first;
@@ -65,7 +63,7 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first, unsigned n, unsig
 static size_t count_remote(const ma_page *page)
 {
     size_t n = 0;
-    for (uintptr_t b = atomic_load(&page->thread_free) & ~MA_TF_STATE_MASK; b && n < page->used;
+    for (uintptr_t b = atomic_load(&page->thread_free) & ~MA_TF_STATE_MASK; b && n < ma_page_used(page);
          b = (uintptr_t)ma_link_decode(page, ((ma_block *)b)->link))
         n++;
     return n;
@@ -75,8 +73,8 @@ size_t ma_page_forget(ma_page *page)
 {
     size_t pending = count_remote(page);
     ma_page_uncarve(page);
-    page->used = 0;
     page->free_trigger = 1;
+    page->over = -1;
     page->free = page->local_free = NULL;
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
     page->in_full = page->notify_pending = page->retained = 0;
@@ -88,6 +86,7 @@ size_t ma_page_restart(ma_page *page)
     size_t pending = ma_page_forget(page);
     page_new_keys(page, ma_page_start(page));
     page->next = page->prev = page->notify_next = NULL;
+    page->fresh_left = 0; /* kept: none until it is committed again */
     return pending;
 }
 
@@ -101,11 +100,11 @@ size_t ma_page_restart(ma_page *page)
 void ma_page_extend(ma_page *page)
 {
     size_t bsize = page->block_size;
-    unsigned avail = (unsigned)page->reserved - page->capacity;
+    unsigned avail = page->fresh_left, capacity = ma_page_capacity(page);
     if (avail == 0)
         return;
     unsigned count = (unsigned)(MA_EXTEND_BYTES / bsize);
-    unsigned grow = page->capacity > MA_EXTEND_FIRST ? page->capacity : MA_EXTEND_FIRST;
+    unsigned grow = capacity > MA_EXTEND_FIRST ? capacity : MA_EXTEND_FIRST;
     if (count > grow)
         count = grow;
     if (count == 0)
@@ -113,7 +112,7 @@ void ma_page_extend(ma_page *page)
     if (count > avail)
         count = avail;
     uint8_t *first = page->carved_end;
-    page->capacity = (uint16_t)(page->capacity + count);
+    page->fresh_left = (uint16_t)(page->fresh_left - count);
     page->carved_end += (size_t)count * bsize;
     if (ma_secure) {
         ma_secure_carve(page, first, count);
@@ -166,12 +165,12 @@ static size_t collect_thread(ma_page *page)
     unsigned count = 1;
     ma_block *tail = head;
     for (ma_block *n; (n = ma_link_decode(page, tail->link)) != NULL; tail = n) {
-        if (!ma_page_has_block(page, (uintptr_t)n) || ++count > page->used)
+        if (!ma_page_has_block(page, (uintptr_t)n) || ++count > ma_page_used(page))
             ma_page_corrupt(page, tail);
     }
     tail->link = ma_link_encode(page, page->free);
     page->free = head;
-    page->used = (uint16_t)(page->used - count);
+    page->over = (int16_t)(page->over - count);
     return count;
 }
 
@@ -253,15 +252,15 @@ void ma_page_set_never(ma_page *page)
     }
 }
 
-void ma_page_adopt(ma_page *page, struct ma_heap *heap)
+void ma_page_adopt(ma_page *page, struct ma_heap *heap, const void *owner)
 {
-    atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+    ma_page_own(page, heap, owner);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~MA_TF_STATE_MASK,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
     }
     page->in_full = page->notify_pending = page->retained = page->abandoned = 0;
-    page->free_trigger = 1;
+    ma_page_set_trigger(page, 1);
     page->next = page->prev = NULL;
 }
 

@@ -21,17 +21,20 @@
 /* ---- free-list links and free tags ---- */
 
 /* Links are stored encoded with the page's secret, so an overflow or a
- * use-after-free write cannot forge a pointer the allocator will follow. */
+ * use-after-free write cannot forge a pointer the allocator will follow:
+ * xor with the key, then a rotation, so that an overwrite of the low bytes
+ * (a short overflow) lands in the high bits of the decoded pointer, far
+ * outside the region, where malloc's check stops it. Two instructions each
+ * way. */
 static inline uintptr_t ma_link_encode(const ma_page *page, const ma_block *next)
 {
     uintptr_t x = (uintptr_t)next ^ page->link_key;
-    return ((x << 23) | (x >> 41)) + page->link_key;
+    return (x << 23) | (x >> 41);
 }
 
 static inline ma_block *ma_link_decode(const ma_page *page, uintptr_t enc)
 {
-    uintptr_t x = enc - page->link_key;
-    return (ma_block *)(((x >> 23) | (x << 41)) ^ page->link_key);
+    return (ma_block *)(((enc >> 23) | (enc << 41)) ^ page->link_key);
 }
 
 /* The mark of a free block: only the allocator writes it, malloc erases it. */
@@ -59,6 +62,30 @@ static inline bool ma_page_has_block(const ma_page *page, uintptr_t u)
     return x >= (uint64_t)0 - MA_BLOCK_WINDOW;
 }
 
+/* ---- the count of blocks out ---- */
+
+/* Blocks handed out and not back with the owner (remote frees not yet
+ * collected count as out). */
+static inline unsigned ma_page_used(const ma_page *page)
+{
+    return (unsigned)(page->over + page->free_trigger);
+}
+
+static inline void ma_page_set_trigger(ma_page *page, unsigned trigger)
+{
+    page->over = (int16_t)(page->over + page->free_trigger - (int)trigger);
+    page->free_trigger = (uint16_t)trigger;
+}
+
+/* The page's heap, and its thread for free's compare (the secure profile's
+ * pages have none: all their frees are checked first). */
+static inline void ma_page_own(ma_page *page, struct ma_heap *heap, const void *owner)
+{
+    atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
+    atomic_store_explicit(&page->owner, heap == NULL ? NULL : ma_secure ? MA_OWNER_CHECKED : owner,
+                          memory_order_relaxed);
+}
+
 /* ---- taking a block ---- */
 
 MA_NORETURN MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
@@ -77,32 +104,46 @@ static inline void *ma_page_pop(ma_page *page)
     page->free = next;
     if (MAPALLOC_CHECKS)
         b->tag = 0;
-    page->used++;
+    page->over++;
     return b;
 }
 
-/* The page's next never-used block, handed out as it is: no free-list link
- * is written or read, so the block is first touched by its caller. Only
- * while nothing freed waits in the page (freed blocks are reused first) and
- * the page is in use (a kept page must be committed first). No free tag
- * needs clearing: blocks past capacity never had one under the page's
- * current keys. NULL: the slow path decides. */
-static inline void *ma_page_take_fresh(ma_page *page)
+/* The page's next never-used block, when its free list is empty, handed
+ * out as it is: no free-list link is written or read, so the block is first
+ * touched by its caller, and a run of fresh allocations costs no carving.
+ * Only while nothing the owner freed waits in the page (those are reused
+ * first, through the slow path). No free tag needs clearing: blocks past
+ * carved_end never had one under the page's current keys. A kept page has
+ * no fresh blocks until it is committed again. NULL: the slow path. */
+static inline void *ma_page_bump(ma_page *page)
 {
-    if (page->capacity >= page->reserved || page->local_free != NULL || page->kept ||
-        (atomic_load_explicit(&page->thread_free, memory_order_relaxed) & ~MA_TF_STATE_MASK) != 0)
+    if (page->fresh_left == 0 || page->local_free != NULL)
         return NULL;
     void *b = page->carved_end;
     page->carved_end += page->block_size;
-    page->capacity++;
-    page->used++;
+    page->fresh_left--;
+    page->over++;
     return b;
 }
 
-/* The page has no blocks: none of its addresses passes ma_page_has_block. */
+/* A block from the free list, or fresh; NULL: the slow path. */
+static inline void *ma_page_take(ma_page *page)
+{
+    void *b = ma_page_pop(page);
+    return b ? b : ma_page_bump(page);
+}
+
+/* Blocks carved or handed out fresh. */
+static inline unsigned ma_page_capacity(const ma_page *page)
+{
+    return (unsigned)page->reserved - page->fresh_left;
+}
+
+/* The page has no blocks: none of its addresses passes ma_page_has_block;
+ * every block is fresh again. */
 static inline void ma_page_uncarve(ma_page *page)
 {
-    page->capacity = 0;
+    page->fresh_left = page->reserved;
     page->carved_end = ma_page_start(page);
 }
 
@@ -145,8 +186,6 @@ static inline void ma_queue_push_front(ma_page_queue *q, ma_page *page)
 
 /* ---- page.c ---- */
 
-extern ma_page ma_empty_page; /* no block: every pop fails, the slow path runs */
-
 /* Sets the descriptor up for blocks of class c in the n slices from first
  * (n may be less than the class's length). False: the secure profile's
  * guard was refused. */
@@ -166,7 +205,7 @@ size_t ma_page_collect(ma_page *page);
 bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */
 bool ma_page_unfull(ma_page *page);         /* false: a notice is on its way instead */
 void ma_page_set_never(ma_page *page);      /* abandonment: no more notices */
-void ma_page_adopt(ma_page *page, struct ma_heap *heap);
+void ma_page_adopt(ma_page *page, struct ma_heap *heap, const void *owner);
 
 /* A free by a thread that does not own the page: one atomic push. True
  * when this free took the page's notice: the caller delivers it (puts the

@@ -1,18 +1,46 @@
 /* Regions: the mapping, the region map, and the slice bitmaps of the
  * header. See region.h. */
-#include <string.h>
-
 #include "region.h"
 
-uint8_t ma_region_map[MA_REGION_MAP_SIZE];
+ma_page **ma_page_map[MA_PAGE_MAP_SIZE];
+ma_page ma_empty_page;
 
 _Static_assert(sizeof(ma_region) <= MA_SLICE_SIZE - MA_GUARD_SIZE,
                "the region header fits in slice 0, before the secure profile's guard");
 _Static_assert(sizeof(ma_page) == 128, "a page descriptor is 128 bytes: the page index is a shift");
 
-static _Atomic uint8_t *map_byte(const ma_region *r)
+static _Atomic(ma_page **) *map_slot(uintptr_t u)
 {
-    return (_Atomic uint8_t *)&ma_region_map[(uintptr_t)r >> MA_REGION_SHIFT];
+    return (_Atomic(ma_page **) *)&ma_page_map[u >> MA_LEAF_SHIFT];
+}
+
+/* The leaf for the 512 MiB around u, made (every slot naming no page) if
+ * it is not there yet; NULL when the kernel refuses. Leaves are never
+ * unmapped: a stale lookup never reads a wild one. */
+static ma_page **leaf_for(uintptr_t u)
+{
+    ma_page **leaf = atomic_load_explicit(map_slot(u), memory_order_acquire);
+    if (leaf != NULL)
+        return leaf;
+    size_t bytes = MA_LEAF_SLOTS * sizeof(ma_page *);
+    ma_page **fresh = ma_os_map(bytes, MA_OS_PAGE, 0);
+    if (fresh == NULL)
+        return NULL;
+    for (size_t i = 0; i < MA_LEAF_SLOTS; i++)
+        fresh[i] = &ma_empty_page;
+    if (atomic_compare_exchange_strong_explicit(map_slot(u), &leaf, fresh, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return fresh;
+    ma_os_unmap(fresh, bytes); /* another thread made it first */
+    return leaf;
+}
+
+static void set_slots(ma_region *r, unsigned first, unsigned n, ma_page *page)
+{
+    _Atomic(ma_page *) *slot =
+        (_Atomic(ma_page *) *)&r->leaf[((uintptr_t)r >> MA_SLICE_SHIFT) & (MA_LEAF_SLOTS - 1)];
+    for (unsigned i = first; i < first + n; i++)
+        atomic_store_explicit(&slot[i], page, memory_order_release);
 }
 
 ma_region *ma_region_map_new(unsigned map_flags, ma_arena *arena)
@@ -20,9 +48,10 @@ ma_region *ma_region_map_new(unsigned map_flags, ma_arena *arena)
     ma_region *r = ma_os_map(MA_REGION_SIZE, MA_REGION_SIZE, map_flags);
     if (r == NULL)
         return NULL;
-    /* Above what the region map covers (5-level page tables, a kernel
-     * that ignored our hint): not usable, free could not find it. */
-    if (!ma_region_map_covers((uintptr_t)r + MA_REGION_SIZE - 1)) {
+    /* Above what the page map covers (5-level page tables, a kernel that
+     * ignored our hint): not usable, free could not find it. */
+    ma_page **leaf = ma_page_map_covers((uintptr_t)r + MA_REGION_SIZE - 1) ? leaf_for((uintptr_t)r) : NULL;
+    if (leaf == NULL) {
         ma_os_unmap(r, MA_REGION_SIZE);
         return NULL;
     }
@@ -32,18 +61,17 @@ ma_region *ma_region_map_new(unsigned map_flags, ma_arena *arena)
         ma_os_unmap(r, MA_REGION_SIZE);
         return NULL;
     }
-    /* Fresh mappings read as zero: every slice_page entry points at the
-     * never-valid descriptor pages[0] until a page claims it. */
+    /* The leaf's slots for the region name no page until pages claim them. */
     r->used_slices = 1;
     r->map_flags = map_flags;
     r->arena = arena;
-    atomic_store_explicit(map_byte(r), ma_secure ? MA_MAP_CHECKED : MA_MAP_FAST, memory_order_release);
+    r->leaf = leaf;
     return r;
 }
 
 void ma_region_unmap(ma_region *r)
 {
-    atomic_store_explicit(map_byte(r), MA_MAP_NONE, memory_order_relaxed);
+    set_slots(r, 0, MA_REGION_SLICES, &ma_empty_page); /* a destroyed arena's pages still named it */
     ma_os_unmap(r, MA_REGION_SIZE);
 }
 
@@ -55,7 +83,7 @@ bool ma_region_is_empty(const ma_region *r)
 ma_page *ma_region_next_page(ma_region *r, ma_page *after)
 {
     for (unsigned i = after ? (unsigned)(after - r->pages) + after->slices : 1; i < MA_REGION_SLICES; i++)
-        if (r->slice_page[i] == i && r->pages[i].slices != 0)
+        if (r->pages[i].slices != 0)
             return &r->pages[i];
     return NULL;
 }
@@ -110,14 +138,14 @@ void ma_region_give_slices(ma_region *r, unsigned first, unsigned n, uint32_t no
     uint64_t m = run_mask(first, n);
     r->used_slices &= ~m;
     r->dirty_slices |= m;
-    memset(&r->slice_page[first], 0, n);
+    set_slots(r, first, n, &ma_empty_page);
     for (unsigned i = first; i < first + n; i++)
         r->freed_ms[i] = now_ms;
 }
 
 void ma_region_set_page(ma_region *r, unsigned first, unsigned n)
 {
-    memset(&r->slice_page[first], (int)first, n);
+    set_slots(r, first, n, &r->pages[first]);
 }
 
 uint64_t ma_region_old_dirty(const ma_region *r, uint32_t now_ms, uint32_t min_age_ms)

@@ -1,8 +1,8 @@
 /* Regions: 4 MiB mappings aligned to 4 MiB, cut into 64 slices of 64 KiB.
- * Slice 0 is the header (page descriptors, slice bitmaps). A byte per 4 MiB
- * of address space (the region map, in .bss, touched only where regions
- * are) says which addresses are regions, so free can tell a block of ours
- * from any other address without reading memory that may not exist.
+ * Slice 0 is the header (page descriptors, slice bitmaps). The page map
+ * (below) names the page of every slice of every region, so free finds a
+ * block's page, and tells a block of ours from any other address, with two
+ * loads and without reading memory that may not exist.
  *
  * The slice functions change the header's bitmaps: their caller, the
  * region's arena, holds its lock. None of them makes a system call except
@@ -14,43 +14,54 @@
 #include "internal.h"
 #include "os.h"
 
-#define MA_REGION_MAP_SIZE ((size_t)1 << (MA_ADDRESS_BITS - MA_REGION_SHIFT))
+/* ---- the page map ----
+ *
+ * Two levels over the 47-bit address space: a top table in .bss (2^18
+ * entries, 2 MiB of address space, touched only where regions are) of
+ * leaves, each a mapping of 8192 page pointers for 512 MiB, made when the
+ * first region there is. A slice of a page names the page's descriptor;
+ * any other slice of a leaf names ma_empty_page, whose block_div of 0 makes
+ * it hold no block. A region the kernel places above the map is not used. */
+#define MA_LEAF_SHIFT 29
+#define MA_LEAF_SLOTS ((size_t)1 << (MA_LEAF_SHIFT - MA_SLICE_SHIFT))
+#define MA_PAGE_MAP_SIZE ((size_t)1 << (MA_ADDRESS_BITS - MA_LEAF_SHIFT))
+_Static_assert(MA_REGION_SHIFT < MA_LEAF_SHIFT, "a region lies within one leaf");
+extern ma_page **ma_page_map[MA_PAGE_MAP_SIZE];
 
-/* A byte per 4 MiB of address space: 0 no region; 1 a region whose frees
- * take the fast path; 2 a region of the secure profile, whose frees all take
- * the slow path (secure.c checks the block before it is pushed). */
-enum { MA_MAP_NONE = 0, MA_MAP_FAST = 1, MA_MAP_CHECKED = 2 };
-extern uint8_t ma_region_map[MA_REGION_MAP_SIZE];
+/* No page: the slices of a leaf outside any page, and the empty heap's
+ * every table entry (its free list is empty, so every pop fails). */
+extern ma_page ma_empty_page;
 
-/* An address the region map covers. */
-static inline bool ma_region_map_covers(uintptr_t u)
+/* An address the page map covers. */
+static inline bool ma_page_map_covers(uintptr_t u)
 {
-    return (u >> MA_REGION_SHIFT) < MA_REGION_MAP_SIZE;
+    return (u >> MA_LEAF_SHIFT) < MA_PAGE_MAP_SIZE;
 }
 
-static inline bool ma_in_region(uintptr_t u)
+/* The descriptor of the page that u falls in, or ma_empty_page when u is
+ * in no page (nor in a region, nor near one). */
+static inline ma_page *ma_page_lookup(uintptr_t u)
 {
-    return ma_region_map_covers(u) && ma_region_map[u >> MA_REGION_SHIFT] != MA_MAP_NONE;
+    uintptr_t top = u >> MA_LEAF_SHIFT;
+    if (ma_unlikely(top >= MA_PAGE_MAP_SIZE))
+        return &ma_empty_page;
+    ma_page **leaf = ma_page_map[top];
+    if (ma_unlikely(leaf == NULL))
+        return &ma_empty_page;
+    return leaf[(u >> MA_SLICE_SHIFT) & (MA_LEAF_SLOTS - 1)];
 }
 
-/* In a region whose frees take the fast path: the same one test answers
- * "is this a region?" and "is the secure profile off?". */
-static inline bool ma_in_fast_region(uintptr_t u)
+/* The page of a small or medium block at u, or NULL: a large block's
+ * address, or not ours. */
+static inline ma_page *ma_block_page(uintptr_t u)
 {
-    return ma_region_map_covers(u) && ma_region_map[u >> MA_REGION_SHIFT] == MA_MAP_FAST;
+    ma_page *page = ma_page_lookup(u);
+    return page->slices ? page : NULL;
 }
 
 static inline ma_region *ma_region_of(uintptr_t u)
 {
     return (ma_region *)(u & ~(uintptr_t)(MA_REGION_SIZE - 1));
-}
-
-/* The descriptor of the page that u falls in: pages[0] (never valid: its
- * block_div is 0, so no address is a block of it) when u is in no page. */
-static inline ma_page *ma_page_of(uintptr_t u)
-{
-    ma_region *r = ma_region_of(u);
-    return &r->pages[r->slice_page[(u >> MA_SLICE_SHIFT) & (MA_REGION_SLICES - 1)]];
 }
 
 /* A page's descriptor lives in its region's header, and the page starts at

@@ -61,7 +61,7 @@ unsigned ma_secure_class(size_t size, size_t alignment)
  * carved); then the request's trailer and pattern go in. */
 void *ma_secure_prepare(void *p, size_t size, bool zero)
 {
-    ma_page *page = ma_page_of((uintptr_t)p);
+    ma_page *page = ma_page_lookup((uintptr_t)p);
     uint8_t *b = p;
     size_t bsize = page->block_size;
     if (!is_clear(b + sizeof(ma_block), bsize - sizeof(ma_block)))

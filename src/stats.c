@@ -28,7 +28,7 @@ static void sum_arena(ma_arena *a, void *arg)
 static void sum_page(ma_page *page, void *arg)
 {
     struct page_sums *s = arg;
-    size_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+    size_t used = ma_page_used(page); /* another thread's: a snapshot */
     s->live += used * page->block_size;
     s->blocks += used;
 }
@@ -174,7 +174,7 @@ struct walk {
 static void walk_page(ma_page *page, void *arg)
 {
     struct walk *w = arg;
-    uint64_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
+    uint64_t used = ma_page_used(page);
     unsigned c = page->class_idx;
     w->cls[c].pages++;
     w->cls[c].blocks += used;

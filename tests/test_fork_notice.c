@@ -54,7 +54,7 @@ static void on_signal(int sig)
     void *p = freeing;
     if (p == NULL)
         return;
-    ma_page *page = ma_page_of((uintptr_t)p);
+    ma_page *page = ma_page_lookup((uintptr_t)p);
     uintptr_t tf = atomic_load(&page->thread_free);
     if ((tf & MA_TF_STATE_MASK) != MA_TF_NOTIFYING)
         return;

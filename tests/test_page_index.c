@@ -19,7 +19,6 @@ int main(void)
         unsigned reserved = (unsigned)(span / bsize);
         unsigned caps[4] = {reserved, reserved / 2, 1, 0};
         for (int k = 0; k < 4; k++) {
-            page.capacity = (uint16_t)caps[k];
             page.carved_end = start + (size_t)caps[k] * bsize;
             for (size_t off = 0; off < span; off++) {
                 bool expect = off % bsize == 0 && off / bsize < caps[k];
