@@ -16,31 +16,15 @@ __attribute__((constructor)) static void preload_start(void)
     mapalloc_free(mapalloc_malloc(1));
 }
 
-void *malloc(size_t size) { return mapalloc_malloc(size); }
-void *calloc(size_t count, size_t size) { return mapalloc_calloc(count, size); }
-void *realloc(void *ptr, size_t size) { return mapalloc_realloc(ptr, size); }
-void *reallocarray(void *ptr, size_t count, size_t size) { return mapalloc_reallocarray(ptr, count, size); }
-void free(void *ptr) { mapalloc_free(ptr); }
-void cfree(void *ptr) { mapalloc_free(ptr); }
-void free_sized(void *ptr, size_t size) { mapalloc_free_sized(ptr, size); }
-void free_aligned_sized(void *ptr, size_t alignment, size_t size) { mapalloc_free_aligned_sized(ptr, alignment, size); }
-void *aligned_alloc(size_t alignment, size_t size) { return mapalloc_aligned_alloc(alignment, size); }
-int posix_memalign(void **out, size_t alignment, size_t size) { return mapalloc_posix_memalign(out, alignment, size); }
-void *memalign(size_t alignment, size_t size) { return mapalloc_memalign(alignment, size); }
-void *valloc(size_t size) { return mapalloc_valloc(size); }
-void *pvalloc(size_t size) { return mapalloc_pvalloc(size); }
-size_t malloc_usable_size(void *ptr) { return mapalloc_usable_size(ptr); }
-int malloc_trim(size_t pad) { return mapalloc_trim(pad); }
-void malloc_stats(void) { mapalloc_stats_print(2, 0); }
+/* malloc, calloc, realloc, reallocarray, free, cfree, free_sized,
+ * free_aligned_sized, aligned_alloc, posix_memalign, memalign, valloc,
+ * pvalloc, malloc_usable_size, malloc_trim and glibc's __libc_malloc,
+ * __libc_calloc, __libc_realloc, __libc_free, __libc_memalign,
+ * __libc_valloc and __libc_pvalloc are the mapalloc_ functions of the same
+ * signature under a second name (preload/meson.build: --defsym), not
+ * wrappers: a call costs no extra jump. */
 
-/* glibc's internal names, which a few programs and libraries call. */
-void *__libc_malloc(size_t size) { return mapalloc_malloc(size); }
-void *__libc_calloc(size_t count, size_t size) { return mapalloc_calloc(count, size); }
-void *__libc_realloc(void *ptr, size_t size) { return mapalloc_realloc(ptr, size); }
-void __libc_free(void *ptr) { mapalloc_free(ptr); }
-void *__libc_memalign(size_t alignment, size_t size) { return mapalloc_memalign(alignment, size); }
-void *__libc_valloc(size_t size) { return mapalloc_valloc(size); }
-void *__libc_pvalloc(size_t size) { return mapalloc_pvalloc(size); }
+void malloc_stats(void) { mapalloc_stats_print(2, 0); }
 
 struct mallinfo2 mallinfo2(void)
 {

@@ -134,6 +134,16 @@ void ma_page_corrupt(const ma_page *page, const void *at)
     ma_fatal("corrupted free list (use after free or overflow) at", at);
 }
 
+void *ma_page_pop_last(ma_page *page, ma_block *b)
+{
+    if (ma_link_decode(page, b->link) != NULL)
+        ma_page_corrupt(page, b);
+    page->free = NULL;
+    b->tag = 0;
+    page->over++;
+    return b;
+}
+
 static void collect_local(ma_page *page)
 {
     ma_block *local = page->local_free;

@@ -89,6 +89,9 @@ static inline void ma_page_own(ma_page *page, struct ma_heap *heap, const void *
 /* ---- taking a block ---- */
 
 MA_NORETURN MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
+/* The pop of b when its link leads out of the page's region: the list's
+ * last block (its link is NULL), or a link not written by us. */
+MA_NOINLINE __attribute__((returns_nonnull)) void *ma_page_pop_last(ma_page *page, ma_block *b);
 
 static inline void *ma_page_pop(ma_page *page)
 {
@@ -97,10 +100,10 @@ static inline void *ma_page_pop(ma_page *page)
         return NULL;
     ma_block *next = ma_link_decode(page, b->link);
     /* A decoded link that leaves the page's region was not written by us:
-     * stop before following it. */
-    if (MAPALLOC_CHECKS && ma_unlikely((((uintptr_t)next ^ (uintptr_t)b) >> MA_REGION_SHIFT) != 0) &&
-        next != NULL)
-        ma_page_corrupt(page, b);
+     * stop before following it (the end of the list, NULL, leaves too: it
+     * is told apart off the fast path). */
+    if (MAPALLOC_CHECKS && ma_unlikely((((uintptr_t)next ^ (uintptr_t)b) >> MA_REGION_SHIFT) != 0))
+        return ma_page_pop_last(page, b);
     page->free = next;
     if (MAPALLOC_CHECKS)
         b->tag = 0;
