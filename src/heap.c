@@ -25,10 +25,28 @@ static ma_heap *all_heaps;
 /* Counts of heaps gone back to the pool. */
 static _Atomic size_t folded_frees, folded_free_bytes, folded_collected, folded_collected_bytes;
 
+static void register_thread_exit(void);
 static pthread_key_t heap_key;
 static _Atomic int heap_key_state; /* 0 none, 1 creating, 2 ready */
 /* Set by the thread-exit handler: from then on this thread makes no heap. */
 static MA_THREAD_LOCAL bool thread_exiting;
+
+/* A thread's remote frees into one page of the default arena wait in a
+ * batch, pushed as one list (one atomic exchange, and one cache line taken
+ * from the owner) when the thread frees into another page, when REMOTE_BATCH
+ * blocks wait, or when it takes a slow path of malloc, trims, or exits. A
+ * batch's blocks count as freed at once; they stay out of their owner's
+ * reach meanwhile, at most one batch per thread. An explicit arena's blocks
+ * are pushed at once: a reset must find none on the way. */
+#define REMOTE_BATCH 64
+struct remote_batch {
+    ma_page *page;
+    ma_block *head, *tail;
+    unsigned count;
+    bool exit_flushes; /* the thread-exit handler is registered */
+};
+static MA_THREAD_LOCAL struct remote_batch batch;
+
 
 static ma_heap *default_heap(void);
 
@@ -404,6 +422,7 @@ void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
         if (heap == NULL)
             return NULL;
     }
+    ma_heap_flush_remote();
     take_notices(heap);
     ma_page *page = heap_find_page(heap, class_idx);
     if (page == NULL)
@@ -680,6 +699,7 @@ static void thread_done(void *value)
 {
     ma_heap *heap = value;
     thread_exiting = true;
+    ma_heap_flush_remote();
     for (unsigned i = 0; i < ARENA_SLOTS; i++)
         slots[i] = (struct arena_slot)EMPTY_SLOT;
     while (thread_heaps) {
@@ -707,6 +727,7 @@ static ma_heap *default_heap(void)
         return NULL;
     ma_tls_heap = heap;
     register_thread_exit();
+    batch.exit_flushes = true;
     return heap;
 }
 
@@ -728,6 +749,25 @@ static bool adopt_on_free(ma_page *page)
         return false;
     adopt(heap, page);
     return true;
+}
+
+/* The blocks head..tail into another thread's page, and the notice if
+ * the push took one. */
+static void push_remote(ma_page *page, ma_block *head, ma_block *tail)
+{
+    if (ma_page_push_remote(page, head, tail)) {
+        deliver_notice(atomic_load_explicit(&page->heap, memory_order_acquire), page);
+        ma_page_notice_done(page);
+    }
+}
+
+void ma_heap_flush_remote(void)
+{
+    ma_page *page = batch.page;
+    if (page == NULL)
+        return;
+    batch.page = NULL;
+    push_remote(page, batch.head, batch.tail);
 }
 
 void ma_heap_free_remote(ma_page *page, ma_block *b)
@@ -753,16 +793,33 @@ void ma_heap_free_remote(ma_page *page, ma_block *b)
         return;
     }
     count_remote_free(page);
-    if (ma_page_push_remote(page, b)) {
-        deliver_notice(atomic_load_explicit(&page->heap, memory_order_acquire), page);
-        ma_page_notice_done(page);
+    b->tag = tag;
+    if (!is_default(ma_page_region(page)->arena)) {
+        push_remote(page, b, b);
+        return;
     }
+    if (batch.page == page) {
+        b->link = ma_link_encode(page, batch.head);
+        batch.head = b;
+        if (++batch.count == REMOTE_BATCH)
+            ma_heap_flush_remote();
+        return;
+    }
+    ma_heap_flush_remote();
+    if (!batch.exit_flushes) { /* a thread that never allocated: its exit flushes too */
+        batch.exit_flushes = true;
+        register_thread_exit();
+    }
+    batch.page = page;
+    batch.head = batch.tail = b;
+    batch.count = 1;
 }
 
 /* ---- trim ---- */
 
 size_t ma_heap_trim(ma_heap *heap)
 {
+    ma_heap_flush_remote();
     if (heap == &ma_empty_heap)
         return 0;
     take_notices(heap);

@@ -56,6 +56,9 @@ static inline void ma_heap_free_local(ma_page *page, ma_block *b, uintptr_t tag)
  * (adopted), or another thread's (a remote push, and the notice when it
  * takes one); and every free of the secure profile, checked here. */
 void ma_heap_free_remote(ma_page *page, ma_block *b);
+/* The calling thread's remote frees that wait in its batch go to their
+ * page. */
+void ma_heap_flush_remote(void);
 /* Every empty page of the heap goes back to its arena. Returns the bytes. */
 size_t ma_heap_trim(ma_heap *heap);
 

@@ -274,15 +274,14 @@ void ma_page_adopt(ma_page *page, struct ma_heap *heap, const void *owner)
     page->next = page->prev = NULL;
 }
 
-bool ma_page_push_remote(ma_page *page, ma_block *b)
+bool ma_page_push_remote(ma_page *page, ma_block *head, ma_block *tail)
 {
-    b->tag = ma_block_tag(page, b);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     for (;;) {
-        b->link = ma_link_encode(page, (ma_block *)(tf & ~MA_TF_STATE_MASK));
+        tail->link = ma_link_encode(page, (ma_block *)(tf & ~MA_TF_STATE_MASK));
         if ((tf & MA_TF_STATE_MASK) != MA_TF_FULL) {
             if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
-                                                      (uintptr_t)b | (tf & MA_TF_STATE_MASK),
+                                                      (uintptr_t)head | (tf & MA_TF_STATE_MASK),
                                                       memory_order_release, memory_order_relaxed))
                 return false;
             continue;
@@ -292,7 +291,7 @@ bool ma_page_push_remote(ma_page *page, ma_block *b)
          * sees a count above zero (a fork's copy keeps each thread's stores
          * in order). */
         atomic_fetch_add_explicit(&notices_in_flight, 1, memory_order_relaxed);
-        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (uintptr_t)b | MA_TF_NOTIFYING,
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (uintptr_t)head | MA_TF_NOTIFYING,
                                                   memory_order_acq_rel, memory_order_relaxed))
             return true;
         atomic_fetch_sub_explicit(&notices_in_flight, 1, memory_order_relaxed);

@@ -34,7 +34,7 @@
 #define CHILD_ALARM 5       /* seconds: a child still alive then hangs */
 
 static void *blocks[PAGES + 1][BLOCKS_PER_PAGE];
-static void *volatile freeing;          /* the block the freer is freeing */
+static ma_page *round_pages[PAGES];     /* the pages the freer frees into */
 static atomic_int round_ready, round_done;
 static atomic_bool caught, forked, stop;
 static atomic_int caught_listed;        /* catches after the page was pushed */
@@ -47,16 +47,17 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* In the freer, between any two of its instructions. */
+/* In the freer, between any two of its instructions. Its frees may wait
+ * in a batch and be pushed at its next free, so every page of the round is
+ * looked at. */
 static void on_signal(int sig)
 {
     (void)sig;
-    void *p = freeing;
-    if (p == NULL)
-        return;
-    ma_page *page = ma_page_lookup((uintptr_t)p);
-    uintptr_t tf = atomic_load(&page->thread_free);
-    if ((tf & MA_TF_STATE_MASK) != MA_TF_NOTIFYING)
+    ma_page *page = NULL;
+    for (int i = 0; i < PAGES && page == NULL; i++)
+        if ((atomic_load(&round_pages[i]->thread_free) & MA_TF_STATE_MASK) == MA_TF_NOTIFYING)
+            page = round_pages[i];
+    if (page == NULL)
         return;
     ma_heap *owner = atomic_load(&page->heap);
     for (ma_page *n = atomic_load(&owner->notify); n; n = n->notify_next)
@@ -80,9 +81,7 @@ static void *freer(void *arg)
         }
         seen++;
         for (int i = 0; i < PAGES; i++) {
-            freeing = blocks[i][0];
             mapalloc_free(blocks[i][0]);
-            freeing = NULL;
             blocks[i][0] = NULL;
         }
         atomic_store(&round_done, seen);
@@ -105,6 +104,8 @@ static void allocate_round(void)
             blocks[i][j] = mapalloc_malloc(64);
             CHECK(blocks[i][j] != NULL);
         }
+    for (int i = 0; i < PAGES; i++)
+        round_pages[i] = ma_page_lookup((uintptr_t)blocks[i][0]);
 }
 
 static bool enough(void)
