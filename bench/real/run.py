@@ -52,6 +52,7 @@ _spec.loader.exec_module(suite)
 log = suite.log
 BASELINE = "glibc"
 PYTHON = "/usr/bin/python3"  # Debian's, whose test package provides test.test_dict
+PYTHON_PACKAGE = "python%d.%d" % sys.version_info[:2]  # this script runs on it too (the #! line)
 
 
 # ---------------------------------------------------------------- inputs
@@ -209,9 +210,9 @@ PYTHON_TESTS = ["test_dict", "test_list", "test_set", "test_tuple", "test_deque"
 
 
 class Program:
-    def __init__(self, name, what, argv, needs, setup=None, digest=stdout_digest, missing=None,
+    def __init__(self, name, what, package, argv, needs, setup=None, digest=stdout_digest, missing=None,
                  stdin=None):
-        self.name, self.what, self.argv, self.needs = name, what, argv, needs
+        self.name, self.what, self.package, self.argv, self.needs = name, what, package, argv, needs
         self.setup, self.digest, self.missing, self.stdin = setup, digest, missing, stdin
 
     def why_missing(self):
@@ -226,30 +227,32 @@ class Program:
 # scratch directory, where it runs.
 PROGRAMS = [
     Program("python-containers", "CPython's own tests of dict, list, set, tuple, deque, OrderedDict, "
-            "collections, UserDict (python3 -m test)", [PYTHON, "-m", "test"] + PYTHON_TESTS,
-            [PYTHON], digest=python_tests_digest, missing=python_testsuite_missing),
-    Program("git", "git: 200 commits of generated files, gc --aggressive, log -p | wc",
+            "collections, UserDict (python3 -m test)", f"lib{PYTHON_PACKAGE}-testsuite",
+            [PYTHON, "-m", "test"] + PYTHON_TESTS, [PYTHON], digest=python_tests_digest,
+            missing=python_testsuite_missing),
+    Program("git", "git: 200 commits of generated files, gc --aggressive, log -p | wc", "git",
             ["sh", os.path.join(SCRIPTS, "git-session.sh"), "history"], ["git"], gen_git_history),
-    Program("dot", "graphviz dot -Tsvg of a layered digraph of 2,500 nodes, 4,900 edges",
+    Program("dot", "graphviz dot -Tsvg of a layered digraph of 2,500 nodes, 4,900 edges", "graphviz",
             ["dot", "-Tsvg", "graph.dot", "-o", "graph.svg"], ["dot"], gen_graph, file_digest("graph.svg")),
-    Program("gcc", "gcc -O2 -c of a generated C file of 200 functions (cc1 inlines across them)",
+    Program("gcc", "gcc -O2 -c of a generated C file of 200 functions (cc1 inlines across them)", "gcc-12",
             ["gcc", "-O2", "-w", "-c", "big.c", "-o", "big.o"], ["gcc"], gen_c_source, file_digest("big.o")),
-    Program("python-json", "python3: 150,000 records to JSON and back, grouped and indexed",
+    Program("python-json", "python3: 150,000 records to JSON and back, grouped and indexed", PYTHON_PACKAGE,
             [PYTHON, os.path.join(SCRIPTS, "python-json.py")], [PYTHON]),
-    Program("perl", "perl: 250,000 records in hashes, regex substitution, sorts and joins",
+    Program("perl", "perl: 250,000 records in hashes, regex substitution, sorts and joins", "perl",
             ["perl", os.path.join(SCRIPTS, "perl-work.pl")], ["perl"]),
-    Program("sqlite", "sqlite3 shell: 200,000 rows, 3 indexes, update, group by, joins, sorts",
+    Program("sqlite", "sqlite3 shell: 200,000 rows, 3 indexes, update, group by, joins, sorts", "sqlite3",
             ["sh", "-c", "rm -f db.sqlite && exec sqlite3 -bail -init /dev/null db.sqlite"], ["sqlite3"],
             stdin=os.path.join(SCRIPTS, "sqlite.sql")),
-    Program("sort", "GNU sort -k2,2n -k1,1 of 1,000,000 generated lines (47 MB)",
+    Program("sort", "GNU sort -k2,2n -k1,1 of 1,000,000 generated lines (47 MB)", "coreutils",
             ["sort", "-k2,2n", "-k1,1", "-o", "sorted.txt", "lines.txt"], ["sort"],
             lambda d: gen_text(os.path.join(d, "lines.txt"), 1000000, 31), file_digest("sorted.txt")),
-    Program("xz", "xz -6 -T1 of 4 MB of generated text, then xz -d",
+    Program("xz", "xz -6 -T1 of 4 MB of generated text, then xz -d", "xz-utils",
             ["sh", "-c", "xz -6 -T1 -c text.txt > text.xz && xz -dc text.xz | cksum && wc -c < text.xz"],
             ["xz"], lambda d: gen_text(os.path.join(d, "text.txt"), 85000, 41)),
-    Program("jq", "jq group_by/map/unique over a generated 19 MB JSON array",
+    Program("jq", "jq group_by/map/unique over a generated 19 MB JSON array", "jq",
             ["jq", "-c", JQ_QUERY, "in.json"], ["jq"], gen_json),
     Program("convert", "ImageMagick convert: 1600x1200 image resized up, blurred, rotated, resized down",
+            "imagemagick-6.q16",
             ["/usr/bin/convert", "in.ppm", "-resize", "180%", "-blur", "0x3", "-rotate", "17",
              "-resize", "50%", "-strip", "out.png"], ["/usr/bin/convert"], gen_image, file_digest("out.png")),
 ]
@@ -272,12 +275,9 @@ def program_env(work):
 
 
 def program_versions(programs):
-    """The Debian package and version of each program's command."""
-    out = {}
-    for p in programs:
-        path = shutil.which(p.argv[0] if p.argv[0] != "sh" else p.needs[0]) or ""
-        out[p.name] = suite.package_version(path) if path else None
-    return out
+    """The Debian package of each program, with its version."""
+    return {p.name: f"{p.package} {suite.sh(['dpkg-query', '-W', '-f=${Version}', p.package])}".strip()
+            for p in programs}
 
 
 # ---------------------------------------------------------------- running
