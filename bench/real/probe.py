@@ -55,9 +55,20 @@ WRAPPED = ["mmap64", "munmap", "mremap", "mapalloc_malloc", "mapalloc_calloc", "
 MIB = 1024.0 * 1024.0
 
 
+def source_dir(build_dir):
+    """The source tree of a meson build directory: the probe reads the
+    internal structures of the allocator built there."""
+    try:
+        with open(os.path.join(build_dir, "meson-info", "meson-info.json")) as f:
+            return json.load(f)["directories"]["source"]
+    except (OSError, ValueError, KeyError):
+        return REPO_DIR
+
+
 def build_probes(build_dir, work):
     cc = os.environ.get("CC", "cc")
     src = os.path.join(REAL_DIR, "probe.c")
+    tree = source_dir(build_dir)
     flags = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-fPIC", "-shared", "-pthread", "-D_FILE_OFFSET_BITS=64"]
     glue = os.path.join(build_dir, "preload", "libmapalloc-preload.so.p", "preload.c.o")
     objects = os.path.join(build_dir, "src", "libmapalloc_objects.a")
@@ -66,7 +77,7 @@ def build_probes(build_dir, work):
             sys.exit(f"error: {f} missing (meson compile -C {build_dir})")
     out = {"glibc": os.path.join(work, "probe-glibc.so"), "mapalloc": os.path.join(work, "probe-mapalloc.so")}
     cmds = [[cc, *flags, "-DPROBE_GLIBC", src, "-o", out["glibc"]],
-            [cc, *flags, "-I", os.path.join(REPO_DIR, "src"), "-I", os.path.join(REPO_DIR, "include"), src, glue,
+            [cc, *flags, "-I", os.path.join(tree, "src"), "-I", os.path.join(tree, "include"), src, glue,
              "-Wl,--whole-archive", objects, "-Wl,--no-whole-archive",
              *[f"-Wl,--wrap={s}" for s in WRAPPED], "-Wl,-Bsymbolic-functions", "-Wl,--no-undefined",
              "-o", out["mapalloc"]]]
