@@ -55,8 +55,8 @@
 
 static void *raw_map(size_t n)
 {
-    void *p = (void *)syscall(SYS_mmap, NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                              -1, 0);
+    void *p = (void *)syscall(SYS_mmap, NULL, n, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return (long)p < 0 && (long)p > -4096 ? NULL : p;
 }
 
@@ -235,17 +235,27 @@ static void put(struct out *o, const char *fmt, ...)
         o->n = o->n + (size_t)k < sizeof o->buf ? o->n + (size_t)k : sizeof o->buf - 1;
 }
 
+/* /proc/self/NAME into buf, NUL-terminated; its length (0 if unreadable).
+ * open and read: no allocation, safe on the sampler thread. */
+static size_t read_self(const char *name, char *buf, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/%s", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, cap - 1);
+    if (fd >= 0)
+        close(fd);
+    n = n < 0 ? 0 : n;
+    buf[n] = 0;
+    return (size_t)n;
+}
+
+/* Field index of /proc/self/statm (1: resident, 2: file-backed and
+ * shared), in bytes. */
 static size_t statm_field(int index)
 {
     char buf[256];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
+    read_self("statm", buf, sizeof buf);
     char *s = buf;
     for (int i = 0; i < index && s; i++) {
         s = strchr(s, ' ');
@@ -762,14 +772,7 @@ static void *sampler(void *arg)
 static size_t status_kib(const char *key)
 {
     static char buf[8192];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
+    read_self("status", buf, sizeof buf);
     char *s = strstr(buf, key);
     return s ? strtoull(s + strlen(key), NULL, 10) : 0;
 }
@@ -779,20 +782,16 @@ static void report(void)
     sample();
     static struct out o;
     o.n = 0;
-    char comm[64] = "?";
-    int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t n = read(fd, comm, sizeof comm - 1);
-        close(fd);
-        comm[n > 0 ? n - 1 : 0] = 0;
-    }
+    char comm[64];
+    read_self("comm", comm, sizeof comm);
+    comm[strcspn(comm, "\n")] = 0;
     lock(&snap_lock);
     put(&o, "{\"pid\":%d,\"comm\":\"%s\",\"cmd\":\"%s\",\"hwm\":%zu,\"samples\":%zu,\"table_failures\":%zu,"
         "\"peak\":", (int)getpid(), comm, cmdline, status_kib("VmHWM:") * 1024, samples, table_failures);
     snapshot_print(&o, &peak_snap);
     put(&o, "}\n");
     unlock(&snap_lock);
-    fd = open(out_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(out_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd >= 0) {
         ssize_t w = write(fd, o.buf, o.n);
         (void)w;
@@ -833,23 +832,18 @@ __attribute__((constructor)) static void probe_start(void)
     if (path == NULL || strlen(path) >= sizeof out_path)
         return;
     strcpy(out_path, path);
-    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t n = read(fd, cmdline, sizeof cmdline - 1);
-        close(fd);
-        for (ssize_t i = 0; i < n; i++) /* NULs between arguments; nothing JSON must escape */
-            if (cmdline[i] == 0 || cmdline[i] == '"' || cmdline[i] == '\\' || (unsigned char)cmdline[i] < 32)
-                cmdline[i] = ' ';
-        cmdline[n > 0 ? n : 0] = 0;
-    }
+    size_t n = read_self("cmdline", cmdline, sizeof cmdline);
+    for (size_t i = 0; i < n; i++) /* NULs between arguments; nothing JSON must escape */
+        if (cmdline[i] == '"' || cmdline[i] == '\\' || (unsigned char)cmdline[i] < 32)
+            cmdline[i] = ' ';
     if (interval && atol(interval) > 0)
         interval_ms = atol(interval);
     allocator_start();
     const char *trace = getenv("PROBE_TRACE");
     if (trace) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s.%d", trace, (int)getpid());
-        trace_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        char trace_path[4096];
+        snprintf(trace_path, sizeof trace_path, "%s.%d", trace, (int)getpid());
+        trace_fd = open(trace_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     }
     atexit(report);
     pthread_atfork(NULL, NULL, after_fork_child);

@@ -149,7 +149,8 @@ def report(prog, recs):
     lines = [f"## {prog}: the peak process: `{m['cmd'].strip()}` (glibc: `{g['cmd'].strip()}`)", "",
              "| MiB at the sampled peak | glibc | mapalloc | difference |", "|---|---:|---:|---:|"]
     for name, _ in components(m):
-        lines.append(f"| {name} | {cg[name] / MIB:.2f} | {cm[name] / MIB:.2f} | {(cm[name] - cg[name]) / MIB:+.2f} |")
+        a, b = cg[name] / MIB, cm[name] / MIB
+        lines.append(f"| {name} | {a:.2f} | {b:.2f} | {b - a:+.2f} |")
     for key, label in (("rss", "sampled peak RSS"), ("hwm", "VmHWM")):
         a = g["peak"][key] if key == "rss" else g[key]
         b = m["peak"][key] if key == "rss" else m[key]
@@ -186,7 +187,7 @@ def main():
     out = {}
     try:
         probes = build_probes(os.path.abspath(args.build_dir), work)
-        tree_rss = real.build_helper(work, "tree-rss.c", os.path.join(work, "tree-rss"))
+        tree_rss = real.build_helper("tree-rss.c", os.path.join(work, "tree-rss"))
         env = real.program_env(work)
         for name in args.programs:
             prog = real.BY_NAME[name]
@@ -215,7 +216,8 @@ def main():
                 recs[alloc]["tree_peak_mib"] = row["peak_rss_mib"]
                 if args.trace:
                     os.makedirs(args.trace, exist_ok=True)
-                    shutil.copy(f"{trace}.{recs[alloc]['pid']}", os.path.join(args.trace, f"{name}-{alloc}.trace"))
+                    shutil.copy(f"{trace}.{recs[alloc]['pid']}",
+                                os.path.join(args.trace, f"{name}-{alloc}.trace"))
             print(report(name, recs))
             out[name] = recs
     finally:

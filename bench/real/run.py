@@ -144,7 +144,8 @@ def gen_text(path, lines, seed):
     vocab = words(rng, 20000)
     with open(path, "w") as f:
         for _ in range(lines):
-            f.write(f"{rng.choice(vocab)} {rng.randrange(10**9)} {' '.join(rng.choices(vocab, k=rng.randrange(1, 8)))}\n")
+            rest = " ".join(rng.choices(vocab, k=rng.randrange(1, 8)))
+            f.write(f"{rng.choice(vocab)} {rng.randrange(10**9)} {rest}\n")
 
 
 def gen_json(d, records=120000):
@@ -282,9 +283,10 @@ def program_versions(programs):
 
 # ---------------------------------------------------------------- running
 
-def build_helper(work, source, output, extra=()):
+def build_helper(source, output):
+    """Compiles bench/real/SOURCE, a program of one file, into output."""
     cc = os.environ.get("CC", "cc")
-    cmd = [cc, "-O2", "-Wall", "-Wextra", "-o", output, os.path.join(REAL_DIR, source), *extra]
+    cmd = [cc, "-O2", "-Wall", "-Wextra", "-o", output, os.path.join(REAL_DIR, source)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         sys.exit(f"error: {' '.join(cmd)}:\n{p.stderr}")
@@ -358,7 +360,7 @@ def discover(args):
 
 
 def run_programs(args, programs, allocators, work):
-    tree_rss = build_helper(work, "tree-rss.c", os.path.join(work, "tree-rss"))
+    tree_rss = build_helper("tree-rss.c", os.path.join(work, "tree-rss"))
     env = program_env(work)
     for p in programs:
         os.makedirs(os.path.join(work, p.name), exist_ok=True)
@@ -378,7 +380,7 @@ def run_programs(args, programs, allocators, work):
                 run_env = dict(env, MAPALLOC_OPTIONS=opts) if opts else env
                 row = {"program": p.name, "allocator": name, "run": r}
                 row.update(run_once(tree_rss, p, work, run_env, preload, args.timeout))
-                # Every allocator must compute the same thing.
+                # Every allocator must compute what the first run (glibc's) did.
                 if row["ok"]:
                     ref = reference_digest.setdefault(p.name, row["digest"])
                     if row["digest"] != ref:
@@ -521,8 +523,9 @@ def main():
 
     machine = suite.machine_description(args, [(n, p) for n, p, _ in allocators])
     for n, _, opts in allocators:
-        if opts:
-            machine["allocators"][n]["options"] = opts
+        if opts:  # a variant: mapalloc's build, with options
+            machine["allocators"][n].update(options=opts,
+                                            version=machine["allocators"][suite.REFERENCE]["version"])
     machine["programs"] = program_versions(programs)
     stem = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + "-real"
     work = os.path.abspath(args.work_dir) if args.work_dir else tempfile.mkdtemp(prefix="mapalloc-real-")
