@@ -3,6 +3,7 @@
  * fallback, the counters, and errno left alone on failure. */
 #include "check.h"
 #include "os.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -107,20 +108,6 @@ static const char *maps_path_of(const void *addr, char *buf, size_t len)
     }
     fclose(f);
     return found;
-}
-
-static long huge_pages_total(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long total = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "HugePages_Total: %ld", &total) == 1)
-            break;
-    fclose(f);
-    return total;
 }
 
 static void test_page_size(void)
@@ -336,7 +323,7 @@ static void test_devzero(void)
  * huge pages to give, the fallback is counted. */
 static void test_huge_fallback(void)
 {
-    long total = huge_pages_total();
+    long total = wl_proc_field("/proc/meminfo", "HugePages_Total");
     size_t size = 4 * MiB;
     for (int round = 0; round < 3; round++) {
         struct ma_os_counters before, after;

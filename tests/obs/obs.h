@@ -1,7 +1,10 @@
-/* Helpers shared by the observability tests (issue 6): the process's
- * resident memory and mappings as the kernel reports them, a clock, a
- * random generator, and running a copy of the test itself in a child with
- * another MAPALLOC_OPTIONS, its output captured.
+/* Helpers shared by the tests of options, statistics, purging and huge
+ * pages: the mappings as the kernel reports them (/proc/self/smaps and
+ * maps), and running a copy of the test itself in a child with another
+ * MAPALLOC_OPTIONS, its output captured. The clock, the random generator
+ * and the readers of resident memory and of "Field: N kB" lines
+ * (wl_now, wl_rand, wl_resident, wl_proc_field) are the ones of every
+ * test, in bench/common's sys.h and rng.h.
  *
  * Everything here uses the process's own malloc (glibc's in the tests
  * linked with libmapalloc, mapalloc's in the preloaded ones), never
@@ -11,6 +14,8 @@
 #define MA_TEST_OBS_H
 
 #include "../check.h"
+#include "rng.h"
+#include "sys.h"
 
 #include <fcntl.h>
 #include <stdbool.h>
@@ -28,59 +33,11 @@
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
 
-static inline double obs_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static inline void obs_sleep_ms(unsigned ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0) {
     }
-}
-
-/* Resident bytes of the process, from /proc/self/statm. */
-static inline size_t obs_resident(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK(f != NULL);
-    unsigned long size, res;
-    CHECK(fscanf(f, "%lu %lu", &size, &res) == 2);
-    fclose(f);
-    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-/* xorshift64*: deterministic sizes and orders. */
-static inline uint64_t obs_rnd(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-/* A "Name:   N kB" line of /proc/self/smaps_rollup, in kB; -1 if the file
- * or the field is missing (older kernels). */
-static inline long obs_rollup_kb(const char *field)
-{
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long kb = -1;
-    size_t len = strlen(field);
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, field, len) == 0 && line[len] == ':') {
-            kb = strtol(line + len + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kb;
 }
 
 /* The mapping of /proc/self/smaps that contains addr: its bounds, and the
@@ -153,24 +110,6 @@ static inline bool obs_maps_line(const void *addr, char *line, size_t size)
     if (found)
         line[strcspn(line, "\n")] = '\0';
     return found;
-}
-
-/* A "Name: N" line of /proc/meminfo; -1 if missing. */
-static inline long obs_meminfo(const char *field)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long v = -1;
-    size_t len = strlen(field);
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, field, len) == 0 && line[len] == ':') {
-            v = strtol(line + len + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
 }
 
 /* A whole file into a NUL-terminated buffer of glibc's malloc (free it). */

@@ -45,7 +45,7 @@ static void part_huge(void)
 {
     mapalloc_free(mapalloc_malloc(1));
     CHECK(mapalloc_option_get("huge") == 1);
-    long free_huge = obs_meminfo("HugePages_Free");
+    long free_huge = wl_proc_field("/proc/meminfo", "HugePages_Free");
     struct burst b;
     burst_init(&b, 1u << 20);
     burst_allocate(&b, 64 * MiB, 21);
@@ -84,7 +84,7 @@ static void part_arena_huge(void)
     struct mapalloc_stats s1 = stats();
     printf("arena_huge: huge_fallbacks %llu -> %llu\n", (unsigned long long)s0.huge_fallbacks,
            (unsigned long long)s1.huge_fallbacks);
-    if (obs_meminfo("HugePages_Free") == 0)
+    if (wl_proc_field("/proc/meminfo", "HugePages_Free") == 0)
         CHECK(s1.huge_fallbacks > s0.huge_fallbacks);
     mapalloc_arena_destroy(a);
 }
@@ -139,7 +139,8 @@ static void part_thp(void)
     }
     printf("thp=%ld (kernel mode %s): %u block mappings checked, regions 4 MiB aligned; the largest "
            "AnonHugePages of one %ld kB, process AnonHugePages %ld kB\n",
-           on, mode[0] ? mode : "unknown", checked, anon_huge_max, obs_rollup_kb("AnonHugePages"));
+           on, mode[0] ? mode : "unknown", checked, anon_huge_max,
+           wl_proc_field("/proc/self/smaps_rollup", "AnonHugePages"));
     if (!on || strcmp(mode, "never") == 0)
         CHECK(anon_huge_max == 0 || strcmp(mode, "always") == 0);
     burst_free(&b, 32);

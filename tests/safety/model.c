@@ -1,6 +1,7 @@
 /* See model.h. The model's own bookkeeping uses libc's allocator (these
  * programs link libmapalloc, which does not replace malloc). */
 #include "model.h"
+#include "rng.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -87,10 +88,7 @@ void model_failed(const struct model *m, const char *fmt, ...)
 
 static uint64_t pattern_key(uint64_t id)
 {
-    uint64_t x = id * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
-    x ^= x >> 29;
-    x *= 0xbf58476d1ce4e5b9ull;
-    return x ^ (x >> 32);
+    return wl_mix(id * WL_WEYL + 0x632be59bd9b4e019ull);
 }
 
 static uint8_t pattern_byte(uint64_t key, size_t i)
