@@ -801,16 +801,15 @@ static void test_trim(void)
     mapalloc_free(q);
 }
 
+static int line_mentions(const char *line, void *what)
+{
+    return strstr(line, (const char *)what) != NULL;
+}
+
+/* Whether a line of /proc/self/maps holds what. */
 static bool maps_mention(const char *what)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    CHECK(f != NULL);
-    char line[512];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f) != NULL)
-        found = strstr(line, what) != NULL;
-    fclose(f);
-    return found;
+    return wl_proc_lines("/proc/self/maps", line_mentions, (void *)what) == 1;
 }
 
 /* Options: unknown names are refused; the environment's options are in

@@ -112,45 +112,6 @@ static struct mapalloc_stats pstats(void)
     return s;
 }
 
-/* The /proc/self/smaps entry of the mapping that holds p: its path (may be
- * empty) and its VmFlags line. Returns 0 if no mapping holds p. */
-static int mapping_of(const void *p, char *path, size_t path_len, char *vmflags, size_t vm_len)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    if (f == NULL)
-        return 0;
-    char line[512];
-    int in = 0, found = 0;
-    uintptr_t u = (uintptr_t)p;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        char name[512] = "";
-        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %511[^\n]", &lo, &hi, name) >= 2 &&
-            strchr(line, '-') < strchr(line, ' ')) {
-            if (found)
-                break;
-            in = u >= lo && u < hi;
-            if (in) {
-                found = 1;
-                snprintf(path, path_len, "%s", name);
-            }
-        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-            snprintf(vmflags, vm_len, "%s", line + 8);
-        }
-    }
-    fclose(f);
-    return found;
-}
-
-/* Whether the VmFlags line holds the two-letter flag. */
-static int has_vmflag(const char *vmflags, const char *flag)
-{
-    for (const char *s = vmflags; (s = strstr(s, flag)) != NULL; s += 2)
-        if ((s == vmflags || s[-1] == ' ') && (s[2] == ' ' || s[2] == '\n' || s[2] == 0))
-            return 1;
-    return 0;
-}
-
 /* ---- create, destroy, and what each option does ---- */
 
 static const size_t mixed_sizes[] = {1, 24, 100, 1000, 5000, 70000, 300000, 600000, 3 * MiB};
@@ -215,9 +176,9 @@ static void test_options(void)
     int devzero_always = 0;
     {
         void *p = mapalloc_arena_malloc(a, 100);
-        char path[512] = "", vmflags[512] = "";
-        CHECK(mapping_of(p, path, sizeof path, vmflags, sizeof vmflags));
-        devzero_always = strstr(path, "/dev/zero") != NULL;
+        char line[512] = "";
+        CHECK(wl_maps_line(p, line, sizeof line));
+        devzero_always = strstr(line, "/dev/zero") != NULL;
         mapalloc_arena_free(a, p);
     }
     exercise(a);
@@ -250,26 +211,30 @@ static void test_options(void)
             if (small && large) {
                 touch(small, 200);
                 touch(large, 4 * MiB);
-                char path_s[512] = "", flags_s[512] = "", path_l[512] = "", flags_l[512] = "";
-                CHECK(mapping_of(small, path_s, sizeof path_s, flags_s, sizeof flags_s));
-                CHECK(mapping_of(large, path_l, sizeof path_l, flags_l, sizeof flags_l));
+                /* Each block's line of /proc/self/maps and its VmFlags. */
+                char line_s[512] = "", flags_s[512] = "", line_l[512] = "", flags_l[512] = "";
+                uintptr_t lo, hi;
+                CHECK(wl_maps_line(small, line_s, sizeof line_s));
+                CHECK(wl_maps_line(large, line_l, sizeof line_l));
+                CHECK(wl_smaps_field(small, "VmFlags", &lo, &hi, flags_s, sizeof flags_s));
+                CHECK(wl_smaps_field(large, "VmFlags", &lo, &hi, flags_l, sizeof flags_l));
                 if (f & MAPALLOC_ARENA_DEVZERO) {
-                    CHECK(strstr(path_s, "/dev/zero") != NULL);
-                    CHECK(strstr(path_l, "/dev/zero") != NULL);
+                    CHECK(strstr(line_s, "/dev/zero") != NULL);
+                    CHECK(strstr(line_l, "/dev/zero") != NULL);
                 } else if (!devzero_always) {
-                    CHECK(strstr(path_s, "/dev/zero") == NULL);
-                    CHECK(strstr(path_l, "/dev/zero") == NULL);
+                    CHECK(strstr(line_s, "/dev/zero") == NULL);
+                    CHECK(strstr(line_l, "/dev/zero") == NULL);
                 }
                 /* MAP_NORESERVE shows as "nr" unless overcommit is off, in
                  * which case the kernel ignores it. A huge try drops it. */
-                int huge_mapped = has_vmflag(flags_s, "ht");
+                int huge_mapped = wl_vmflag(flags_s, "ht");
                 if ((f & MAPALLOC_ARENA_NORESERVE) && overcommit != 2 && !huge_mapped) {
-                    CHECK(has_vmflag(flags_s, "nr"));
-                    CHECK(has_vmflag(flags_l, "nr"));
+                    CHECK(wl_vmflag(flags_s, "nr"));
+                    CHECK(wl_vmflag(flags_l, "nr"));
                 }
                 if (!(f & MAPALLOC_ARENA_NORESERVE)) {
-                    CHECK(!has_vmflag(flags_s, "nr"));
-                    CHECK(!has_vmflag(flags_l, "nr"));
+                    CHECK(!wl_vmflag(flags_s, "nr"));
+                    CHECK(!wl_vmflag(flags_l, "nr"));
                 }
                 if (f & MAPALLOC_ARENA_HUGE) {
                     if (hugepages == 0 || (f & MAPALLOC_ARENA_DEVZERO))

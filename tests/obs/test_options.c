@@ -124,11 +124,11 @@ static int child_effect(const char *name, long value)
         /* VmFlags "hg": MADV_HUGEPAGE; "nr": MAP_NORESERVE (shown unless
          * the kernel never overcommits). */
         void *p = region_block();
-        CHECK(obs_smaps_field(p, "VmFlags", &lo, &hi, buf, sizeof buf));
+        CHECK(wl_smaps_field(p, "VmFlags", &lo, &hi, buf, sizeof buf));
         const char *flag = name[0] == 't' ? "hg" : "nr";
         long overcommit = wl_proc_number("/proc/sys/vm/overcommit_memory");
         if (flag[0] == 'h' || overcommit != 2)
-            CHECKF(obs_vmflag(buf, flag) == (value != 0), "%s=%ld, region %#lx-%#lx VmFlags: %s",
+            CHECKF(wl_vmflag(buf, flag) == (value != 0), "%s=%ld, region %#lx-%#lx VmFlags: %s",
                    name, value, (unsigned long)lo, (unsigned long)hi, buf);
         mapalloc_free(p);
     } else if (strcmp(name, "devzero") == 0) {
@@ -136,9 +136,9 @@ static int child_effect(const char *name, long value)
         void *p = region_block();
         void *big = mapalloc_malloc(8 * MiB);
         CHECK(big != NULL);
-        CHECK(obs_maps_line(p, buf, sizeof buf));
+        CHECK(wl_maps_line(p, buf, sizeof buf));
         CHECKF((strstr(buf, "/dev/zero") != NULL) == want, "devzero=%ld, region: %s", value, buf);
-        CHECK(obs_maps_line(big, buf, sizeof buf));
+        CHECK(wl_maps_line(big, buf, sizeof buf));
         CHECKF((strstr(buf, "/dev/zero") != NULL) == want, "devzero=%ld, large: %s", value, buf);
         mapalloc_free(p);
         mapalloc_free(big);
@@ -253,9 +253,9 @@ static int child_set_before(void)
     char buf[512];
     uintptr_t lo = 0, hi = 0;
     p = region_block();
-    CHECK(obs_smaps_field(p, "VmFlags", &lo, &hi, buf, sizeof buf));
-    CHECKF(obs_vmflag(buf, "hg"), "thp=1 set from code, region VmFlags: %s", buf);
-    CHECK(obs_maps_line(p, buf, sizeof buf));
+    CHECK(wl_smaps_field(p, "VmFlags", &lo, &hi, buf, sizeof buf));
+    CHECKF(wl_vmflag(buf, "hg"), "thp=1 set from code, region VmFlags: %s", buf);
+    CHECK(wl_maps_line(p, buf, sizeof buf));
     CHECKF(strstr(buf, "/dev/zero") != NULL, "devzero=1 set from code, region: %s", buf);
     mapalloc_free(p);
     return 0;

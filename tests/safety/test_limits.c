@@ -50,17 +50,18 @@
 #define MiB ((size_t)1 << 20)
 #define MAPS_BOUND 1000
 
+static int count_line(const char *line, void *count)
+{
+    (void)line;
+    ++*(long *)count;
+    return 0;
+}
+
+/* The number of lines of /proc/self/maps (mappings), or -1. */
 static long count_maps(void)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (f == NULL)
-        return -1;
     long lines = 0;
-    int c;
-    while ((c = getc(f)) != EOF)
-        lines += c == '\n';
-    fclose(f);
-    return lines;
+    return wl_proc_lines("/proc/self/maps", count_line, &lines) < 0 ? -1 : lines;
 }
 
 /* ---- rlimit ---- */
