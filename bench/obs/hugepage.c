@@ -1,4 +1,4 @@
-/* Huge-page benchmark (issue 6): a large working set of small blocks
+/* Huge-page benchmark: a large working set of small blocks
  * (64 B to 4 KiB, about WORKING_SET MiB in all) touched at random, so that
  * the cost is in the TLB: with thp=0, thp=1 and huge=1 (MAP_HUGETLB, which
  * falls back to ordinary pages where none are reserved). Options come from

@@ -1,4 +1,4 @@
-/* Huge pages (issue 6).
+/* Huge pages.
  *
  * huge=1 asks for MAP_HUGETLB regions; where the kernel has no huge pages
  * reserved (HugePages_Free 0) it must fall back to ordinary pages, count it

@@ -1,4 +1,4 @@
-/* Options (issue 6): every option of the table read from MAPALLOC_OPTIONS
+/* Options: every option of the table read from MAPALLOC_OPTIONS
  * and applied, seen both through mapalloc_option_get and, where the kernel
  * shows it, through its effect; the warning for an unknown name or a bad
  * value; mapalloc_option_set before and after start-up.
@@ -636,7 +636,7 @@ static void part_env_wins(void)
     run_child_ok("env-wins", "decay_ms=77", args);
 }
 
-/* Known to fail: see the report of the obs branch. */
+/* stats=1 set from code after start-up: the report is printed at exit. */
 static void part_stats_runtime(void)
 {
     char *args[] = {"stats-runtime", NULL};

@@ -12,7 +12,6 @@
 #include <string.h>
 
 char model_context[128];
-bool model_avoid_known;
 static int trace = -1; /* MODEL_TRACE=1 in the environment: every operation on stderr */
 
 /* ---- operations and their weights (out of 256) ---- */
@@ -579,8 +578,6 @@ void model_init(struct model *m, int thread, bool handoff)
     pthread_once(&op_table_once, op_table_build);
     if (trace < 0)
         trace = getenv("MODEL_TRACE") != NULL;
-    if (getenv("MODEL_AVOID_KNOWN") != NULL)
-        model_avoid_known = true;
     memset(m, 0, sizeof *m);
     m->thread = thread;
     m->handoff = handoff;
@@ -681,9 +678,6 @@ void model_step(struct model *m, const uint8_t rec[8])
               m->arena_limited[a], false, op_names[op]);
         break;
     case OP_ARENA_CALLOC:
-        /* Known bug 1 (tests/safety/README.md): below 16 bytes in the secure profile. */
-        if (model_avoid_known && size / count * count < 16)
-            size = count * 16;
         adopt(m, slot, mapalloc_arena_calloc(arena_get(m, a), count, size / count),
               size / count * count, 16, K_ARENA, a, m->arena_limited[a], true, op_names[op]);
         break;

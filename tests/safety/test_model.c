@@ -4,10 +4,9 @@
  * blocks to the others and frees the rest), so regions are abandoned and
  * adopted while blocks in them are still handed around.
  *
- *   test_model [--seed N] [--seconds S] [--threads T] [--avoid-known]
+ *   test_model [--seed N] [--seconds S] [--threads T]
  *
- * Defaults: a fresh seed, 5 seconds, 4 threads. --avoid-known steers clear
- * of the allocator bugs listed in tests/safety/README.md. The seed is printed at the
+ * Defaults: a fresh seed, 5 seconds, 4 threads. The seed is printed at the
  * start and with any failure, including an abort inside the allocator. A
  * thread's records depend only on the seed and its serial number; with more
  * than one thread the interleaving still differs from run to run. */
@@ -72,7 +71,7 @@ static void on_fatal(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: test_model [--seed N] [--seconds S] [--threads T] [--avoid-known]\n");
+    fprintf(stderr, "usage: test_model [--seed N] [--seconds S] [--threads T]\n");
     exit(2);
 }
 
@@ -83,10 +82,6 @@ int main(int argc, char **argv)
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--avoid-known") == 0) {
-            model_avoid_known = true;
-            continue;
-        }
         if (i + 1 >= argc)
             usage();
         if (strcmp(argv[i], "--seed") == 0)
