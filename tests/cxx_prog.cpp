@@ -2,6 +2,8 @@
 // sized, aligned, arrays), the standard containers, strings, shared_ptr,
 // exceptions and threads. Its output depends only on what it computes, so it
 // must be the same under any malloc.
+#include "rng.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -20,20 +22,12 @@
 
 namespace {
 
-std::uint64_t next(std::uint64_t &x)
-{
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return x;
-}
-
 std::string word(std::uint64_t &x)
 {
     std::string w;
-    std::size_t n = 1 + next(x) % 12;
+    std::size_t n = 1 + wl_rand(&x) % 12;
     for (std::size_t i = 0; i < n; i++)
-        w += static_cast<char>('a' + next(x) % 6);
+        w += static_cast<char>('a' + wl_rand(&x) % 6);
     return w;
 }
 
@@ -78,7 +72,7 @@ std::map<std::string, long> count_words(int threads, int words_each)
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; t++) {
         pool.emplace_back([&, t] {
-            std::uint64_t x = 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(t);
+            std::uint64_t x = wl_seed(1, static_cast<std::uint64_t>(t));
             std::unordered_map<std::string, long> local;
             std::vector<std::shared_ptr<std::string>> keep;
             for (int i = 0; i < words_each; i++) {

@@ -220,7 +220,7 @@ static void test_libc_internal(void)
     free(line);
     fclose(f);
     free(buf);
-    f = fopen("/proc/self/status", "r");
+    f = fopen("/proc/self/status", "r"); /* its FILE and buffer come from malloc too */
     CHECK(f != NULL);
     fclose(f);
 }

@@ -34,6 +34,7 @@
 #include "check.h"
 #include "death.h"
 #include "new_handlers.h"
+#include "sys.h"
 
 namespace {
 
@@ -456,12 +457,9 @@ void part_handler()
 // Limits the address space to what the process uses now plus extra.
 void limit_address_space(std::size_t extra)
 {
-    FILE *f = std::fopen("/proc/self/statm", "r");
-    CHECK(f != nullptr);
-    unsigned long pages = 0;
-    CHECK(std::fscanf(f, "%lu", &pages) == 1);
-    std::fclose(f);
-    std::size_t now = pages * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    long kib = wl_proc_field("/proc/self/status", "VmSize");
+    CHECK(kib > 0);
+    std::size_t now = static_cast<std::size_t>(kib) * 1024;
     struct rlimit r = {now + extra, now + extra};
     CHECK(setrlimit(RLIMIT_AS, &r) == 0);
 }

@@ -4,6 +4,9 @@
  * parent prints the statuses, which do not depend on the malloc. A child that
  * does not end within the timeout is reported (and killed) as a deadlock.
  */
+#include "rng.h"
+#include "sys.h"
+
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define FORKS 30
@@ -24,10 +26,10 @@ static atomic_bool stop;
 
 static void *churn(void *arg)
 {
-    uint64_t x = 2463534242ULL + (uintptr_t)arg;
+    uint64_t rs = wl_seed(2463534242ULL, (uintptr_t)arg);
     void *ring[128] = {0};
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t x = wl_rand(&rs);
         unsigned k = (unsigned)(x % 128);
         free(ring[k]);
         size_t n = (x >> 8) % 5 == 0 ? (size_t)(x >> 16) % (2 << 20) : (size_t)(x >> 16) % 512;
@@ -57,13 +59,6 @@ static int child(int k)
     return (int)(sum % 200);
 }
 
-static long ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int main(void)
 {
     pthread_t t[2];
@@ -77,10 +72,10 @@ int main(void)
             return 2;
         if (pid == 0)
             _exit(child(k));
-        long t0 = ms_now();
+        double t0 = wl_now();
         int status = 0;
         pid_t w;
-        while ((w = waitpid(pid, &status, WNOHANG)) == 0 && ms_now() - t0 < TIMEOUT_MS)
+        while ((w = waitpid(pid, &status, WNOHANG)) == 0 && wl_now() - t0 < TIMEOUT_MS / 1e3)
             poll(NULL, 0, 1);
         if (w == 0) {
             kill(pid, SIGKILL);

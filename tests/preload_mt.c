@@ -4,6 +4,8 @@
  * other threads that hash and free them; each thread also keeps a growing
  * table (realloc) and a hash map of its own.
  */
+#include "rng.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,11 +45,11 @@ static void *worker(void *arg)
 {
     unsigned id = (unsigned)(uintptr_t)arg;
     struct result *r = &results[id];
-    uint64_t x = 88172645463325252ULL + id;
+    uint64_t rs = wl_seed(88172645463325252ULL, id);
     size_t cap = 16, len = 0;
     uint64_t *table = malloc(cap * sizeof *table);
     for (int i = 0; i < ITEMS; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t x = wl_rand(&rs);
         size_t n = 1 + (size_t)(x % 3000);
         char *text = malloc(n + 1);
         if (text == NULL)

@@ -8,6 +8,7 @@
 #include "check.h"
 #include "mapalloc.h"
 #include "size_class.h" /* MA_LARGE_THRESHOLD */
+#include "sys.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -15,7 +16,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define KiB ((size_t)1 << 10)
@@ -103,23 +103,6 @@ static bool all_zero(const void *p, size_t n)
         if (b[i] != 0)
             return false;
     return true;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static size_t resident_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK(f != NULL);
-    unsigned long size = 0, res = 0;
-    CHECK(fscanf(f, "%lu %lu", &size, &res) == 2);
-    fclose(f);
-    return (size_t)res * page;
 }
 
 static struct mapalloc_stats stats(void)
@@ -581,21 +564,21 @@ static void test_realloc_contents(void)
 static void test_realloc_large_growth(void)
 {
     struct mapalloc_stats s0 = stats();
-    size_t rss0 = resident_bytes();
+    size_t rss0 = wl_resident();
     unsigned char *p = mapalloc_malloc(MiB);
     CHECK(p != NULL);
     p[0] = 0x42;
     size_t n;
-    double t0 = now();
+    double t0 = wl_now();
     for (n = 2 * MiB; n <= GiB; n += MiB) {
         p = mapalloc_realloc(p, n);
         CHECKF(p != NULL, "realloc to %zu", n);
         p[n - MiB] = (unsigned char)(n / MiB);
         /* Copying would move 512 GiB in all: give up long before. */
-        CHECKF(now() - t0 < 20.0, "growing to %zu MiB took %.1f s (copying bytes?)", n / MiB,
-               now() - t0);
+        CHECKF(wl_now() - t0 < 20.0, "growing to %zu MiB took %.1f s (copying bytes?)", n / MiB,
+               wl_now() - t0);
     }
-    size_t rss1 = resident_bytes();
+    size_t rss1 = wl_resident();
     for (n = 2 * MiB; n <= GiB; n += MiB)
         CHECKF(p[n - MiB] == (unsigned char)(n / MiB), "marker of MiB %zu lost", n / MiB);
     CHECK(p[0] == 0x42);
@@ -818,30 +801,15 @@ static void test_trim(void)
     mapalloc_free(q);
 }
 
-static long huge_pages_total(void)
+static int line_mentions(const char *line, void *what)
 {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long total = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "HugePages_Total: %ld", &total) == 1)
-            break;
-    fclose(f);
-    return total;
+    return strstr(line, (const char *)what) != NULL;
 }
 
+/* Whether a line of /proc/self/maps holds what. */
 static bool maps_mention(const char *what)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    CHECK(f != NULL);
-    char line[512];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f) != NULL)
-        found = strstr(line, what) != NULL;
-    fclose(f);
-    return found;
+    return wl_proc_lines("/proc/self/maps", line_mentions, (void *)what) == 1;
 }
 
 /* Options: unknown names are refused; the environment's options are in
@@ -866,7 +834,7 @@ static void test_options(void)
         p[i] = mapalloc_malloc(i % 2 ? 100 : 8 * MiB);
     if (want_devzero)
         CHECKF(maps_mention("/dev/zero"), "devzero=1 but no /dev/zero mapping");
-    if (want_huge && huge_pages_total() == 0) {
+    if (want_huge && wl_proc_field("/proc/meminfo", "HugePages_Total") == 0) {
         struct mapalloc_stats s = stats();
         CHECKF(s.huge_fallbacks > 0, "huge=1 with no huge pages: huge_fallbacks %llu",
                (unsigned long long)s.huge_fallbacks);

@@ -1,7 +1,7 @@
-/* The explicit arena API (issue 4), against the public header only.
+/* The explicit arena API, against the public header only.
  *
  * One binary, one subtest per argument (no argument: all of them), so that
- * meson lists each point of the issue as a test of its own:
+ * meson lists each property of the API as a test of its own:
  *   options   create/destroy with each option, and what each one does
  *   invalid   options that create must refuse
  *   malloc calloc realloc aligned free   the operations inside one arena
@@ -20,9 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "mapalloc.h"
+#include "rng.h"
+#include "sys.h"
 
 static int failures;
 #define CHECK(cond)                                                                    \
@@ -37,15 +38,6 @@ static int failures;
 #define MiB ((size_t)1 << 20)
 
 /* ---- helpers ---- */
-
-static uint64_t rng(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
 
 /* Fills a block with bytes derived from seed; check_fill says whether they
  * are still there (every byte up to 4 KiB; beyond, the first and last 64
@@ -120,64 +112,6 @@ static struct mapalloc_stats pstats(void)
     return s;
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static long read_long(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    long v = -1;
-    if (f) {
-        if (fscanf(f, "%ld", &v) != 1)
-            v = -1;
-        fclose(f);
-    }
-    return v;
-}
-
-/* The /proc/self/smaps entry of the mapping that holds p: its path (may be
- * empty) and its VmFlags line. Returns 0 if no mapping holds p. */
-static int mapping_of(const void *p, char *path, size_t path_len, char *vmflags, size_t vm_len)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    if (f == NULL)
-        return 0;
-    char line[512];
-    int in = 0, found = 0;
-    uintptr_t u = (uintptr_t)p;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        char name[512] = "";
-        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %511[^\n]", &lo, &hi, name) >= 2 &&
-            strchr(line, '-') < strchr(line, ' ')) {
-            if (found)
-                break;
-            in = u >= lo && u < hi;
-            if (in) {
-                found = 1;
-                snprintf(path, path_len, "%s", name);
-            }
-        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-            snprintf(vmflags, vm_len, "%s", line + 8);
-        }
-    }
-    fclose(f);
-    return found;
-}
-
-/* Whether the VmFlags line holds the two-letter flag. */
-static int has_vmflag(const char *vmflags, const char *flag)
-{
-    for (const char *s = vmflags; (s = strstr(s, flag)) != NULL; s += 2)
-        if ((s == vmflags || s[-1] == ' ') && (s[2] == ' ' || s[2] == '\n' || s[2] == 0))
-            return 1;
-    return 0;
-}
-
 /* ---- create, destroy, and what each option does ---- */
 
 static const size_t mixed_sizes[] = {1, 24, 100, 1000, 5000, 70000, 300000, 600000, 3 * MiB};
@@ -229,8 +163,8 @@ static void exercise(mapalloc_arena *a)
 
 static void test_options(void)
 {
-    const long overcommit = read_long("/proc/sys/vm/overcommit_memory");
-    const long hugepages = read_long("/proc/sys/vm/nr_hugepages");
+    const long overcommit = wl_proc_number("/proc/sys/vm/overcommit_memory");
+    const long hugepages = wl_proc_number("/proc/sys/vm/nr_hugepages");
 
     /* NULL options and zero options: the defaults. Where every mapping
      * comes from /dev/zero anyway (the no_map_anonymous build, or the
@@ -242,9 +176,9 @@ static void test_options(void)
     int devzero_always = 0;
     {
         void *p = mapalloc_arena_malloc(a, 100);
-        char path[512] = "", vmflags[512] = "";
-        CHECK(mapping_of(p, path, sizeof path, vmflags, sizeof vmflags));
-        devzero_always = strstr(path, "/dev/zero") != NULL;
+        char line[512] = "";
+        CHECK(wl_maps_line(p, line, sizeof line));
+        devzero_always = strstr(line, "/dev/zero") != NULL;
         mapalloc_arena_free(a, p);
     }
     exercise(a);
@@ -277,26 +211,30 @@ static void test_options(void)
             if (small && large) {
                 touch(small, 200);
                 touch(large, 4 * MiB);
-                char path_s[512] = "", flags_s[512] = "", path_l[512] = "", flags_l[512] = "";
-                CHECK(mapping_of(small, path_s, sizeof path_s, flags_s, sizeof flags_s));
-                CHECK(mapping_of(large, path_l, sizeof path_l, flags_l, sizeof flags_l));
+                /* Each block's line of /proc/self/maps and its VmFlags. */
+                char line_s[512] = "", flags_s[512] = "", line_l[512] = "", flags_l[512] = "";
+                uintptr_t lo, hi;
+                CHECK(wl_maps_line(small, line_s, sizeof line_s));
+                CHECK(wl_maps_line(large, line_l, sizeof line_l));
+                CHECK(wl_smaps_field(small, "VmFlags", &lo, &hi, flags_s, sizeof flags_s));
+                CHECK(wl_smaps_field(large, "VmFlags", &lo, &hi, flags_l, sizeof flags_l));
                 if (f & MAPALLOC_ARENA_DEVZERO) {
-                    CHECK(strstr(path_s, "/dev/zero") != NULL);
-                    CHECK(strstr(path_l, "/dev/zero") != NULL);
+                    CHECK(strstr(line_s, "/dev/zero") != NULL);
+                    CHECK(strstr(line_l, "/dev/zero") != NULL);
                 } else if (!devzero_always) {
-                    CHECK(strstr(path_s, "/dev/zero") == NULL);
-                    CHECK(strstr(path_l, "/dev/zero") == NULL);
+                    CHECK(strstr(line_s, "/dev/zero") == NULL);
+                    CHECK(strstr(line_l, "/dev/zero") == NULL);
                 }
                 /* MAP_NORESERVE shows as "nr" unless overcommit is off, in
                  * which case the kernel ignores it. A huge try drops it. */
-                int huge_mapped = has_vmflag(flags_s, "ht");
+                int huge_mapped = wl_vmflag(flags_s, "ht");
                 if ((f & MAPALLOC_ARENA_NORESERVE) && overcommit != 2 && !huge_mapped) {
-                    CHECK(has_vmflag(flags_s, "nr"));
-                    CHECK(has_vmflag(flags_l, "nr"));
+                    CHECK(wl_vmflag(flags_s, "nr"));
+                    CHECK(wl_vmflag(flags_l, "nr"));
                 }
                 if (!(f & MAPALLOC_ARENA_NORESERVE)) {
-                    CHECK(!has_vmflag(flags_s, "nr"));
-                    CHECK(!has_vmflag(flags_l, "nr"));
+                    CHECK(!wl_vmflag(flags_s, "nr"));
+                    CHECK(!wl_vmflag(flags_l, "nr"));
                 }
                 if (f & MAPALLOC_ARENA_HUGE) {
                     if (hugepages == 0 || (f & MAPALLOC_ARENA_DEVZERO))
@@ -591,7 +529,7 @@ static void test_free(void)
     size_t heap_blocks = pstats().live_blocks;
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < N; i++) {
-            sz[i] = (i % 97 == 0) ? 600 * KiB + rng(&s) % MiB : 1 + rng(&s) % 3000;
+            sz[i] = (i % 97 == 0) ? 600 * KiB + wl_rand(&s) % MiB : 1 + wl_rand(&s) % 3000;
             p[i] = mapalloc_arena_malloc(a, sz[i]);
             CHECK(p[i] != NULL);
             fill(p[i], sz[i], (uint64_t)i);
@@ -685,12 +623,12 @@ static void post(void *p, size_t size, uint64_t seed, int tid)
 static void *sharer(void *arg)
 {
     int tid = (int)(intptr_t)arg;
-    uint64_t s = 0x1234567ull + (uint64_t)tid * 0x9e3779b97f4a7c15ull;
+    uint64_t s = wl_seed(0x1234567ull, (uint64_t)tid);
     static __thread void *mine[T_BLOCKS];
     static __thread size_t mine_size[T_BLOCKS];
     for (int round = 0; round < T_ROUNDS; round++) {
         for (int i = 0; i < T_BLOCKS; i++) {
-            uint64_t r = rng(&s);
+            uint64_t r = wl_rand(&s);
             size_t size = (r % 200 == 0) ? 520 * KiB + r % (256 * KiB) : 1 + (r >> 8) % 2048;
             uint64_t seed = ((uint64_t)tid << 56) | ((uint64_t)round << 32) | (uint64_t)i;
             void *p = (r % 7 == 0) ? mapalloc_arena_calloc(shared_arena, 1, size)
@@ -900,7 +838,7 @@ static void *filler(void *arg)
     mapalloc_arena *a = arg;
     uint64_t s = (uint64_t)(uintptr_t)&s;
     for (int i = 0; i < 50000; i++) {
-        size_t size = 1 + rng(&s) % 700;
+        size_t size = 1 + wl_rand(&s) % 700;
         void *p = mapalloc_arena_malloc(a, size);
         if (p == NULL) {
             thread_errors++;
@@ -924,7 +862,7 @@ static void test_reset(void)
         for (int round = 0; round < 6; round++) {
             uint64_t s = 99; /* the same blocks every round */
             for (int i = 0; i < N; i++) {
-                uint64_t r = rng(&s);
+                uint64_t r = wl_rand(&s);
                 sz[i] = (r % 5000 == 0) ? 520 * KiB + r % MiB : 1 + (r >> 10) % 512;
                 p[i] = mapalloc_arena_malloc(a, sz[i]);
                 CHECK(p[i] != NULL);
@@ -976,16 +914,16 @@ static double timed_reset(mapalloc_arena *a, void **p, int n, int keep_every)
 {
     uint64_t s = 7;
     for (int i = 0; i < n; i++)
-        p[i] = mapalloc_arena_malloc(a, 16 + rng(&s) % 49);
+        p[i] = mapalloc_arena_malloc(a, 16 + wl_rand(&s) % 49);
     if (keep_every > 1)
         for (int i = 0; i < n; i++)
             if (i % keep_every)
                 mapalloc_arena_free(a, p[i]);
     size_t blocks = astats(a).blocks;
     CHECK(blocks == (size_t)(keep_every > 1 ? (n + keep_every - 1) / keep_every : n));
-    double t0 = now_ns();
+    double t0 = wl_now();
     mapalloc_arena_reset(a);
-    double t = now_ns() - t0;
+    double t = (wl_now() - t0) * 1e9;
     CHECK(astats(a).blocks == 0);
     return t;
 }
@@ -1003,14 +941,12 @@ static void test_reset_time(void)
         sparse = s < sparse ? s : sparse;
     }
     /* For scale: freeing the same blocks one by one. */
-    double t0 = now_ns();
     for (int i = 0; i < N; i++)
         p[i] = mapalloc_arena_malloc(a, 16 + (size_t)i % 49);
-    double t1 = now_ns();
+    double t1 = wl_now();
     for (int i = 0; i < N; i++)
         mapalloc_arena_free(a, p[i]);
-    double one_by_one = now_ns() - t1;
-    (void)t0;
+    double one_by_one = (wl_now() - t1) * 1e9;
     printf("reset with %d live blocks: %.1f us; with %d: %.1f us; freeing %d one by one: %.1f us\n",
            N, dense / 1e3, N / 200, sparse / 1e3, N, one_by_one / 1e3);
     CHECK(dense <= 20 * sparse + 200e3);

@@ -20,12 +20,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "heap.h"
 #include "check.h"
 #include "mapalloc.h"
+#include "sys.h"
 
 #define PAGES 64
 #define BLOCKS_PER_PAGE ((int)(MA_SLICE_SIZE / 64))
@@ -39,13 +39,6 @@ static atomic_int round_ready, round_done;
 static atomic_bool caught, forked, stop;
 static atomic_int caught_listed;        /* catches after the page was pushed */
 static int catches;                     /* forks made inside a notice */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* In the freer, between any two of its instructions. Its frees may wait
  * in a batch and be pushed at its next free, so every page of the round is
@@ -132,8 +125,8 @@ int main(void)
     pthread_t t;
     CHECK(pthread_create(&t, NULL, freer, NULL) == 0);
     int rounds = 0;
-    double start = now();
-    while (!enough() && now() - start < TIME_CAP) {
+    double start = wl_now();
+    while (!enough() && wl_now() - start < TIME_CAP) {
         allocate_round();
         atomic_store(&round_ready, ++rounds);
         while (atomic_load(&round_done) != rounds) {

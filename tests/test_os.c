@@ -3,6 +3,7 @@
  * fallback, the counters, and errno left alone on failure. */
 #include "check.h"
 #include "os.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -80,47 +81,6 @@ static bool is_unmapped(void *p, size_t n)
             return false;
     }
     return true;
-}
-
-/* The pathname column of the /proc/self/maps line holding addr ("" when the
- * mapping is anonymous, NULL when none holds it). */
-static const char *maps_path_of(const void *addr, char *buf, size_t len)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    CHECK(f != NULL);
-    const char *found = NULL;
-    char line[512];
-    while (fgets(line, sizeof line, f) != NULL) {
-        unsigned long lo, hi;
-        int off = 0;
-        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s%n", &lo, &hi, &off) < 2)
-            continue;
-        if ((uintptr_t)addr < lo || (uintptr_t)addr >= hi)
-            continue;
-        const char *path = line + off;
-        while (*path == ' ')
-            path++;
-        snprintf(buf, len, "%s", path);
-        buf[strcspn(buf, "\n")] = '\0';
-        found = buf;
-        break;
-    }
-    fclose(f);
-    return found;
-}
-
-static long huge_pages_total(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long total = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "HugePages_Total: %ld", &total) == 1)
-            break;
-    fclose(f);
-    return total;
 }
 
 static void test_page_size(void)
@@ -312,10 +272,9 @@ static void test_devzero(void)
     CHECKF(after.devzero_maps >= before.devzero_maps + 2, "devzero_maps %llu -> %llu",
            (unsigned long long)before.devzero_maps, (unsigned long long)after.devzero_maps);
 
-    char buf[512];
-    const char *path = maps_path_of(a, buf, sizeof buf);
-    CHECK(path != NULL);
-    CHECKF(strstr(path, "/dev/zero") != NULL, "mapping at %p is \"%s\"", (void *)a, path);
+    char line[512];
+    CHECK(wl_maps_line(a, line, sizeof line));
+    CHECKF(strstr(line, "/dev/zero") != NULL, "mapping at %p: %s", (void *)a, line);
 
     fill(a, size);
     CHECK(all_zero(b, size));
@@ -336,7 +295,7 @@ static void test_devzero(void)
  * huge pages to give, the fallback is counted. */
 static void test_huge_fallback(void)
 {
-    long total = huge_pages_total();
+    long total = wl_proc_field("/proc/meminfo", "HugePages_Total");
     size_t size = 4 * MiB;
     for (int round = 0; round < 3; round++) {
         struct ma_os_counters before, after;

@@ -1,5 +1,6 @@
 /* Multi-threaded stress of the allocator, deterministic in what each thread
- * does (its own random generator) and checking every byte it wrote:
+ * does (a stream of the common generator, rng.h, each) and checking every
+ * byte it wrote:
  *
  *  handoff  threads allocate blocks of 1 B to 1 MiB, fill them with a pattern
  *           derived from the block's address and id, and pass them through
@@ -33,6 +34,8 @@
  */
 #include "check.h"
 #include "mapalloc.h"
+#include "rng.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -50,28 +53,10 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* xorshift64*: a small deterministic generator, one per thread. */
-static uint64_t rnd(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
 /* Mixed sizes from 1 B to 1 MiB, most of them small, as programs do. */
 static size_t random_size(uint64_t *s)
 {
-    uint64_t r = rnd(s);
+    uint64_t r = wl_rand(s);
     unsigned pick = (unsigned)(r % 100);
     r >>= 8;
     if (pick < 60)
@@ -245,7 +230,7 @@ struct handoff_arg {
 static void handle_remote(struct handoff_arg *a, struct block *b, uint64_t *rs)
 {
     block_check(b, "handoff (received)");
-    if (rnd(rs) % 8 == 0) {
+    if (wl_rand(rs) % 8 == 0) {
         block_realloc(b, random_size(rs));
         a->reallocs++;
     }
@@ -256,7 +241,7 @@ static void handle_remote(struct handoff_arg *a, struct block *b, uint64_t *rs)
 static void *handoff_thread(void *arg)
 {
     struct handoff_arg *a = arg;
-    uint64_t rs = 0x1234567ULL + a->index * 0x9E3779B97F4A7C15ULL;
+    uint64_t rs = wl_seed(0x1234567ULL, a->index);
     struct block keep[LOCAL_KEEP];
     memset(keep, 0, sizeof keep);
     uint64_t next_id = (uint64_t)a->index << 48;
@@ -264,7 +249,7 @@ static void *handoff_thread(void *arg)
 
     for (int it = 0; it < HANDOFF_ITERS; it++) {
         block_new(&b, random_size(&rs), next_id++);
-        uint64_t r = rnd(&rs);
+        uint64_t r = wl_rand(&rs);
         if (r % 3 != 0) {
             /* To another thread. */
             unsigned to = (a->index + 1 + (unsigned)(r >> 8) % (HANDOFF_THREADS - 1)) % HANDOFF_THREADS;
@@ -307,8 +292,8 @@ static void *handoff_thread(void *arg)
             break;
         if (atomic_load(&producers_left) == 0) {
             if (drain_start == 0.0)
-                drain_start = now();
-            CHECKF(now() - drain_start < 20.0, "%ld blocks still in flight after 20 s",
+                drain_start = wl_now();
+            CHECKF(wl_now() - drain_start < 20.0, "%ld blocks still in flight after 20 s",
                    atomic_load(&in_flight));
         }
         sched_yield();
@@ -463,7 +448,7 @@ static size_t large_bad(const unsigned char *p, size_t n, size_t upto, uint64_t 
 
 static size_t large_size(uint64_t *rs)
 {
-    return MiB / 2 + 1 + (size_t)(rnd(rs) % (2 * MiB));
+    return MiB / 2 + 1 + (size_t)(wl_rand(rs) % (2 * MiB));
 }
 
 static struct queue large_inbox[LARGE_THREADS];
@@ -481,7 +466,7 @@ static void large_check_free(struct block *b, const char *where)
 static void *large_thread(void *arg)
 {
     unsigned index = (unsigned)(uintptr_t)arg;
-    uint64_t rs = 0xB16B00B5ULL + index * 0x9E3779B97F4A7C15ULL;
+    uint64_t rs = wl_seed(0xB16B00B5ULL, index);
     struct block b;
     for (int it = 0; it < LARGE_ITERS; it++) {
         b.n = large_size(&rs);
@@ -490,7 +475,7 @@ static void *large_thread(void *arg)
         b.id = ((uint64_t)index << 32) | (uint64_t)it | (it % LARGE_FULL_EVERY ? LARGE_LIGHT : 0);
         large_fill(&b);
         /* Grow or shrink it, a move most of the time. */
-        size_t n = (rnd(&rs) % 2) ? b.n * 2 + 4097 : b.n / 3 + 1;
+        size_t n = (wl_rand(&rs) % 2) ? b.n * 2 + 4097 : b.n / 3 + 1;
         if (n <= MiB / 2)
             n = MiB / 2 + 4096;
         uint64_t old_seed = seed_of(&b);
@@ -503,8 +488,8 @@ static void *large_thread(void *arg)
         b.p = q;
         b.n = n;
         large_fill(&b);
-        if (rnd(&rs) % 2) {
-            unsigned to = (index + 1 + (unsigned)(rnd(&rs) % (LARGE_THREADS - 1))) % LARGE_THREADS;
+        if (wl_rand(&rs) % 2) {
+            unsigned to = (index + 1 + (unsigned)(wl_rand(&rs) % (LARGE_THREADS - 1))) % LARGE_THREADS;
             if (queue_push(&large_inbox[to], &b))
                 b.p = NULL;
         }
@@ -558,7 +543,7 @@ static atomic_int churn_running; /* threads that have not finished with the pool
 static void *churn_thread(void *arg)
 {
     uint64_t seed = (uint64_t)(uintptr_t)arg;
-    uint64_t rs = seed * 0x9E3779B97F4A7C15ULL + 1;
+    uint64_t rs = wl_seed(1, seed);
     struct block mine[CHURN_BLOCKS];
     for (int i = 0; i < CHURN_BLOCKS; i++) {
         size_t n = random_size(&rs);
@@ -568,7 +553,7 @@ static void *churn_thread(void *arg)
     }
     /* Free about half, leave the rest to whoever comes next. */
     for (int i = 0; i < CHURN_BLOCKS; i++) {
-        if (rnd(&rs) % 2) {
+        if (wl_rand(&rs) % 2) {
             block_free(&mine[i], "churn (own)");
         } else {
             pthread_mutex_lock(&pool_mu);
@@ -583,7 +568,7 @@ static void *churn_thread(void *arg)
         pthread_mutex_lock(&pool_mu);
         bool got = pool_count > 0;
         if (got) {
-            size_t k = (size_t)(rnd(&rs) % pool_count);
+            size_t k = (size_t)(wl_rand(&rs) % pool_count);
             b = pool[k];
             pool[k] = pool[--pool_count];
         }
@@ -623,9 +608,9 @@ static void test_churn(void)
         }
     }
     /* Wait for the detached ones to be done with the pool. */
-    double t0 = now();
+    double t0 = wl_now();
     while (atomic_load(&churn_running) != 0) {
-        CHECKF(now() - t0 < 30.0, "%d detached threads never finished", atomic_load(&churn_running));
+        CHECKF(wl_now() - t0 < 30.0, "%d detached threads never finished", atomic_load(&churn_running));
         sched_yield();
     }
     struct mapalloc_stats s1;
@@ -660,20 +645,20 @@ static atomic_int load_started;
 
 static void *load_thread(void *arg)
 {
-    uint64_t rs = (uint64_t)(uintptr_t)arg * 0x9E3779B97F4A7C15ULL + 7;
+    uint64_t rs = wl_seed(7, (uint64_t)(uintptr_t)arg);
     struct block ring[64];
     memset(ring, 0, sizeof ring);
     uint64_t id = 0;
     atomic_fetch_add(&load_started, 1);
     while (!atomic_load_explicit(&load_stop, memory_order_relaxed)) {
-        struct block *slot = &ring[rnd(&rs) % 64];
+        struct block *slot = &ring[wl_rand(&rs) % 64];
         if (slot->p != NULL)
             block_free(slot, "fork load thread");
         size_t n = random_size(&rs);
-        if (rnd(&rs) % 4 == 0)
+        if (wl_rand(&rs) % 4 == 0)
             n = 1 + n % 64; /* plenty of tiny ones */
         block_new(slot, n, id++);
-        if (rnd(&rs) % 16 == 0)
+        if (wl_rand(&rs) % 16 == 0)
             block_realloc(slot, random_size(&rs));
     }
     for (int i = 0; i < 64; i++)
@@ -723,9 +708,9 @@ static void test_fork(void)
     while (atomic_load(&load_started) < FORK_LOAD_THREADS)
         sched_yield();
 
-    double start = now();
+    double start = wl_now();
     unsigned forks = 0;
-    for (unsigned k = 0; k < FORKS && now() - start < 6.0; k++) {
+    for (unsigned k = 0; k < FORKS && wl_now() - start < 6.0; k++) {
         /* Blocks that both the parent and the child will free. */
         struct block inh[8];
         uint64_t rs = 99 + k;
@@ -739,14 +724,14 @@ static void test_fork(void)
         forks++;
         /* Wait, polling, so that a deadlocked child fails the test instead of
          * hanging it. */
-        double t0 = now();
+        double t0 = wl_now();
         int status = 0;
         for (;;) {
             pid_t w = waitpid(pid, &status, WNOHANG);
             CHECK(w >= 0);
             if (w == pid)
                 break;
-            if (now() - t0 > FORK_CHILD_TIMEOUT) {
+            if (wl_now() - t0 > FORK_CHILD_TIMEOUT) {
                 kill(pid, SIGKILL);
                 waitpid(pid, &status, 0);
                 CHECKF(false, "fork %u: the child did not exit within %.0f s (deadlock)", k,
@@ -842,10 +827,10 @@ static void test_fork_remote(void)
         notice_box[i].batch = NULL;
         CHECK(pthread_create(&t[i], NULL, notice_freer, &notice_box[i]) == 0);
     }
-    double start = now();
+    double start = wl_now();
     unsigned forks = 0, round = 0;
     uint64_t id = 0;
-    while (forks < NOTICE_FORKS && now() - start < NOTICE_TIME_CAP) {
+    while (forks < NOTICE_FORKS && wl_now() - start < NOTICE_TIME_CAP) {
         /* Three batches per freer, used in turn: one being freed, one in
          * the mailbox, one being filled. A batch is filled again only once
          * the freer has taken the next one, so it has finished with it. */
@@ -906,9 +891,9 @@ int main(int argc, char **argv)
             run = run || strcmp(parts[k].name, argv[a]) == 0;
         if (!run)
             continue;
-        double t0 = now();
+        double t0 = wl_now();
         parts[k].run();
-        printf("%s: %.2f s\n", parts[k].name, now() - t0);
+        printf("%s: %.2f s\n", parts[k].name, wl_now() - t0);
     }
     return 0;
 }

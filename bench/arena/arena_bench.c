@@ -1,6 +1,6 @@
 /* Request-scoped allocation: an arena that is reset after each request,
  * against malloc/free of the same blocks, jemalloc's explicit arenas and
- * mimalloc's heaps (issue 4).
+ * mimalloc's heaps.
  *
  * A request allocates N blocks (mixed sizes: 98% of 16..512 bytes, 2% of
  * 513..8192), writes one word in every 64 bytes of each, reads the first

@@ -282,7 +282,7 @@ int wl_finish(const char *name, const struct wl_args *a, uint64_t got, uint64_t 
     /* The peak is this program's alone (VmHWM); the parent's rusage
      * ru_maxrss would also count the process that forked us. The provider
      * of malloc lets the harness confirm that LD_PRELOAD took effect. */
-    long peak = wl_proc_kib("/proc/self/status", "VmHWM");
+    long peak = wl_proc_field("/proc/self/status", "VmHWM");
     void *(*m)(size_t) = malloc;
     printf("%s threads=%d n=%ld seed=%" PRIu64 " checksum=0x%016" PRIx64
            " expected=0x%016" PRIx64 " errors=%" PRIu64 " ms=%.1f %speak_kib=%ld malloc=%s %s\n",

@@ -28,7 +28,7 @@ static inline void bench_sleep_us(long us)
 /* A "Name: N kB" field of a /proc file, in MiB; -1 when missing. */
 static inline double proc_field_mib(const char *path, const char *field)
 {
-    long kib = wl_proc_kib(path, field);
+    long kib = wl_proc_field(path, field);
     return kib < 0 ? -1 : (double)kib / 1024.0;
 }
 

@@ -1,5 +1,5 @@
-/* Decay benchmark (issue 6): what a short, the default and an infinite
- * decay cost in time and in memory.
+/* Decay benchmark: what a short, the default and an infinite decay cost in
+ * time and in memory.
  *
  * ROUNDS times: a burst (about 256 MiB in mixed small blocks, 16 B to 2 KiB
  * with a few up to 16 KiB, every byte written, then all freed in a shuffled

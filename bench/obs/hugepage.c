@@ -1,7 +1,7 @@
-/* Huge-page benchmark (issue 6): a large working set of small blocks
- * (64 B to 4 KiB, about WORKING_SET MiB in all) touched at random, so that
- * the cost is in the TLB: with thp=0, thp=1 and huge=1 (MAP_HUGETLB, which
- * falls back to ordinary pages where none are reserved). Options come from
+/* Huge-page benchmark: a large working set of small blocks (64 B to 4 KiB,
+ * about WORKING_SET MiB in all) touched at random, so that the cost is in
+ * the TLB: with thp=0, thp=1 and huge=1 (MAP_HUGETLB, which falls back to
+ * ordinary pages where none are reserved). Options come from
  * MAPALLOC_OPTIONS (bench/obs/run.sh sets them).
  *
  * Prints one line of name=value pairs:

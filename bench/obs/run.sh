@@ -1,6 +1,6 @@
 #!/bin/sh
-# Runs the benchmarks of issue 6 against a build directory and prints two
-# tables (Markdown) of medians; the raw lines of every run go to
+# Runs the decay and huge-page benchmarks against a build directory and
+# prints two tables (Markdown) of medians; the raw lines of every run go to
 # BUILD_DIR/bench/obs/results/ with a description of the machine.
 #
 # Usage: bench/obs/run.sh BUILD_DIR [RUNS] [HUGE_WORKING_SET_MIB]

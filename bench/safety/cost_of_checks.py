@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The cost of mapalloc's checks (issue 5).
+"""The cost of mapalloc's checks.
 
 Builds the library twice with meson -- the default build and -Dchecks=false --
 and runs the same commands under three configurations, each through the

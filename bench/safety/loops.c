@@ -89,9 +89,8 @@ static void grow(long rounds)
         char *p = NULL;
         for (size_t size = 16; size <= 65536; size += size / 4 + 16) {
             p = realloc(p, size);
-            /* Bytes 8 to 15 written too: a -Dchecks=false build takes a
-             * fresh block's stale free tag for a double free in realloc
-             * (tests/safety/README.md, bug 4). */
+            /* The first 16 bytes and the last one written: every block
+             * is used before it grows. */
             memset(p, (int)size, 16);
             p[size - 1] = 1;
         }

@@ -43,15 +43,15 @@ static inline unsigned char burst_tag(size_t i)
 
 static inline void burst_allocate(struct burst *b, size_t total, uint64_t seed)
 {
-    uint64_t rs = seed | 1;
+    uint64_t rs = seed;
     size_t small = 0, medium = 0;
     while (small + medium < total) {
         size_t n;
         if (small <= medium) {
-            n = 1 + (size_t)(obs_rnd(&rs) % KiB);
+            n = 1 + (size_t)(wl_rand(&rs) % KiB);
             small += n;
         } else {
-            n = KiB + 1 + (size_t)(obs_rnd(&rs) % (MA_LARGE_THRESHOLD - KiB));
+            n = KiB + 1 + (size_t)(wl_rand(&rs) % (MA_LARGE_THRESHOLD - KiB));
             medium += n;
         }
         CHECK(b->count < b->cap);
@@ -65,12 +65,12 @@ static inline void burst_allocate(struct burst *b, size_t total, uint64_t seed)
 
 static inline void burst_free(struct burst *b, uint64_t seed)
 {
-    uint64_t rs = seed | 1;
+    uint64_t rs = seed;
     /* Shuffle the tags' owners too: check a block by its own first byte. */
     for (size_t i = 0; i < b->count; i++)
         CHECKF(*(unsigned char *)b->p[i] == burst_tag(i), "block %zu overwritten", i);
     for (size_t i = b->count; i > 1; i--) {
-        size_t j = (size_t)(obs_rnd(&rs) % i);
+        size_t j = (size_t)(wl_rand(&rs) % i);
         void *t = b->p[i - 1];
         b->p[i - 1] = b->p[j];
         b->p[j] = t;
@@ -89,7 +89,7 @@ static inline void burst_activity(uint64_t *rs)
 {
     void *q[32];
     for (int i = 0; i < 32; i++) {
-        size_t n = 16 + (size_t)(obs_rnd(rs) % (4 * KiB));
+        size_t n = 16 + (size_t)(wl_rand(rs) % (4 * KiB));
         q[i] = mapalloc_malloc(n);
         CHECK(q[i] != NULL);
         memset(q[i], i, n);

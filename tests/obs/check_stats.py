@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks mapalloc_stats_print's JSON and text (issue 6) with a real parser.
+"""Checks mapalloc_stats_print's JSON and text with a real parser.
 
 Usage: check_stats.py snapshot TEST_STATS   runs `TEST_STATS snapshot DIR` and
                                             compares stats*.json, stats*.txt

@@ -1,7 +1,9 @@
-/* Helpers shared by the observability tests (issue 6): the process's
- * resident memory and mappings as the kernel reports them, a clock, a
- * random generator, and running a copy of the test itself in a child with
- * another MAPALLOC_OPTIONS, its output captured.
+/* Helpers shared by the tests of options, statistics, purging and huge
+ * pages: running a copy of the test itself in a child with another
+ * MAPALLOC_OPTIONS, its output captured, and sleeping. The clock, the
+ * random generator and the readers of /proc (resident memory, "Field: N kB"
+ * lines, the mapping that holds an address) are the ones of every test, in
+ * bench/common's sys.h and rng.h.
  *
  * Everything here uses the process's own malloc (glibc's in the tests
  * linked with libmapalloc, mapalloc's in the preloaded ones), never
@@ -11,6 +13,8 @@
 #define MA_TEST_OBS_H
 
 #include "../check.h"
+#include "rng.h"
+#include "sys.h"
 
 #include <fcntl.h>
 #include <stdbool.h>
@@ -28,149 +32,11 @@
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
 
-static inline double obs_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static inline void obs_sleep_ms(unsigned ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0) {
     }
-}
-
-/* Resident bytes of the process, from /proc/self/statm. */
-static inline size_t obs_resident(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    CHECK(f != NULL);
-    unsigned long size, res;
-    CHECK(fscanf(f, "%lu %lu", &size, &res) == 2);
-    fclose(f);
-    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-/* xorshift64*: deterministic sizes and orders. */
-static inline uint64_t obs_rnd(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-/* A "Name:   N kB" line of /proc/self/smaps_rollup, in kB; -1 if the file
- * or the field is missing (older kernels). */
-static inline long obs_rollup_kb(const char *field)
-{
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long kb = -1;
-    size_t len = strlen(field);
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, field, len) == 0 && line[len] == ':') {
-            kb = strtol(line + len + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kb;
-}
-
-/* The mapping of /proc/self/smaps that contains addr: its bounds, and the
- * value of one of its fields ("VmFlags", "THPeligible", "AnonHugePages"...)
- * copied into value. False if no mapping contains addr or it lacks the
- * field. */
-static inline bool obs_smaps_field(const void *addr, const char *field, uintptr_t *start,
-                                   uintptr_t *end, char *value, size_t value_size)
-{
-    FILE *f = fopen("/proc/self/smaps", "r");
-    CHECK(f != NULL);
-    char line[512];
-    bool inside = false, found = false;
-    size_t len = strlen(field);
-    uintptr_t a = (uintptr_t)addr;
-    while (!found && fgets(line, sizeof line, f) != NULL) {
-        unsigned long lo, hi;
-        char dash;
-        /* A mapping's header line: "lo-hi perms offset dev inode path". */
-        /* Header lines start with the address in lower-case hex; field
-         * names start with a capital letter. */
-        bool header = (line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f');
-        if (header && sscanf(line, "%lx%c%lx", &lo, &dash, &hi) == 3 && dash == '-') {
-            inside = a >= lo && a < hi;
-            if (inside) {
-                *start = lo;
-                *end = hi;
-            }
-            continue;
-        }
-        if (inside && strncmp(line, field, len) == 0 && line[len] == ':') {
-            const char *v = line + len + 1;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            size_t n = strcspn(v, "\n");
-            if (n >= value_size)
-                n = value_size - 1;
-            memcpy(value, v, n);
-            value[n] = '\0';
-            found = true;
-        }
-    }
-    fclose(f);
-    return found;
-}
-
-/* True if a VmFlags value contains the two-letter flag. */
-static inline bool obs_vmflag(const char *flags, const char *flag)
-{
-    for (const char *p = flags; *p; p++)
-        if ((p == flags || p[-1] == ' ') && p[0] == flag[0] && p[1] == flag[1] &&
-            (p[2] == ' ' || p[2] == '\0'))
-            return true;
-    return false;
-}
-
-/* The line of /proc/self/maps of the mapping that contains addr, into line;
- * false if none does. */
-static inline bool obs_maps_line(const void *addr, char *line, size_t size)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    CHECK(f != NULL);
-    bool found = false;
-    while (!found && fgets(line, (int)size, f) != NULL) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2)
-            found = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
-    }
-    fclose(f);
-    if (found)
-        line[strcspn(line, "\n")] = '\0';
-    return found;
-}
-
-/* A "Name: N" line of /proc/meminfo; -1 if missing. */
-static inline long obs_meminfo(const char *field)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (f == NULL)
-        return -1;
-    char line[256];
-    long v = -1;
-    size_t len = strlen(field);
-    while (fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, field, len) == 0 && line[len] == ':') {
-            v = strtol(line + len + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
 }
 
 /* A whole file into a NUL-terminated buffer of glibc's malloc (free it). */

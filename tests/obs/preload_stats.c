@@ -1,5 +1,5 @@
 /* malloc_stats(), mallinfo2() and mallinfo() in a preloaded program report
- * mapalloc's figures (issue 6), as preload/preload.c maps them:
+ * mapalloc's figures, as preload/preload.c maps them:
  *   arena = small_mapped, hblks = large_blocks, hblkhd = large_mapped,
  *   uordblks = live, fordblks = mapped - live, usmblks = peak_mapped.
  * Run under LD_PRELOAD=libmapalloc-preload.so; built without mapalloc and

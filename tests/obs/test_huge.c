@@ -1,4 +1,4 @@
-/* Huge pages (issue 6).
+/* Huge pages.
  *
  * huge=1 asks for MAP_HUGETLB regions; where the kernel has no huge pages
  * reserved (HugePages_Free 0) it must fall back to ordinary pages, count it
@@ -27,25 +27,21 @@ static struct mapalloc_stats stats(void)
 static void thp_mode(char *mode, size_t size)
 {
     mode[0] = '\0';
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (f == NULL)
-        return;
     char line[128];
-    if (fgets(line, sizeof line, f) != NULL) {
-        char *open = strchr(line, '['), *close = open ? strchr(open, ']') : NULL;
-        if (open && close) {
-            *close = '\0';
-            snprintf(mode, size, "%s", open + 1);
-        }
+    if (!wl_proc_head("/sys/kernel/mm/transparent_hugepage/enabled", line, sizeof line))
+        return;
+    char *open = strchr(line, '['), *close = open ? strchr(open, ']') : NULL;
+    if (open && close) {
+        *close = '\0';
+        snprintf(mode, size, "%s", open + 1);
     }
-    fclose(f);
 }
 
 static void part_huge(void)
 {
     mapalloc_free(mapalloc_malloc(1));
     CHECK(mapalloc_option_get("huge") == 1);
-    long free_huge = obs_meminfo("HugePages_Free");
+    long free_huge = wl_proc_field("/proc/meminfo", "HugePages_Free");
     struct burst b;
     burst_init(&b, 1u << 20);
     burst_allocate(&b, 64 * MiB, 21);
@@ -84,7 +80,7 @@ static void part_arena_huge(void)
     struct mapalloc_stats s1 = stats();
     printf("arena_huge: huge_fallbacks %llu -> %llu\n", (unsigned long long)s0.huge_fallbacks,
            (unsigned long long)s1.huge_fallbacks);
-    if (obs_meminfo("HugePages_Free") == 0)
+    if (wl_proc_field("/proc/meminfo", "HugePages_Free") == 0)
         CHECK(s1.huge_fallbacks > s0.huge_fallbacks);
     mapalloc_arena_destroy(a);
 }
@@ -108,7 +104,7 @@ static void part_thp(void)
     for (size_t i = 0; i < b.count; i += b.count / 64 + 1) {
         char flags[512], eligible[64], anon[64];
         uintptr_t lo = 0, hi = 0;
-        CHECK(obs_smaps_field(b.p[i], "VmFlags", &lo, &hi, flags, sizeof flags));
+        CHECK(wl_smaps_field(b.p[i], "VmFlags", &lo, &hi, flags, sizeof flags));
         /* The 4 MiB-aligned window around the block is all in this one
          * mapping: the region is aligned, so each of its 2 MiB halves can
          * be a huge page. (Its bounds may be wider: the kernel merges
@@ -118,9 +114,9 @@ static void part_thp(void)
                "block %p: mapping %#lx-%#lx does not hold the aligned region %#lx-%#lx",
                (void *)b.p[i], (unsigned long)lo, (unsigned long)hi, (unsigned long)window,
                (unsigned long)(window + REGION));
-        CHECKF(obs_vmflag(flags, "hg") == (on != 0), "thp=%ld: mapping %#lx-%#lx VmFlags %s", on,
+        CHECKF(wl_vmflag(flags, "hg") == (on != 0), "thp=%ld: mapping %#lx-%#lx VmFlags %s", on,
                (unsigned long)lo, (unsigned long)hi, flags);
-        if (obs_smaps_field(b.p[i], "THPeligible", &lo, &hi, eligible, sizeof eligible)) {
+        if (wl_smaps_field(b.p[i], "THPeligible", &lo, &hi, eligible, sizeof eligible)) {
             /* 1 when the mode and the mapping allow huge pages. */
             if (strcmp(mode, "never") == 0)
                 CHECK(eligible[0] == '0');
@@ -130,7 +126,7 @@ static void part_thp(void)
             else if (strcmp(mode, "always") == 0)
                 CHECKF(eligible[0] == '1', "THP mode always, THPeligible %s", eligible);
         }
-        if (obs_smaps_field(b.p[i], "AnonHugePages", &lo, &hi, anon, sizeof anon)) {
+        if (wl_smaps_field(b.p[i], "AnonHugePages", &lo, &hi, anon, sizeof anon)) {
             long kb = strtol(anon, NULL, 10);
             if (kb > anon_huge_max)
                 anon_huge_max = kb;
@@ -139,7 +135,8 @@ static void part_thp(void)
     }
     printf("thp=%ld (kernel mode %s): %u block mappings checked, regions 4 MiB aligned; the largest "
            "AnonHugePages of one %ld kB, process AnonHugePages %ld kB\n",
-           on, mode[0] ? mode : "unknown", checked, anon_huge_max, obs_rollup_kb("AnonHugePages"));
+           on, mode[0] ? mode : "unknown", checked, anon_huge_max,
+           wl_proc_field("/proc/self/smaps_rollup", "AnonHugePages"));
     if (!on || strcmp(mode, "never") == 0)
         CHECK(anon_huge_max == 0 || strcmp(mode, "always") == 0);
     burst_free(&b, 32);

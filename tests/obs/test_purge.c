@@ -35,11 +35,11 @@ static long kib(size_t now, size_t base)
  * deadline passes; returns the seconds it took (or -1). */
 static double activity_until_back(size_t base, double deadline, uint64_t *rs)
 {
-    double t0 = obs_now();
+    double t0 = wl_now();
     for (;;) {
-        if (obs_resident() <= base + SLACK)
-            return obs_now() - t0;
-        if (obs_now() - t0 > deadline)
+        if (wl_resident() <= base + SLACK)
+            return wl_now() - t0;
+        if (wl_now() - t0 > deadline)
             return -1;
         burst_activity(rs);
         obs_sleep_ms(1);
@@ -53,14 +53,14 @@ static void part_decay(void)
     long dirty = mapalloc_option_get("dirty_max_kb");
     struct burst b;
     burst_init(&b, 1u << 20);
-    size_t base = obs_resident();
-    double t0 = obs_now();
+    size_t base = wl_resident();
+    double t0 = wl_now();
     burst_allocate(&b, BURST, 1);
-    size_t peak = obs_resident();
+    size_t peak = wl_resident();
     CHECKF(peak >= base + BURST - 32 * MiB, "200 MiB written, resident +%ld KiB", kib(peak, base));
     burst_free(&b, 2);
-    double freed_at = obs_now();
-    size_t right_after = obs_resident();
+    double freed_at = wl_now();
+    size_t right_after = wl_resident();
     if ((size_t)dirty << 10 >= BURST && decay > 0)
         /* The dirty limit does not act: what goes back is the decay's doing. */
         CHECKF(right_after >= base + BURST / 2,
@@ -76,7 +76,7 @@ static void part_decay(void)
            freed_at - t0, (unsigned long long)s.madvise_calls,
            (unsigned long long)s.munmap_calls);
     CHECKF(took >= 0, "decay_ms=%ld: resident still %+ld KiB %.1f s after the free", decay,
-           kib(obs_resident(), base), (double)decay / 1000 + 1.5);
+           kib(wl_resident(), base), (double)decay / 1000 + 1.5);
     CHECK(s.live_blocks == 0);
     burst_done(&b);
 }
@@ -88,22 +88,22 @@ static void part_no_decay(void)
     CHECK(mapalloc_option_get("dirty_max_kb") == 1073741823);
     struct burst b;
     burst_init(&b, 1u << 20);
-    size_t base = obs_resident();
+    size_t base = wl_resident();
     burst_allocate(&b, BURST, 4);
     burst_free(&b, 5);
     /* A second of activity: nothing goes back. */
     uint64_t rs = 6;
-    double t0 = obs_now();
-    while (obs_now() - t0 < 1.0) {
+    double t0 = wl_now();
+    while (wl_now() - t0 < 1.0) {
         burst_activity(&rs);
         obs_sleep_ms(1);
     }
-    size_t kept = obs_resident();
+    size_t kept = wl_resident();
     CHECKF(kept >= base + BURST - 32 * MiB,
            "decay and dirty limit off: resident +%ld KiB after 1 s, expected the burst's 200 MiB",
            kib(kept, base));
     int r = mapalloc_trim(0);
-    size_t trimmed = obs_resident();
+    size_t trimmed = wl_resident();
     printf("purge no_decay: resident %+ld KiB 1 s after the free, %+ld KiB after "
            "malloc_trim(0) (returned %d)\n",
            kib(kept, base), kib(trimmed, base), r);
@@ -127,8 +127,8 @@ static void part_purge_free(void)
     struct burst b, pins;
     burst_init(&b, 1u << 20);
     burst_init(&pins, 1u << 12);
-    size_t base = obs_resident();
-    long lazy0 = obs_rollup_kb("LazyFree");
+    size_t base = wl_resident();
+    long lazy0 = wl_proc_field("/proc/self/smaps_rollup", "LazyFree");
     burst_allocate(&b, BURST, 9);
     size_t bytes = 0, next_pin = 0;
     for (size_t i = 0; i < b.count; i++) {
@@ -144,15 +144,15 @@ static void part_purge_free(void)
     struct mapalloc_stats s0 = stats();
     burst_free(&b, 10);
     uint64_t rs = 11;
-    double t0 = obs_now();
-    while (obs_now() - t0 < (double)mapalloc_option_get("decay_ms") / 1000 + 0.3) {
+    double t0 = wl_now();
+    while (wl_now() - t0 < (double)mapalloc_option_get("decay_ms") / 1000 + 0.3) {
         burst_activity(&rs);
         obs_sleep_ms(1);
     }
     mapalloc_trim(0);
     struct mapalloc_stats s1 = stats();
-    size_t after = obs_resident();
-    long lazy1 = obs_rollup_kb("LazyFree");
+    size_t after = wl_resident();
+    long lazy1 = wl_proc_field("/proc/self/smaps_rollup", "LazyFree");
     printf("purge purge_free=%ld: madvise_calls %llu -> %llu, munmap_calls %llu -> %llu, "
            "LazyFree %ld -> %ld kB, resident %+ld KiB after free and trim (%zu blocks kept)\n",
            on, (unsigned long long)s0.madvise_calls, (unsigned long long)s1.madvise_calls,
@@ -175,7 +175,7 @@ static void part_purge_free(void)
     uint64_t zs = 12;
     size_t zeroed = 0;
     while (zeroed < BURST / 2) {
-        size_t n = 1 + (size_t)(obs_rnd(&zs) % (64 * KiB));
+        size_t n = 1 + (size_t)(wl_rand(&zs) % (64 * KiB));
         unsigned char *p = mapalloc_calloc(1, n);
         CHECK(p != NULL);
         for (size_t i = 0; i < n; i += 61)

@@ -1,4 +1,4 @@
-/* Statistics (issue 6): builds a known state (blocks of known classes in the
+/* Statistics: builds a known state (blocks of known classes in the
  * main thread's heap, in a live thread's heap, in an exited thread's regions
  * and in an arena), prints it with mapalloc_stats_print as JSON and as
  * text, and writes what it knows into expected.json beside them. The

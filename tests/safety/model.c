@@ -1,6 +1,7 @@
 /* See model.h. The model's own bookkeeping uses libc's allocator (these
  * programs link libmapalloc, which does not replace malloc). */
 #include "model.h"
+#include "rng.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -11,7 +12,6 @@
 #include <string.h>
 
 char model_context[128];
-bool model_avoid_known;
 static int trace = -1; /* MODEL_TRACE=1 in the environment: every operation on stderr */
 
 /* ---- operations and their weights (out of 256) ---- */
@@ -87,10 +87,7 @@ void model_failed(const struct model *m, const char *fmt, ...)
 
 static uint64_t pattern_key(uint64_t id)
 {
-    uint64_t x = id * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
-    x ^= x >> 29;
-    x *= 0xbf58476d1ce4e5b9ull;
-    return x ^ (x >> 32);
+    return wl_mix(id * WL_WEYL + 0x632be59bd9b4e019ull);
 }
 
 static uint8_t pattern_byte(uint64_t key, size_t i)
@@ -581,8 +578,6 @@ void model_init(struct model *m, int thread, bool handoff)
     pthread_once(&op_table_once, op_table_build);
     if (trace < 0)
         trace = getenv("MODEL_TRACE") != NULL;
-    if (getenv("MODEL_AVOID_KNOWN") != NULL)
-        model_avoid_known = true;
     memset(m, 0, sizeof *m);
     m->thread = thread;
     m->handoff = handoff;
@@ -683,9 +678,6 @@ void model_step(struct model *m, const uint8_t rec[8])
               m->arena_limited[a], false, op_names[op]);
         break;
     case OP_ARENA_CALLOC:
-        /* Known bug 1 (tests/safety/README.md): below 16 bytes in the secure profile. */
-        if (model_avoid_known && size / count * count < 16)
-            size = count * 16;
         adopt(m, slot, mapalloc_arena_calloc(arena_get(m, a), count, size / count),
               size / count * count, 16, K_ARENA, a, m->arena_limited[a], true, op_names[op]);
         break;

@@ -37,10 +37,7 @@ struct model {
     size_t max_large;   /* the largest large request */
 };
 
-/* Steer clear of the allocator bugs listed in tests/safety/README.md, to
- * look for others (test_model --avoid-known, or MODEL_AVOID_KNOWN=1 in the
- * environment). MODEL_TRACE=1 prints every operation on stderr. */
-extern bool model_avoid_known;
+/* MODEL_TRACE=1 in the environment prints every operation on stderr. */
 
 /* What a failure report adds (set by the driver, e.g. "seed=42"). */
 extern char model_context[128];

@@ -1,5 +1,6 @@
-/* Minimal reproductions of allocator bugs found by the safety tests (see
- * README.md in this directory); each case must run to the end once fixed.
+/* Regression cases: each the smallest program on a path where the
+ * allocator once went wrong (README.md in this directory); each must run
+ * to the end, and without undefined behaviour in a UBSan build.
  *
  *   regress secure_arena_calloc_small   arena calloc below 16 bytes, secure profile
  *   regress arena_first_large           the first large block of an arena (UBSan)
@@ -17,24 +18,24 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(argv[1], "secure_arena_calloc_small") == 0) {
-        /* Bug 1: ma_secure_prepare writes the canary pattern from byte 10,
-         * then clears bytes 0 to 15 for calloc: the free that follows
-         * reports a heap overflow that never happened. */
+        /* Secure profile: calloc of 10 bytes from an arena. The canary
+         * pattern starts at byte 10; clearing the block for calloc must not
+         * reach it, or the free reports a heap overflow. */
         setenv("MAPALLOC_OPTIONS", "secure=1", 1);
         mapalloc_arena *a = mapalloc_arena_create(NULL);
         char *p = mapalloc_arena_calloc(a, 1, 10);
         mapalloc_arena_free(a, p);
         mapalloc_arena_destroy(a);
     } else if (strcmp(argv[1], "arena_first_large") == 0) {
-        /* Bug 3: reserve_arena_slot copies from arena->large while it is
-         * still NULL (memcpy(list, NULL, 0): undefined behaviour). */
+        /* The first large block of an arena: the arena's list of large
+         * blocks is still empty (NULL) when it grows. */
         mapalloc_arena *a = mapalloc_arena_create(NULL);
         char *p = mapalloc_arena_malloc(a, 1 << 20);
         mapalloc_arena_free(a, p);
         mapalloc_arena_destroy(a);
     } else if (strcmp(argv[1], "checks_off_fresh_realloc") == 0) {
-        /* Bug 4: with -Dchecks=false malloc leaves a carved block's free tag
-         * in place, but usable_size and realloc still check it. */
+        /* -Dchecks=false: a fresh block keeps whatever its free tag held;
+         * usable_size and realloc must not take it for a freed block. */
         char *p = mapalloc_malloc(16);
         if (mapalloc_usable_size(p) < 16)
             return 1;

@@ -23,6 +23,7 @@
 #include <mapalloc.h>
 
 #include "../death.h"
+#include "rng.h"
 
 /* Keeps the compiler from removing stores to memory it believes dead. */
 static void touch(volatile char *p, size_t i, char v)
@@ -194,9 +195,9 @@ static void churn_except(size_t lo, size_t hi, unsigned rounds)
 {
     enum { LIVE = 512 };
     static void *live[LIVE];
-    uint64_t x = 88172645463325252ull;
+    uint64_t rs = 88172645463325252ull;
     for (unsigned i = 0; i < rounds; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t x = wl_rand(&rs);
         size_t size = 1 + (size_t)(x % 70000);
         if (size >= lo && size <= hi)
             size = hi + 1 + size % 1000;

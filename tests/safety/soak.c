@@ -21,10 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <mapalloc.h>
+
+#include "rng.h"
+#include "sys.h"
 
 #define SLOTS 1024
 #define MiB ((size_t)1 << 20)
@@ -46,13 +48,6 @@ static void fail(const char *what, const struct block *b)
             b ? (void *)b->p : NULL, b ? b->size : 0, b ? (unsigned long long)b->id : 0ull,
             (unsigned long long)seed);
     abort();
-}
-
-static uint64_t xorshift(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    return *s = x;
 }
 
 static size_t pick_size(uint64_t r)
@@ -141,14 +136,13 @@ static atomic_ullong next_id;
 
 static void *worker(void *arg)
 {
-    uint64_t rng = seed ^ (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull;
-    xorshift(&rng);
+    uint64_t rng = wl_seed(seed, (uint64_t)(uintptr_t)arg);
     struct block *slots = calloc(SLOTS, sizeof *slots);
     if (slots == NULL)
         fail("calloc of the worker's slots", NULL);
-    uint64_t life = 20000 + xorshift(&rng) % 200000, n;
+    uint64_t life = 20000 + wl_rand(&rng) % 200000, n;
     for (n = 0; n < life && !atomic_load_explicit(&stop, memory_order_relaxed); n++) {
-        uint64_t r = xorshift(&rng);
+        uint64_t r = wl_rand(&rng);
         struct block *b = &slots[r % SLOTS];
         unsigned what = (unsigned)(r >> 16) % 16;
         if (b->p == NULL) {
@@ -156,7 +150,7 @@ static void *worker(void *arg)
                 check(b, b->size);
                 continue;
             }
-            b->size = pick_size(xorshift(&rng));
+            b->size = pick_size(wl_rand(&rng));
             b->id = atomic_fetch_add(&next_id, 1);
             b->p = mapalloc_malloc(b->size);
             if (b->p == NULL)
@@ -166,7 +160,7 @@ static void *worker(void *arg)
         } else if (what < 8) {
             release(b);
         } else if (what < 11) {
-            size_t size = pick_size(xorshift(&rng));
+            size_t size = pick_size(wl_rand(&rng));
             check(b, b->size);
             unsigned char *q = mapalloc_realloc(b->p, size);
             if (q == NULL)
@@ -198,25 +192,6 @@ static void *worker(void *arg)
 
 /* ---- fork and resident memory ---- */
 
-static size_t resident_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, res = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &res) != 2)
-            res = 0;
-        fclose(f);
-    }
-    return res * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The child checks and frees the parent's blocks, makes its own, exits. */
 static void fork_once(struct block *mine, unsigned n)
 {
@@ -229,7 +204,7 @@ static void fork_once(struct block *mine, unsigned n)
             mapalloc_free(mine[i].p);
         }
         for (unsigned i = 0; i < 2000; i++) {
-            struct block b = {.size = pick_size((uint64_t)i * 0x9e3779b97f4a7c15ull), .id = i};
+            struct block b = {.size = pick_size(wl_mix(i)), .id = i};
             b.p = mapalloc_malloc(b.size);
             if (b.p == NULL)
                 _exit(3);
@@ -240,9 +215,9 @@ static void fork_once(struct block *mine, unsigned n)
         _exit(0);
     }
     int status = 0;
-    double give_up = now() + 10;
+    double give_up = wl_now() + 10;
     while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (now() > give_up) {
+        if (wl_now() > give_up) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             fail("a fork child did not finish in 10 s (a lock held across fork?)", NULL);
@@ -276,7 +251,7 @@ int main(int argc, char **argv)
     printf("soak: %g s, %d threads, seed %llu\n", seconds, nthreads, (unsigned long long)seed);
     fflush(stdout);
     mapalloc_free(mapalloc_malloc(1));
-    size_t base = resident_bytes(), max_res = base, worst_margin = 0;
+    size_t base = wl_resident(), max_res = base, worst_margin = 0;
 
     pthread_t *t = calloc((size_t)nthreads, sizeof *t);
     bool *running = calloc((size_t)nthreads, sizeof *running);
@@ -284,8 +259,8 @@ int main(int argc, char **argv)
     if (t == NULL || running == NULL)
         return 1;
     unsigned long spawned = 0;
-    double start = now(), end = start + seconds, next_fork = start + 0.2;
-    while (now() < end) {
+    double start = wl_now(), end = start + seconds, next_fork = start + 0.2;
+    while (wl_now() < end) {
         /* Thread churn: a thread that has finished is replaced. */
         for (int i = 0; i < nthreads; i++) {
             if (running[i] && pthread_tryjoin_np(t[i], NULL) != 0)
@@ -294,10 +269,11 @@ int main(int argc, char **argv)
                 fail("pthread_create", NULL);
             running[i] = true;
         }
-        if (now() > next_fork) {
+        if (wl_now() > next_fork) {
             unsigned n = 0;
             for (; n < 64; n++) {
-                mine[n] = (struct block){.size = pick_size(seed + n), .id = n + 1000000000ull};
+                mine[n] = (struct block){.size = pick_size(wl_mix(seed + n)),
+                                         .id = n + 1000000000ull};
                 mine[n].p = mapalloc_malloc(mine[n].size);
                 if (mine[n].p == NULL)
                     fail("malloc in the main thread", &mine[n]);
@@ -308,9 +284,9 @@ int main(int argc, char **argv)
                 check(&mine[i], mine[i].size);
                 mapalloc_free(mine[i].p);
             }
-            next_fork = now() + 0.3;
+            next_fork = wl_now() + 0.3;
         }
-        size_t res = resident_bytes();
+        size_t res = wl_resident();
         size_t bound = base + 2 * atomic_load(&peak_live) + 96 * MiB;
         if (res > max_res)
             max_res = res;
@@ -333,7 +309,7 @@ int main(int argc, char **argv)
     if (atomic_load(&live_bytes) != 0)
         fail("bytes still counted live at the end", NULL);
     mapalloc_trim(0);
-    size_t final = resident_bytes();
+    size_t final = wl_resident();
     printf("soak: %llu operations, %lu threads, %llu forks, %llu blocks handed over; most live "
            "%zu MiB; resident: start %zu MiB, highest %zu MiB, end %zu MiB\n",
            (unsigned long long)atomic_load(&ops_done), spawned,

@@ -44,35 +44,24 @@
 #include <mapalloc.h>
 
 #include "../check.h"
+#include "rng.h"
+#include "sys.h"
 
 #define MiB ((size_t)1 << 20)
 #define MAPS_BOUND 1000
 
-static long status_kb(const char *field)
+static int count_line(const char *line, void *count)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0 && line[n] == ':')
-            v = strtol(line + n + 1, NULL, 10);
-    if (f)
-        fclose(f);
-    return v;
+    (void)line;
+    ++*(long *)count;
+    return 0;
 }
 
+/* The number of lines of /proc/self/maps (mappings), or -1. */
 static long count_maps(void)
 {
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (f == NULL)
-        return -1;
     long lines = 0;
-    int c;
-    while ((c = getc(f)) != EOF)
-        lines += c == '\n';
-    fclose(f);
-    return lines;
+    return wl_proc_lines("/proc/self/maps", count_line, &lines) < 0 ? -1 : lines;
 }
 
 /* ---- rlimit ---- */
@@ -182,7 +171,7 @@ static int rlimit_child(void)
     memset(grow_small, 0x5a, 200);
     memset(grow_large, 0xa5, MiB);
     arena = mapalloc_arena_create(NULL);
-    long vm_kb = status_kb("VmSize");
+    long vm_kb = wl_proc_field("/proc/self/status", "VmSize");
     printf("rlimit: VmSize %ld KiB, limit %ld KiB\n", vm_kb, vm_kb + 64 * 1024);
     fflush(stdout);
     struct rlimit rl = {.rlim_cur = (rlim_t)(vm_kb * 1024 + 64 * MiB),
@@ -330,7 +319,7 @@ static void *phase_alloc(const struct api *a, int phase, long i, size_t *size)
 static void phases_child(const struct api *a, int fd)
 {
     a->free(a->malloc(100));
-    long vm_kb = status_kb("VmSize");
+    long vm_kb = wl_proc_field("/proc/self/status", "VmSize");
     struct rlimit rl = {.rlim_cur = (rlim_t)(vm_kb * 1024 + 64 * MiB),
                         .rlim_max = (rlim_t)(vm_kb * 1024 + 64 * MiB)};
     if (vm_kb < 0 || setrlimit(RLIMIT_AS, &rl) != 0)
@@ -421,11 +410,11 @@ static int run_maps(long bound)
         return 1;
     mapalloc_free(mapalloc_malloc(1));
     long before = count_maps();
-    uint64_t x = 0x2545f4914f6cdd1dull;
+    uint64_t rs = 0x2545f4914f6cdd1dull;
     size_t bytes = 0;
     unsigned large = 0;
     for (long i = 0; i < N; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t x = wl_rand(&rs);
         unsigned r = (unsigned)(x % 10000);
         size_t size = r < 8500 ? 8 + (size_t)(x >> 20) % 249        /* 85%: 8 to 256 */
                       : r < 9900 ? 257 + (size_t)(x >> 20) % 1792   /* 14%: to 2 KiB */
@@ -450,13 +439,7 @@ static int run_maps(long bound)
     long after = count_maps();
     free(blocks);
 
-    long max_map = -1;
-    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
-    if (f) {
-        if (fscanf(f, "%ld", &max_map) != 1)
-            max_map = -1;
-        fclose(f);
-    }
+    long max_map = wl_proc_number("/proc/sys/vm/max_map_count");
     printf("maps: %d live blocks (%u large, %zu MiB requested, %zu MiB mapped, %llu regions): "
            "%ld lines in /proc/self/maps, %ld before (+%ld), %ld after freeing and trim; "
            "vm.max_map_count %ld\n", N, large, bytes >> 20, st.mapped >> 20,

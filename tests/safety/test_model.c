@@ -4,10 +4,9 @@
  * blocks to the others and frees the rest), so regions are abandoned and
  * adopted while blocks in them are still handed around.
  *
- *   test_model [--seed N] [--seconds S] [--threads T] [--avoid-known]
+ *   test_model [--seed N] [--seconds S] [--threads T]
  *
- * Defaults: a fresh seed, 5 seconds, 4 threads. --avoid-known steers clear
- * of the allocator bugs listed in tests/safety/README.md. The seed is printed at the
+ * Defaults: a fresh seed, 5 seconds, 4 threads. The seed is printed at the
  * start and with any failure, including an abort inside the allocator. A
  * thread's records depend only on the seed and its serial number; with more
  * than one thread the interleaving still differs from run to run. */
@@ -23,18 +22,12 @@
 #include <unistd.h>
 
 #include "model.h"
+#include "rng.h"
+#include "sys.h"
 
 static uint64_t seed;
 static atomic_bool stop;
 static atomic_ullong total_ops;
-
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 struct worker {
     pthread_t thread;
@@ -46,14 +39,14 @@ struct worker {
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    uint64_t rng = seed ^ ((uint64_t)w->serial * 0xd1b54a32d192ed03ull);
+    uint64_t rng = wl_seed(seed, (uint64_t)w->serial);
     struct model m;
     model_init(&m, w->serial, true);
-    uint64_t life = 20000 + splitmix(&rng) % 100000;
+    uint64_t life = 20000 + wl_rand(&rng) % 100000;
     while (m.ops < life) {
         if ((m.ops & 1023) == 0 && atomic_load_explicit(&stop, memory_order_relaxed))
             break;
-        uint64_t r = splitmix(&rng);
+        uint64_t r = wl_rand(&rng);
         uint8_t rec[8];
         memcpy(rec, &r, 8);
         model_step(&m, rec);
@@ -62,13 +55,6 @@ static void *worker_main(void *arg)
     atomic_fetch_add(&total_ops, m.ops);
     atomic_store(&w->done, true);
     return NULL;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static char crash_line[256];
@@ -85,7 +71,7 @@ static void on_fatal(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: test_model [--seed N] [--seconds S] [--threads T] [--avoid-known]\n");
+    fprintf(stderr, "usage: test_model [--seed N] [--seconds S] [--threads T]\n");
     exit(2);
 }
 
@@ -96,10 +82,6 @@ int main(int argc, char **argv)
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
         seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--avoid-known") == 0) {
-            model_avoid_known = true;
-            continue;
-        }
         if (i + 1 >= argc)
             usage();
         if (strcmp(argv[i], "--seed") == 0)
@@ -128,8 +110,8 @@ int main(int argc, char **argv)
     if (w == NULL)
         return 1;
     int serial = 1, spawned = 0;
-    double end = now() + seconds;
-    while (now() < end) {
+    double end = wl_now() + seconds;
+    while (wl_now() < end) {
         for (int i = 0; i < nthreads; i++) {
             if (w[i].running && atomic_load(&w[i].done)) {
                 pthread_join(w[i].thread, NULL);
