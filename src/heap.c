@@ -43,6 +43,7 @@ struct remote_batch {
     ma_page *page;
     ma_block *head, *tail;
     unsigned count;
+    uint32_t block_size;
     bool exit_flushes; /* the thread-exit handler is registered */
 };
 static MA_THREAD_LOCAL struct remote_batch batch;
@@ -57,24 +58,17 @@ static bool is_default(const ma_arena *a)
     return a == &ma_default_arena;
 }
 
-/* Counted by the thread that frees: plain counters in its heap, or atomics
- * when it has none (it never allocated, or is exiting); an explicit arena
- * keeps its own pending count for its statistics. */
+static void count_batched(size_t bytes);
+
+/* A remote free into an explicit arena's page: counted by the thread that
+ * frees (count_batched), and in the arena's own pending count for its
+ * statistics. */
 static void count_remote_free(const ma_page *page)
 {
-    ma_heap *me = ma_tls_heap;
-    if (me != &ma_empty_heap) {
-        me->remote_frees++;
-        me->remote_free_bytes += page->block_size;
-    } else {
-        atomic_fetch_add_explicit(&folded_frees, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&folded_free_bytes, page->block_size, memory_order_relaxed);
-    }
+    count_batched(page->block_size);
     ma_arena *a = ma_page_region(page)->arena;
-    if (!is_default(a)) {
-        atomic_fetch_add_explicit(&a->pending_frees, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&a->pending_bytes, page->block_size, memory_order_relaxed);
-    }
+    atomic_fetch_add_explicit(&a->pending_frees, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->pending_bytes, page->block_size, memory_order_relaxed);
 }
 
 static void count_collected(ma_heap *heap, const ma_page *page, size_t count)
@@ -770,6 +764,20 @@ void ma_heap_flush_remote(void)
     push_remote(page, batch.head, batch.tail);
 }
 
+/* Counted as freed at once, in the thread's heap (plain counters); a
+ * thread without one (it is exiting) counts in the atomics of the pool. */
+static void count_batched(size_t bytes)
+{
+    ma_heap *me = ma_tls_heap;
+    if (ma_likely(me != &ma_empty_heap)) {
+        me->remote_frees++;
+        me->remote_free_bytes += bytes;
+    } else {
+        atomic_fetch_add_explicit(&folded_frees, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&folded_free_bytes, bytes, memory_order_relaxed);
+    }
+}
+
 void ma_heap_free_remote(ma_page *page, ma_block *b)
 {
     uintptr_t tag = ma_block_tag(page, b);
@@ -783,6 +791,18 @@ void ma_heap_free_remote(ma_page *page, ma_block *b)
             return;
         }
     }
+    b->tag = tag;
+    /* More of the batch already started for this page: what its first
+     * block looked up (abandoned? which arena?) holds for it, and nothing of
+     * the page but its keys is read, so the owner's cache lines stay put. */
+    if (ma_likely(batch.page == page)) {
+        b->link = ma_link_encode(page, batch.head);
+        batch.head = b;
+        count_batched(batch.block_size);
+        if (++batch.count == REMOTE_BATCH)
+            ma_heap_flush_remote();
+        return;
+    }
     /* Nobody owns the page: take it over, or blocks freed into it would
      * wait for a heap that needs a page of its class. Done before the push,
      * so our live block keeps the page from being emptied and given back
@@ -792,27 +812,25 @@ void ma_heap_free_remote(ma_page *page, ma_block *b)
         ma_heap_free_local(page, b, tag);
         return;
     }
-    count_remote_free(page);
-    b->tag = tag;
     if (!is_default(ma_page_region(page)->arena)) {
+        count_remote_free(page);
         push_remote(page, b, b);
         return;
     }
-    if (batch.page == page) {
-        b->link = ma_link_encode(page, batch.head);
-        batch.head = b;
-        if (++batch.count == REMOTE_BATCH)
-            ma_heap_flush_remote();
-        return;
-    }
     ma_heap_flush_remote();
-    if (!batch.exit_flushes) { /* a thread that never allocated: its exit flushes too */
+    /* A thread that frees into other threads' pages gets a heap (it counts
+     * there, without atomics), and its exit flushes its batch. */
+    if (ma_tls_heap == &ma_empty_heap && !thread_exiting)
+        default_heap();
+    if (!batch.exit_flushes) {
         batch.exit_flushes = true;
         register_thread_exit();
     }
     batch.page = page;
     batch.head = batch.tail = b;
     batch.count = 1;
+    batch.block_size = page->block_size;
+    count_batched(batch.block_size);
 }
 
 /* ---- trim ---- */

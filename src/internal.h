@@ -194,15 +194,16 @@ typedef struct ma_page_queue {
 typedef struct ma_region {
     /* First, so that a page's descriptor is region + index * 128. */
     ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
+    /* Read by other threads' frees: apart from what changes below. */
     struct ma_page **leaf;          /* its part of the page map (region.h) */
+    struct ma_arena *arena;         /* its owner */
+    unsigned map_flags;             /* MA_MAP_* it was mapped with */
+    struct ma_region *next, *prev;  /* every region of the arena */
     /* The rest belongs to its arena and changes under the arena's lock. */
-    uint64_t used_slices;           /* bit i: slice i belongs to a page, or is being
-                                     * purged (bit 0: the header) */
+    uint64_t used_slices __attribute__((aligned(64))); /* bit i: slice i belongs to a page,
+                                     * or is being purged (bit 0: the header) */
     uint64_t dirty_slices;          /* bit i: free, touched, not yet purged */
     uint32_t freed_ms[MA_REGION_SLICES]; /* when each dirty slice was freed (ma_clock_ms) */
-    unsigned map_flags;             /* MA_MAP_* it was mapped with */
-    struct ma_arena *arena;         /* its owner */
-    struct ma_region *next, *prev;  /* every region of the arena */
 } ma_region;
 
 /* The region a heap took its last page from, valid while its arena has
