@@ -2,37 +2,51 @@
  * header. See region.h. */
 #include "region.h"
 
-ma_page **ma_page_map[MA_PAGE_MAP_SIZE];
+uintptr_t ma_page_map[MA_PAGE_MAP_SIZE];
 ma_page ma_empty_page;
 
 _Static_assert(sizeof(ma_region) <= MA_SLICE_SIZE - MA_GUARD_SIZE,
                "the region header fits in slice 0, before the secure profile's guard");
 _Static_assert(sizeof(ma_page) == 128, "a page descriptor is 128 bytes: the page index is a shift");
 
-static _Atomic(ma_page **) *map_slot(uintptr_t u)
-{
-    return (_Atomic(ma_page **) *)&ma_page_map[u >> MA_LEAF_SHIFT];
-}
+#define LEAF_BYTES (MA_LEAF_SLOTS * sizeof(ma_page *))
 
-/* The leaf for the 512 MiB around u, made (every slot naming no page) if
- * it is not there yet; NULL when the kernel refuses. Leaves are never
- * unmapped: a stale lookup never reads a wild one. */
-static ma_page **leaf_for(uintptr_t u)
+/* A new leaf, every slot naming no page, whose biased address for top is
+ * not 0 (which would read as no leaf); NULL when the kernel refuses. */
+static ma_page **leaf_new(uintptr_t top)
 {
-    ma_page **leaf = atomic_load_explicit(map_slot(u), memory_order_acquire);
-    if (leaf != NULL)
-        return leaf;
-    size_t bytes = MA_LEAF_SLOTS * sizeof(ma_page *);
-    ma_page **fresh = ma_os_map(bytes, MA_OS_PAGE, 0);
+    ma_page **fresh = ma_os_map(LEAF_BYTES, MA_OS_PAGE, 0);
+    if (fresh != NULL && (uintptr_t)fresh == ma_leaf_bias(top)) {
+        ma_page **other = ma_os_map(LEAF_BYTES, MA_OS_PAGE, 0); /* elsewhere: fresh is there */
+        ma_os_unmap(fresh, LEAF_BYTES);
+        fresh = other;
+    }
     if (fresh == NULL)
         return NULL;
     for (size_t i = 0; i < MA_LEAF_SLOTS; i++)
         fresh[i] = &ma_empty_page;
-    if (atomic_compare_exchange_strong_explicit(map_slot(u), &leaf, fresh, memory_order_acq_rel,
-                                                memory_order_acquire))
-        return fresh;
-    ma_os_unmap(fresh, bytes); /* another thread made it first */
-    return leaf;
+    return fresh;
+}
+
+/* The leaf for the 512 MiB around u, made if it is not there yet; NULL
+ * when the kernel refuses. Leaves are never unmapped: a stale lookup never
+ * reads a wild one. */
+static ma_page **leaf_for(uintptr_t u)
+{
+    uintptr_t top = u >> MA_LEAF_SHIFT;
+    _Atomic uintptr_t *slot = (_Atomic uintptr_t *)&ma_page_map[top];
+    uintptr_t biased = atomic_load_explicit(slot, memory_order_acquire);
+    if (biased == 0) {
+        ma_page **fresh = leaf_new(top);
+        if (fresh == NULL)
+            return NULL;
+        uintptr_t mine = (uintptr_t)fresh - ma_leaf_bias(top);
+        if (atomic_compare_exchange_strong_explicit(slot, &biased, mine, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            return fresh;
+        ma_os_unmap(fresh, LEAF_BYTES); /* another thread made it first */
+    }
+    return (ma_page **)(biased + ma_leaf_bias(top));
 }
 
 static void set_slots(ma_region *r, unsigned first, unsigned n, ma_page *page)

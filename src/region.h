@@ -26,7 +26,15 @@
 #define MA_LEAF_SLOTS ((size_t)1 << (MA_LEAF_SHIFT - MA_SLICE_SHIFT))
 #define MA_PAGE_MAP_SIZE ((size_t)1 << (MA_ADDRESS_BITS - MA_LEAF_SHIFT))
 _Static_assert(MA_REGION_SHIFT < MA_LEAF_SHIFT, "a region lies within one leaf");
-extern ma_page **ma_page_map[MA_PAGE_MAP_SIZE];
+/* An entry is its leaf's address less the offset that u >> MA_SLICE_SHIFT
+ * adds for the leaf's top bits (ma_leaf_bias), so that the lookup indexes it
+ * with the slice number itself, with no mask; 0: no leaf. */
+extern uintptr_t ma_page_map[MA_PAGE_MAP_SIZE];
+
+static inline uintptr_t ma_leaf_bias(uintptr_t top)
+{
+    return (top << (MA_LEAF_SHIFT - MA_SLICE_SHIFT)) * sizeof(ma_page *);
+}
 
 /* No page: the slices of a leaf outside any page, and the empty heap's
  * every table entry (its free list is empty, so every pop fails). */
@@ -45,10 +53,10 @@ static inline ma_page *ma_page_lookup(uintptr_t u)
     uintptr_t top = u >> MA_LEAF_SHIFT;
     if (ma_unlikely(top >= MA_PAGE_MAP_SIZE))
         return &ma_empty_page;
-    ma_page **leaf = ma_page_map[top];
-    if (ma_unlikely(leaf == NULL))
+    uintptr_t biased = ma_page_map[top];
+    if (ma_unlikely(biased == 0))
         return &ma_empty_page;
-    return leaf[(u >> MA_SLICE_SHIFT) & (MA_LEAF_SLOTS - 1)];
+    return *(ma_page **)(biased + (u >> MA_SLICE_SHIFT) * sizeof(ma_page *));
 }
 
 /* The page of a small or medium block at u, or NULL: a large block's
