@@ -10,6 +10,7 @@
 
 #include "alloc.h"
 #include "mapalloc.h"
+#include "purge.h"
 
 /* ---- misuse ---- */
 
@@ -130,6 +131,7 @@ static void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align)
     if (ma_block_page((uintptr_t)p) != NULL)
         free_invalid(p);
     ma_arena_large_free(p, expect_size, expect_align);
+    ma_purger_kick(); /* the block may wait in the large cache */
 }
 
 MA_API void *mapalloc_malloc(size_t size)
@@ -653,6 +655,7 @@ static void fork_child(void)
 {
     fork_parent();
     ma_heap_fork_child();
+    ma_purger_fork_child();
 }
 
 /* Registered when the library is loaded, before any thread of the program

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "heap.h"
+#include "purge.h"
 
 #define EMPTY_DIRECT_INIT [0 ... MA_DIRECT_COUNT - 1] = &ma_empty_page
 #define EMPTY_PAGES_INIT [0 ... MA_CLASS_COUNT - 1] = &ma_empty_page
@@ -266,8 +267,10 @@ void ma_heap_page_free_slow(ma_heap *heap, ma_page *page)
             page->notify_pending = 1;
     }
     ma_page_set_trigger(page, 1);
-    if (ma_page_used(page) == 0)
+    if (ma_page_used(page) == 0) {
         page_empty(heap, page);
+        ma_purger_kick();
+    }
 }
 
 /* ---- notices ---- */
@@ -419,6 +422,7 @@ void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
     ma_heap_flush_remote();
     take_notices(heap);
     ma_page *page = heap_find_page(heap, class_idx);
+    ma_purger_kick(); /* pages may have gone back to the arena */
     if (page == NULL)
         return NULL;
     return ma_page_take(page);
@@ -701,10 +705,11 @@ static void thread_done(void *value)
         thread_heaps = h->thread_next;
         heap_leave(h);
     }
-    if (heap == NULL || heap == &ma_empty_heap)
-        return;
-    ma_tls_heap = &ma_empty_heap;
-    heap_leave(heap);
+    if (heap != NULL && heap != &ma_empty_heap) {
+        ma_tls_heap = &ma_empty_heap;
+        heap_leave(heap);
+    }
+    ma_purger_kick(); /* its empty pages went back to the arena */
 }
 
 /* The calling thread's heap in the default arena, made on first use; NULL

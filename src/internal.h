@@ -3,15 +3,18 @@
  *
  * The layers, bottom up; a file includes only the headers of its own layer
  * or below (tests/check_layers.py keeps it so):
- *   0 base     internal.h, lock.h, size_class.h, error.c, options.c, init.c
+ *   0 base     internal.h, lock.h, size_class.h, error.c, options.c, init.c, cgroup.c
  *   1 os       os.h, os.c          mappings: the only mmap/munmap/mremap/madvise
  *   2 region   region.h, region.c  4 MiB regions, their slices, the region map
  *   3 page     page.h, page.c, secure.c   blocks in a page, the secure profile
  *   4 large    large.h, large.c    blocks with a mapping of their own
  *   5 arena    arena.h, arena.c    regions, pages, large blocks and the budget
  *                                  of one arena, its purging
- *   6 heap     heap.h, heap.c      thread heaps: per thread and arena
- *   7 api      alloc.h, api.c, stats.c   the public functions, their fast paths
+ *   6 purge    purge.h, purge.c    the background purger: a thread that gives
+ *                                  back what the default arena and the large
+ *                                  cache hold, while the program is idle
+ *   7 heap     heap.h, heap.c      thread heaps: per thread and arena
+ *   8 api      alloc.h, api.c, stats.c   the public functions, their fast paths
  *
  * Glossary
  *  block     what malloc returns: a slot of one size class inside a page.
@@ -308,12 +311,21 @@ enum ma_option_id {
     MA_OPT_DIRTY_MAX_KB,/* per arena: unpurged empty pages above this go sooner */
     MA_OPT_LARGE_CACHE, /* how many freed large mappings are kept for reuse */
     MA_OPT_LARGE_CACHE_MB, /* the most bytes they may hold */
+    MA_OPT_BACKGROUND,  /* the background purger (purge.c) */
     MA_OPT_STATS,       /* print statistics at exit */
     MA_OPT_SECURE,      /* the secure profile (secure.c) */
     MA_OPT_COUNT
 };
 extern long ma_options[MA_OPT_COUNT];
 void ma_options_init(void);     /* reads MAPALLOC_OPTIONS; no allocation */
+/* The memory limit of the process's control group, found at set-up (0:
+ * none); the options' bounds on what is held for reuse are fitted to it. */
+extern uint64_t ma_memory_limit;
+/* cgroup.c: the limit under root (the cgroups' mount point) of the group
+ * that /proc/self/cgroup names, or that self_cgroup (its text) names; 0
+ * when there is none. */
+uint64_t ma_cgroup_limit(const char *root);
+uint64_t ma_cgroup_limit_from(const char *root, const char *self_cgroup);
 static inline long ma_option(enum ma_option_id id) { return ma_options[id]; }
 
 /* ---- error.c: misuse reports and raw output without malloc ---- */

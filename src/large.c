@@ -10,12 +10,15 @@
  * also names its set, the index of its arena's large blocks, so that a
  * reset or destroy finds them without a walk over the table.
  *
- * Freed mappings go to a small cache (large_cache entries, large_cache_mb
- * bytes, each for at most decay_ms) so that a program freeing and
- * allocating big buffers in a loop does not pay mmap, munmap and the page
- * faults each time (an explicit arena's blocks skip the cache: they count
- * against its limit and go at its reset). System calls are never made
- * under the lock. */
+ * A freed mapping is unmapped at once, unless it is at most half of
+ * large_cache_mb: then it waits in a small cache (large_cache entries,
+ * large_cache_mb bytes in all, each for at most decay_ms, which the
+ * background purger enforces while the program is idle), so that a program
+ * freeing and allocating big buffers in a loop does not pay mmap, munmap
+ * and the page faults each time. Any cached mapping serves any large
+ * request: mremap fits it to the size, and only what it lacks is faulted in
+ * (an explicit arena's blocks skip the cache: they count against its limit
+ * and go at its reset). System calls are never made under the lock. */
 #include <string.h>
 
 #include "large.h"
@@ -47,7 +50,7 @@ static uintptr_t tombs[TOMBS];
 static unsigned tomb_next;
 static struct cached cache[CACHE_MAX];
 static unsigned cache_count;
-static size_t cache_bytes;
+static size_t cache_bytes; /* written under the lock, read without it (purge.c) */
 
 static size_t page_round(size_t n)
 {
@@ -227,18 +230,23 @@ static void bury(struct entry *e)
 
 /* ---- the cache of freed mappings ---- */
 
-/* Takes the cached mapping closest in size to size, within a factor of two
- * either way: its pages are resident already, which saves the faults of a
- * fresh mapping. The caller fits it to size with mremap. Lock held. */
+/* What serving size from a cached mapping of c bytes costs, in bytes: what
+ * must be faulted in when it is smaller, and (counted lightly: dropping
+ * them is one call) the resident bytes trimmed off when it is larger. */
+static size_t reuse_cost(size_t c, size_t size)
+{
+    return c >= size ? (c - size) / 8 : size - c;
+}
+
+/* Takes the cached mapping cheapest to fit to size (reuse_cost): its pages
+ * are resident already, which saves the faults of a fresh mapping. The
+ * caller fits it with mremap. Lock held. */
 static uintptr_t cache_take(size_t size, size_t *got)
 {
     int best = -1;
     size_t best_gap = SIZE_MAX;
     for (unsigned i = 0; i < cache_count; i++) {
-        size_t c = cache[i].size;
-        if (c / 2 > size || c < size / 2)
-            continue;
-        size_t gap = c > size ? c - size : size - c;
+        size_t gap = reuse_cost(cache[i].size, size);
         if (gap < best_gap) {
             best = (int)i;
             best_gap = gap;
@@ -248,7 +256,7 @@ static uintptr_t cache_take(size_t size, size_t *got)
         return 0;
     uintptr_t addr = cache[best].addr;
     *got = cache[best].size;
-    cache_bytes -= cache[best].size;
+    __atomic_store_n(&cache_bytes, cache_bytes - cache[best].size, __ATOMIC_RELAXED);
     cache[best] = cache[--cache_count];
     mapped_bytes -= *got; /* record() counts it again */
     return addr;
@@ -263,7 +271,7 @@ static unsigned cache_expire(struct cached *out, bool force)
     for (unsigned i = 0; i < cache_count;) {
         if (force || now - cache[i].since_ms >= (uint64_t)ma_option(MA_OPT_DECAY_MS)) {
             out[n++] = cache[i];
-            cache_bytes -= cache[i].size;
+            __atomic_store_n(&cache_bytes, cache_bytes - cache[i].size, __ATOMIC_RELAXED);
             mapped_bytes -= cache[i].size;
             cache[i] = cache[--cache_count];
         } else {
@@ -306,6 +314,7 @@ void *ma_large_malloc(size_t size, size_t map_size, size_t alignment, bool zero,
         ma_unlock(&ma_large_lock);
         unmap_all(expired, n_expired);
     }
+    size_t reused = got; /* the bytes of a cached mapping that are resident */
     if (addr != 0 && got != map_size) {
         /* Trim the tail in place, or grow (moving if it must): either way
          * the part that is resident stays so. */
@@ -334,8 +343,8 @@ void *ma_large_malloc(size_t size, size_t map_size, size_t alignment, bool zero,
         ma_os_unmap((void *)addr, got);
         return NULL;
     }
-    if (zero && !fresh)
-        memset((void *)addr, 0, size);
+    if (zero && !fresh) /* what a cached mapping grew by is fresh, zero already */
+        memset((void *)addr, 0, reused < size ? reused : size);
     return (void *)addr;
 }
 
@@ -381,12 +390,12 @@ size_t ma_large_free(void *p, size_t expect_size, size_t expect_align, ma_large_
     }
     size_t size = e->size;
     *set = e->set;
-    bool keep = e->set->cache && !ma_secure;
     bury(e);
     size_t cache_limit = (size_t)ma_option(MA_OPT_LARGE_CACHE_MB) << 20;
+    bool keep = (*set)->cache && !ma_secure && size <= cache_limit / 2;
     if (keep) {
         n = cache_expire(expired, false);
-        keep = cache_count < (unsigned)ma_option(MA_OPT_LARGE_CACHE) && size <= cache_limit;
+        keep = cache_count < (unsigned)ma_option(MA_OPT_LARGE_CACHE);
     }
     if (keep) {
         /* Make room by bytes, oldest first. */
@@ -396,7 +405,7 @@ size_t ma_large_free(void *p, size_t expect_size, size_t expect_align, ma_large_
                 if (cache[i].since_ms < cache[oldest].since_ms)
                     oldest = i;
             expired[n++] = cache[oldest];
-            cache_bytes -= cache[oldest].size;
+            __atomic_store_n(&cache_bytes, cache_bytes - cache[oldest].size, __ATOMIC_RELAXED);
             mapped_bytes -= cache[oldest].size;
             cache[oldest] = cache[--cache_count];
             if (n == CACHE_MAX + 1)
@@ -404,7 +413,7 @@ size_t ma_large_free(void *p, size_t expect_size, size_t expect_align, ma_large_
         }
         if (cache_bytes + size <= cache_limit) {
             cache[cache_count++] = (struct cached){(uintptr_t)p, size, ma_clock_ms()};
-            cache_bytes += size;
+            __atomic_store_n(&cache_bytes, cache_bytes + size, __ATOMIC_RELAXED);
             ma_unlock(&ma_large_lock);
             unmap_all(expired, n);
             return size;
@@ -576,6 +585,11 @@ size_t ma_large_trim(bool all)
         bytes += expired[i].size;
     unmap_all(expired, n);
     return bytes;
+}
+
+size_t ma_large_cached_bytes(void)
+{
+    return __atomic_load_n(&cache_bytes, __ATOMIC_RELAXED);
 }
 
 void ma_large_stats(size_t *mapped, size_t *blocks, size_t *live)

@@ -41,6 +41,9 @@ size_t ma_large_unmap_set(ma_large_set *set);
  * returns the bytes. */
 size_t ma_large_trim(bool all);
 
+/* The bytes in the cache (a relaxed read, without the lock). */
+size_t ma_large_cached_bytes(void);
+
 /* Accounts. */
 void ma_large_stats(size_t *mapped, size_t *blocks, size_t *live);
 void ma_large_set_stats(ma_large_set *set, size_t *live, size_t *blocks);

@@ -26,9 +26,12 @@ static const struct option_desc table[MA_OPT_COUNT] = {
     [MA_OPT_DEVZERO] = {"devzero", 0, 0, 1, false, "map /dev/zero privately instead of MAP_ANONYMOUS"},
     [MA_OPT_PURGE_FREE] = {"purge_free", 0, 0, 1, true, "purge with MADV_FREE instead of MADV_DONTNEED"},
     [MA_OPT_DECAY_MS] = {"decay_ms", 100, 0, 3600000, true, "milliseconds an empty page stays before it is purged"},
-    [MA_OPT_DIRTY_MAX_KB] = {"dirty_max_kb", 4096, 0, 1 << 30, true, "per heap, unpurged empty pages above this are purged at once"},
+    [MA_OPT_DIRTY_MAX_KB] = {"dirty_max_kb", 4096, 0, 1 << 30, true, "per arena: past this many KiB of empty pages, those idle for decay_ms/8 are purged"},
     [MA_OPT_LARGE_CACHE] = {"large_cache", 8, 0, 64, true, "freed large mappings kept for reuse"},
-    [MA_OPT_LARGE_CACHE_MB] = {"large_cache_mb", 256, 0, 1 << 20, true, "the most MiB the large cache holds"},
+    [MA_OPT_LARGE_CACHE_MB] = {"large_cache_mb", 64, 0, 1 << 20, true,
+                               "the most MiB the large cache holds; it keeps mappings of at most half that"},
+    [MA_OPT_BACKGROUND] = {"background", 1, 0, 1, true,
+                           "a thread gives back what is held for reuse while the program is idle"},
     [MA_OPT_STATS] = {"stats", 0, 0, 2, true, "print statistics at exit (1 text, 2 JSON)"},
     [MA_OPT_SECURE] = {"secure", MAPALLOC_SECURE_DEFAULT, 0, 1, false,
                        "secure profile: canaries, zero on free, guard pages, random order"},
@@ -36,6 +39,13 @@ static const struct option_desc table[MA_OPT_COUNT] = {
 
 long ma_options[MA_OPT_COUNT];
 static bool options_ready;
+static uint32_t explicitly_set; /* bit i: option i set by the program or the environment */
+
+/* Where the control groups are mounted (cgroup_root=DIR, a path of its own
+ * kind, so outside the table); empty: the limit is not read. */
+#define CGROUP_ROOT_MAX 256
+static char cgroup_root[CGROUP_ROOT_MAX] = "/sys/fs/cgroup";
+uint64_t ma_memory_limit;
 
 static void set_defaults(void)
 {
@@ -105,8 +115,25 @@ static void warn_option(const char *what, const char *s, size_t len, const struc
     ma_write_str(2, buf);
 }
 
+static bool parse_cgroup_root(const char *s, size_t len)
+{
+    static const char name[] = "cgroup_root=";
+    size_t n = sizeof name - 1;
+    if (len < n || memcmp(s, name, n) != 0)
+        return false;
+    if (len - n >= CGROUP_ROOT_MAX || (len > n && s[n] != '/')) {
+        warn_option("bad value for option ", s, len, NULL);
+        return true;
+    }
+    memcpy(cgroup_root, s + n, len - n);
+    cgroup_root[len - n] = 0;
+    return true;
+}
+
 static void parse_item(const char *s, size_t len)
 {
+    if (parse_cgroup_root(s, len))
+        return;
     const char *eq = memchr(s, '=', len);
     size_t name_len = eq ? (size_t)(eq - s) : len;
     int id = find_option(s, name_len);
@@ -122,6 +149,7 @@ static void parse_item(const char *s, size_t len)
         return;
     }
     ma_options[id] = v;
+    explicitly_set |= 1u << id;
 }
 
 /* getenv is fine before libc's constructors too, but scanning environ
@@ -151,7 +179,29 @@ static void print_options(void)
         buf[n] = 0;
         ma_write_str(2, buf);
     }
+    if (ma_memory_limit != 0) {
+        char buf[48] = " memory_limit_kb=";
+        size_t n = strlen(buf);
+        n += ma_format_u64(buf + n, ma_memory_limit / 1024);
+        buf[n] = 0;
+        ma_write_str(2, buf);
+    }
     ma_write_str(2, "\n");
+}
+
+/* Under a memory limit, what is held for reuse stays a small part of it:
+ * at most a 32nd in empty pages and a 32nd in the large cache, unless the
+ * program or the environment chose those bounds itself. */
+static void fit_limit(uint64_t limit)
+{
+    ma_memory_limit = limit;
+    if (limit == 0)
+        return;
+    long kb = (long)(limit / 32 / 1024), mb = kb / 1024;
+    if (!(explicitly_set & (1u << MA_OPT_DIRTY_MAX_KB)) && ma_options[MA_OPT_DIRTY_MAX_KB] > kb)
+        ma_options[MA_OPT_DIRTY_MAX_KB] = kb;
+    if (!(explicitly_set & (1u << MA_OPT_LARGE_CACHE_MB)) && ma_options[MA_OPT_LARGE_CACHE_MB] > mb)
+        ma_options[MA_OPT_LARGE_CACHE_MB] = mb;
 }
 
 void ma_options_init(void)
@@ -168,6 +218,8 @@ void ma_options_init(void)
             parse_item(s, len);
         s = end ? end + 1 : NULL;
     }
+    if (cgroup_root[0] != 0)
+        fit_limit(ma_cgroup_limit(cgroup_root));
     if (ma_options[MA_OPT_VERBOSE])
         print_options();
 }
@@ -186,6 +238,7 @@ MA_API int mapalloc_option_set(const char *name, long value)
     if (!options_ready)
         set_defaults();
     ma_options[id] = value;
+    explicitly_set |= 1u << id;
     return 0;
 }
 

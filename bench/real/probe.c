@@ -44,7 +44,7 @@
 #include <unistd.h>
 
 #ifndef PROBE_GLIBC
-#include "alloc.h"
+#include "heap.h"
 #include "mapalloc.h"
 #endif
 
@@ -287,7 +287,7 @@ struct snapshot {
         size_t pages, resident, live, req, usable;
     } cls[MA_CLASS_COUNT];
     const void *heap_ids[64];
-    size_t heap_resident[64], heap_regions[64];
+    size_t heap_resident[64], heap_pages[64];
 #endif
 };
 
@@ -419,7 +419,7 @@ static void allocator_start(void)
 
 static bool is_large(uintptr_t a, size_t usable)
 {
-    return usable > MA_LARGE_THRESHOLD && !ma_in_region(a);
+    return usable > MA_LARGE_THRESHOLD && ma_block_page(a) == NULL;
 }
 
 /* Requested and usable bytes of the live blocks, per class. */
@@ -577,47 +577,23 @@ void *__wrap_mapalloc_reallocarray(void *p, size_t c, size_t n)
     return realloc_tracked(p, __real_mapalloc_reallocarray(p, c, n), c * n);
 }
 
-static void walk_region(ma_region *r, void *arg)
+/* The regions seen by the last walk (the sampler's alone). */
+#define MAX_REGIONS 8192
+static uintptr_t region_base[MAX_REGIONS];
+
+/* The resident bytes of one page, by class and by its heap. */
+static void walk_page(ma_page *page, void *arg)
 {
     struct snapshot *s = arg;
-    uintptr_t base = (uintptr_t)r;
-    s->regions++;
-    s->header_resident += resident(base, MA_SLICE_SIZE);
-    size_t region_res = 0;
-    for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
-        if (((r->used_slices >> i) & 1) == 0) {
-            size_t res = resident(base + ((size_t)i << MA_SLICE_SHIFT), MA_SLICE_SIZE);
-            s->free_slices++;
-            s->free_slice_resident += res;
-            region_res += res;
-            continue;
-        }
-        const ma_page *page = &r->pages[i];
-        if (page->slices == 0 || page->first_slice != i)
-            continue;
-        size_t span = (size_t)page->slices << MA_SLICE_SHIFT;
-        size_t res = resident(base + ((size_t)i << MA_SLICE_SHIFT), span);
-        size_t used = __atomic_load_n(&page->used, __ATOMIC_RELAXED);
-        size_t live = used * page->block_size;
-        unsigned c = page->class_idx;
-        region_res += res;
-        s->cls[c].pages++;
-        s->cls[c].resident += res;
-        s->cls[c].live += live;
-        if (used == 0) {
-            s->empty_pages++;
-            s->empty_resident += res;
-            s->retained_pages += page->retained;
-            continue;
-        }
-        s->pages++;
-        s->page_bytes += span;
-        s->page_resident += res;
-        s->page_live += live;
-        if (live > res)
-            s->page_live_unresident += live - res;
-    }
-    const void *heap = atomic_load_explicit(&r->heap, memory_order_relaxed);
+    uintptr_t base = (uintptr_t)ma_page_start(page);
+    size_t span = (size_t)page->slices << MA_SLICE_SHIFT;
+    size_t res = resident(base, span);
+    size_t live = (size_t)ma_page_used(page) * page->block_size;
+    unsigned c = page->class_idx;
+    s->cls[c].pages++;
+    s->cls[c].resident += res;
+    s->cls[c].live += live;
+    const void *heap = atomic_load_explicit(&page->heap, memory_order_relaxed);
     unsigned k = 0;
     while (k < s->heaps && s->heap_ids[k] != heap)
         k++;
@@ -626,9 +602,52 @@ static void walk_region(ma_region *r, void *arg)
         s->heaps++;
     }
     if (k < 64) {
-        s->heap_resident[k] += region_res + resident(base, MA_SLICE_SIZE);
-        s->heap_regions[k]++;
+        s->heap_resident[k] += res;
+        s->heap_pages[k]++;
     }
+    if (live == 0) {
+        s->empty_pages++;
+        s->empty_resident += res;
+        s->retained_pages += page->retained;
+        return;
+    }
+    s->pages++;
+    s->page_bytes += span;
+    s->page_resident += res;
+    s->page_live += live;
+    if (live > res)
+        s->page_live_unresident += live - res;
+}
+
+/* Each region's header and its slices that belong to no page, then its
+ * pages. Under the arena's lock, as its slow paths change them. */
+static void walk_arena(ma_arena *a, void *arg)
+{
+    struct snapshot *s = arg;
+    ma_lock(&a->lock);
+    for (ma_region *r = a->regions; r != NULL; r = r->next) {
+        uintptr_t base = (uintptr_t)r;
+        if (s->regions < MAX_REGIONS)
+            region_base[s->regions] = base;
+        s->regions++;
+        s->header_resident += resident(base, MA_SLICE_SIZE);
+        for (unsigned i = 1; i < MA_REGION_SLICES; i++) {
+            if (((r->used_slices >> i) & 1) != 0)
+                continue;
+            s->free_slices++;
+            s->free_slice_resident += resident(base + ((size_t)i << MA_SLICE_SHIFT), MA_SLICE_SIZE);
+        }
+    }
+    ma_unlock(&a->lock);
+    ma_arena_foreach_page(a, walk_page, s);
+}
+
+static bool is_region(const struct snapshot *s, uintptr_t a)
+{
+    for (size_t k = 0; k < s->regions && k < MAX_REGIONS; k++)
+        if (region_base[k] == a)
+            return true;
+    return false;
 }
 
 static bool is_live_large(uintptr_t a)
@@ -643,7 +662,7 @@ static void take_snapshot(struct snapshot *s)
 {
     memset(s, 0, sizeof *s);
     snapshot_common(s);
-    ma_regions_foreach(walk_region, s);
+    ma_arenas_foreach(walk_arena, s);
     lock(&table_lock);
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
         s->cls[c].req = cls_req[c];
@@ -663,7 +682,7 @@ static void take_snapshot(struct snapshot *s)
         s->mappings++;
         s->mapped += map_len[i];
         s->mapped_resident += res;
-        if (map_len[i] == MA_REGION_SIZE && ma_in_region(map_start[i]))
+        if (map_len[i] == MA_REGION_SIZE && is_region(s, map_start[i]))
             continue;
         if (is_live_large(map_start[i]))
             continue;
@@ -694,7 +713,7 @@ static void snapshot_print(struct out *o, const struct snapshot *s)
         s->cache_mapped, s->cache_resident, s->meta_resident, s->large_cache_mapped);
     put(o, ",\"heap_list\":[");
     for (size_t k = 0; k < s->heaps && k < 64; k++)
-        put(o, "%s[%zu,%zu]", k ? "," : "", s->heap_regions[k], s->heap_resident[k]);
+        put(o, "%s[%zu,%zu]", k ? "," : "", s->heap_pages[k], s->heap_resident[k]);
     put(o, "],\"classes\":[");
     bool first = true;
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {

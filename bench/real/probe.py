@@ -157,7 +157,7 @@ def report(prog, recs):
         lines.append(f"| **{label}** | {a / MIB:.2f} | {b / MIB:.2f} | {(b - a) / MIB:+.2f} |")
     sm = m["peak"]
     lines += ["", f"mapalloc at its peak ({sm['ms']} ms): {sm['regions']} regions, {sm['heaps']} heaps "
-              f"(regions, resident MiB each: {', '.join(f'{r}/{b / MIB:.1f}' for r, b in sm['heap_list'])}), "
+              f"(pages, resident MiB each: {', '.join(f'{r}/{b / MIB:.1f}' for r, b in sm['heap_list'])}), "
               f"{sm['pages']} pages in use, {sm['empty_pages']} empty ({sm['retained_pages']} retained), "
               f"{sm['free_slices']} free slices, large cache {sm['cache_mappings']} mappings "
               f"({sm['cache_mapped'] / MIB:.1f} MiB mapped), {sm['large_n']} live large blocks; "

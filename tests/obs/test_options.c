@@ -38,7 +38,8 @@ static const struct opt {
     {"decay_ms", 100, 3600000, 250, true},
     {"dirty_max_kb", 4096, 1L << 30, 1024, true},
     {"large_cache", 8, 64, 3, true},
-    {"large_cache_mb", 256, 1L << 20, 64, true},
+    {"large_cache_mb", 64, 1L << 20, 128, true},
+    {"background", 1, 1, 0, true},
     {"stats", 0, 2, 1, true},
     {"secure", TEST_SECURE_DEFAULT, 1, !TEST_SECURE_DEFAULT, false},
 };
@@ -144,14 +145,15 @@ static int child_effect(const char *name, long value)
         mapalloc_free(big);
     } else if (strcmp(name, "large_cache") == 0 || strcmp(name, "large_cache_mb") == 0) {
         /* A freed large block goes to the cache (no munmap) unless the cache
-         * may hold none (large_cache=0) or it is bigger than large_cache_mb. */
+         * may hold none (large_cache=0) or it is bigger than half of
+         * large_cache_mb. */
         void *big = mapalloc_malloc(4 * MiB);
         CHECK(big != NULL);
         memset(big, 1, 4 * MiB);
         struct mapalloc_stats s0 = stats();
         mapalloc_free(big);
         struct mapalloc_stats s1 = stats();
-        bool cached = strcmp(name, "large_cache") == 0 ? value > 0 : value >= 4;
+        bool cached = strcmp(name, "large_cache") == 0 ? value > 0 : value >= 8;
         CHECKF((s1.munmap_calls == s0.munmap_calls) == cached,
                "%s=%ld: munmap_calls %llu -> %llu on freeing a 4 MiB block", name, value,
                (unsigned long long)s0.munmap_calls, (unsigned long long)s1.munmap_calls);
@@ -591,7 +593,7 @@ static void part_effects(void)
         {"noreserve", "noreserve=1", NULL, 1, 0},
         {"devzero", "devzero=1", NULL, 1, 0},
         {"large_cache", "large_cache=0", NULL, 0, 8},
-        {"large_cache_mb", "large_cache_mb=1", NULL, 1, 256},
+        {"large_cache_mb", "large_cache_mb=1", NULL, 1, 64},
         {"secure", "secure=1", "secure=0", 1, 0},
         {"purge_free", "purge_free=1,dirty_max_kb=0", "dirty_max_kb=0", 1, 0},
         {"dirty_max_kb", "decay_ms=3600000,dirty_max_kb=0", "decay_ms=3600000,dirty_max_kb=1048576",

@@ -9,12 +9,24 @@
  *   decay      falls within decay_ms + 1.5 s (any decay_ms, dirty_max_kb)
  *   no_decay   decay_ms=3600000,dirty_max_kb=1073741823: stays; trim drops it
  *   purge_free purge_free=1 (or 0, the control)
+ *   idle       256 MiB in small, medium and large blocks, freed, then no
+ *              allocator call: resident within 8 MiB of the start after
+ *              2 x decay_ms (the background purger); with background=0 it
+ *              stays (the control)
+ *   thread     the purger: no thread in a program that never frees, one
+ *              after a burst is freed, none again once all is given back;
+ *              signals sent to the process never land on it
+ *   large_unmap  a block grown from 8 to 64 MiB is unmapped by its free
  * Skipped (77) under AddressSanitizer, whose shadow memory moves the
  * figures.
  */
 #include "burst.h"
 #include "mapalloc.h"
 #include "obs.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 
 #define BURST (200 * MiB)
 #define SLACK (8 * MiB) /* "back where it was": within a few MiB */
@@ -193,19 +205,175 @@ static void part_purge_free(void)
     burst_done(&pins);
 }
 
+/* Large blocks of 1 to 8 MiB, every page written, up to total bytes. */
+static void large_allocate(struct burst *b, size_t total, uint64_t seed)
+{
+    uint64_t rs = seed;
+    for (size_t done = 0; done < total;) {
+        size_t n = MiB + (size_t)(wl_rand(&rs) % (7 * MiB));
+        void *p = mapalloc_malloc(n);
+        CHECK(p != NULL && b->count < b->cap);
+        memset(p, burst_tag(b->count), n);
+        b->p[b->count++] = p;
+        done += n;
+    }
+}
+
+static void part_idle(void)
+{
+    mapalloc_free(mapalloc_malloc(16));
+    long decay = mapalloc_option_get("decay_ms");
+    bool background = mapalloc_option_get("background") != 0;
+    struct burst b;
+    burst_init(&b, 1u << 20);
+    size_t base = wl_resident();
+    burst_allocate(&b, 192 * MiB, 21);
+    large_allocate(&b, 64 * MiB, 22);
+    size_t peak = wl_resident();
+    burst_free(&b, 23);
+    size_t right_after = wl_resident();
+    obs_sleep_ms((unsigned)(2 * decay)); /* and no allocator call */
+    size_t idle = wl_resident();
+    struct mapalloc_stats s = stats();
+    printf("purge idle: background=%d decay_ms=%ld: resident at start %zu KiB, peak %+ld KiB, "
+           "right after the free %+ld KiB, after %ld ms without a call %+ld KiB; madvise_calls "
+           "%llu munmap_calls %llu\n",
+           background, decay, base / KiB, kib(peak, base), kib(right_after, base), 2 * decay,
+           kib(idle, base), (unsigned long long)s.madvise_calls, (unsigned long long)s.munmap_calls);
+    if (background)
+        CHECKF(idle <= base + SLACK, "background=1: resident %+ld KiB %ld ms after the free",
+               kib(idle, base), 2 * decay);
+    else
+        CHECKF(idle > base + 4 * SLACK, "background=0: resident %+ld KiB: who purged it?",
+               kib(idle, base));
+    burst_done(&b);
+}
+
+/* The threads of this process, from /proc/self/status. */
+static long threads(void)
+{
+    return wl_proc_field("/proc/self/status", "Threads");
+}
+
+/* Waits up to ms for the process to have want threads. */
+static bool threads_become(long want, unsigned ms)
+{
+    for (unsigned t = 0; t < ms; t += 5) {
+        if (threads() == want)
+            return true;
+        obs_sleep_ms(5);
+    }
+    return threads() == want;
+}
+
+static _Atomic long signal_tid;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&signal_tid, (long)gettid());
+}
+
+static void part_thread(void)
+{
+    long decay = mapalloc_option_get("decay_ms");
+    struct burst b;
+    burst_init(&b, 1u << 20);
+    burst_allocate(&b, 64 * MiB, 31); /* only allocation: no thread */
+    CHECKF(threads() == 1, "%ld threads before any free", threads());
+    burst_free(&b, 32);
+    CHECKF(threads() == 2, "%ld threads after 64 MiB were freed: no purger", threads());
+    /* A process-directed signal goes to a thread that does not block it:
+     * while this one blocks it, none may take it (the purger blocks every
+     * signal); it waits for this thread. */
+    struct sigaction sa = {.sa_handler = on_signal};
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    CHECK(pthread_sigmask(SIG_BLOCK, &usr1, NULL) == 0);
+    CHECK(kill(getpid(), SIGUSR1) == 0);
+    obs_sleep_ms(20);
+    CHECKF(atomic_load(&signal_tid) == 0, "SIGUSR1 ran on thread %ld, the purger",
+           atomic_load(&signal_tid));
+    CHECK(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL) == 0);
+    CHECKF(atomic_load(&signal_tid) == (long)gettid(), "SIGUSR1 ran on thread %ld",
+           atomic_load(&signal_tid));
+    /* A child forked while it runs has none, until it needs one. */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        CHECKF(threads() == 1, "child: %ld threads at the start", threads());
+        size_t base = wl_resident();
+        burst_allocate(&b, 64 * MiB, 33);
+        burst_free(&b, 34);
+        CHECKF(threads() == 2, "child: %ld threads after its free", threads());
+        obs_sleep_ms((unsigned)(2 * decay));
+        CHECKF(wl_resident() <= base + SLACK, "child: resident %+ld KiB after twice the decay",
+               kib(wl_resident(), base));
+        _exit(0);
+    }
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    /* Everything given back: it exits. */
+    CHECKF(threads_become(1, (unsigned)(4 * decay + 200)), "%ld threads %ld ms after the free",
+           threads(), 4 * decay + 200);
+    printf("purge thread: none before a free, one after, gone once all was given back\n");
+    burst_done(&b);
+}
+
+/* The mapping that holds p, if any (a line of /proc/self/maps). */
+static bool mapped(const void *p)
+{
+    char line[512];
+    return wl_maps_line(p, line, sizeof line);
+}
+
+static void part_large_unmap(void)
+{
+    void *p = mapalloc_malloc(8 * MiB);
+    CHECK(p != NULL);
+    memset(p, 1, 8 * MiB);
+    void *q = mapalloc_realloc(p, 64 * MiB);
+    CHECK(q != NULL);
+    memset(q, 2, 64 * MiB);
+    struct mapalloc_stats s0 = stats();
+    mapalloc_free(q);
+    struct mapalloc_stats s1 = stats();
+    CHECKF(!mapped(q), "a 64 MiB block is still mapped after its free");
+    CHECKF(s1.munmap_calls == s0.munmap_calls + 1, "munmap_calls %llu -> %llu",
+           (unsigned long long)s0.munmap_calls, (unsigned long long)s1.munmap_calls);
+    /* A small one waits in the cache, and goes within the decay. */
+    void *r = mapalloc_malloc(2 * MiB);
+    CHECK(r != NULL);
+    memset(r, 3, 2 * MiB);
+    mapalloc_free(r);
+    CHECKF(mapped(r), "a 2 MiB block was not kept");
+    obs_sleep_ms((unsigned)(2 * mapalloc_option_get("decay_ms")));
+    CHECKF(!mapped(r), "a cached 2 MiB block is still mapped after twice the decay");
+    printf("purge large_unmap: 64 MiB unmapped at its free; 2 MiB kept, then gone\n");
+}
+
 int main(int argc, char **argv)
 {
     if (TEST_ASAN) {
         printf("purge: skipped under AddressSanitizer\n");
         return TEST_SKIP;
     }
-    CHECKF(argc == 2, "usage: %s decay|no_decay|purge_free", argv[0]);
+    CHECKF(argc == 2, "usage: %s PART", argv[0]);
     if (strcmp(argv[1], "decay") == 0)
         part_decay();
     else if (strcmp(argv[1], "no_decay") == 0)
         part_no_decay();
     else if (strcmp(argv[1], "purge_free") == 0)
         part_purge_free();
+    else if (strcmp(argv[1], "idle") == 0)
+        part_idle();
+    else if (strcmp(argv[1], "thread") == 0)
+        part_thread();
+    else if (strcmp(argv[1], "large_unmap") == 0)
+        part_large_unmap();
     else
         CHECKF(false, "no part %s", argv[1]);
     return 0;
