@@ -3,7 +3,8 @@
  * within the decay time, driven only by the program's own allocator
  * activity; with a decay and a dirty limit too large to act, it stays until
  * malloc_trim(0); with purge_free=1 the pages are given back with
- * MADV_FREE and the memory is reused correctly.
+ * MADV_FREE, the statistics count them as lazily freed until they are used
+ * again, and the memory is reused correctly.
  *
  * Usage: test_purge PART, with MAPALLOC_OPTIONS set by tests/obs/meson.build:
  *   decay      falls within decay_ms + 1.5 s (any decay_ms, dirty_max_kb)
@@ -170,6 +171,26 @@ static void part_purge_free(void)
     if (!on)
         CHECKF(after <= base + 16 * MiB, "purge_free=0: resident %+ld KiB", kib(after, base));
 
+    /* The statistics say how much of resident is only lazily freed: most
+     * of the burst with MADV_FREE, nothing with MADV_DONTNEED. The kernel's
+     * LazyFree is what it has not taken back yet, at most ours (ours counts
+     * whole slices, touched or not). */
+    printf("purge purge_free=%ld: lazy_free %zu -> %zu KiB, purged %zu -> %zu KiB\n", on,
+           s0.lazy_free / KiB, s1.lazy_free / KiB, s0.purged / KiB, s1.purged / KiB);
+    CHECKF(s1.purged >= s0.purged + BURST / 2, "purged %zu -> %zu KiB after a free of %zu KiB",
+           s0.purged / KiB, s1.purged / KiB, BURST / KiB);
+    if (on) {
+        CHECKF(s1.lazy_free >= s0.lazy_free + BURST / 2 && s1.lazy_free <= s1.purged,
+               "purge_free=1: lazy_free %zu -> %zu KiB, purged %zu KiB", s0.lazy_free / KiB,
+               s1.lazy_free / KiB, s1.purged / KiB);
+        if (lazy1 >= 0)
+            CHECKF((size_t)lazy1 * KiB <= s1.lazy_free + MiB,
+                   "purge_free=1: the kernel's LazyFree %ld kB above lazy_free %zu KiB", lazy1,
+                   s1.lazy_free / KiB);
+    } else {
+        CHECKF(s1.lazy_free == 0, "purge_free=0: lazy_free %zu KiB", s1.lazy_free / KiB);
+    }
+
     /* Reuse: calloc must zero lazily freed pages (their old contents may
      * still be there), and what is written stays. */
     uint64_t zs = 12;
@@ -186,6 +207,17 @@ static void part_purge_free(void)
         memset(p, burst_tag(b.count - 1), n);
         zeroed += n;
     }
+    /* The pages made for it came from the lazily freed slices (the
+     * regions are full of them): no longer lazily freed. */
+    struct mapalloc_stats s2 = stats();
+    printf("purge purge_free=%ld: lazy_free %zu KiB after %zu KiB reused\n", on,
+           s2.lazy_free / KiB, zeroed / KiB);
+    if (on)
+        CHECKF(s2.lazy_free + BURST / 4 <= s1.lazy_free,
+               "purge_free=1: lazy_free %zu -> %zu KiB while %zu KiB were allocated again",
+               s1.lazy_free / KiB, s2.lazy_free / KiB, zeroed / KiB);
+    else
+        CHECKF(s2.lazy_free == 0, "purge_free=0: lazy_free %zu KiB", s2.lazy_free / KiB);
     burst_free(&b, 13);
     for (size_t i = 0; i < pins.count; i++)
         mapalloc_free(pins.p[i]);
