@@ -2,6 +2,7 @@
  * asked, through each layer's accounts, so the fast paths count nothing
  * beyond what they need anyway (page->used). */
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -195,16 +196,6 @@ static void out_hex(struct out *o, uint64_t v)
     char num[24];
     ma_format_hex(num, v);
     out_str(o, num);
-}
-
-/* "12 blocks", "1 block". */
-static void out_count(struct out *o, uint64_t n, const char *noun)
-{
-    out_u64(o, n, 0);
-    out_str(o, " ");
-    out_str(o, noun);
-    if (n != 1)
-        out_str(o, "s");
 }
 
 /* JSON: ,"name":value (no comma before the first field of an object). */
@@ -439,71 +430,69 @@ static void json_summary(struct out *o, const struct mapalloc_stats *st)
         json_field(o, i == 0, rows[i].name, rows[i].value);
 }
 
-/* "mapalloc: NAME      12.4 MiB": the label, then a size in a column. */
-static void text_line(struct out *o, const char *name, uint64_t bytes)
+/* A line from a format, without stdio: %s a string, %u a count, %z a size
+ * in binary units, %Z one right-aligned in the summary's column, %L a
+ * label left-aligned before it, %n a count and a noun ("3 regions", "1
+ * region"). Counts and sizes are passed as uint64_t. */
+_Static_assert(sizeof(size_t) == sizeof(uint64_t), "sizes are passed as uint64_t");
+static void out_fmt(struct out *o, const char *fmt, ...)
 {
-    out_str(o, "mapalloc: ");
-    out_left(o, name, 10);
-    out_size(o, bytes, 10);
+    va_list ap;
+    va_start(ap, fmt);
+    char one[2] = {0, 0};
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%' || f[1] == 0) {
+            one[0] = *f;
+            out_str(o, one);
+            continue;
+        }
+        switch (*++f) {
+        case 's':
+            out_str(o, va_arg(ap, const char *));
+            break;
+        case 'L':
+            out_left(o, va_arg(ap, const char *), 10);
+            break;
+        case 'u':
+            out_u64(o, va_arg(ap, uint64_t), 0);
+            break;
+        case 'z':
+            out_size(o, va_arg(ap, uint64_t), 0);
+            break;
+        case 'Z':
+            out_size(o, va_arg(ap, uint64_t), 10);
+            break;
+        case 'n': {
+            uint64_t n = va_arg(ap, uint64_t);
+            out_u64(o, n, 0);
+            out_str(o, " ");
+            out_str(o, va_arg(ap, const char *));
+            out_str(o, n == 1 ? "" : "s");
+            break;
+        }
+        }
+    }
+    va_end(ap);
 }
 
 static void text_summary(struct out *o, const struct mapalloc_stats *st)
 {
-    text_line(o, "live", st->live);
-    out_str(o, " in ");
-    out_count(o, st->live_blocks, "block");
-    out_str(o, ", ");
-    out_u64(o, st->large_blocks, 0);
-    out_str(o, " of them large\n");
-
     size_t parts = st->small_mapped + st->large_mapped;
-    text_line(o, "mapped", st->mapped);
-    out_str(o, ": ");
-    out_size(o, st->small_mapped, 0);
-    out_str(o, " in ");
-    out_count(o, st->regions, "region");
-    out_str(o, ", ");
-    out_size(o, st->large_mapped, 0);
-    out_str(o, " for large blocks, ");
-    out_size(o, st->mapped > parts ? st->mapped - parts : 0, 0);
-    out_str(o, " of metadata; ");
-    out_count(o, st->mappings, "mapping");
-    out_str(o, "\n");
-
-    text_line(o, "resident", st->resident);
-    out_str(o, ", the whole process\n");
-
-    text_line(o, "peak", st->peak_mapped);
-    out_str(o, " mapped, ");
-    out_size(o, st->peak_resident, 0);
-    out_str(o, " resident, ");
-    out_count(o, st->peak_mappings, "mapping");
-    out_str(o, "\n");
-
-    text_line(o, "purged", st->purged);
-    out_str(o, " given back with madvise, in total\n");
-
-    text_line(o, "lazy free", st->lazy_free);
-    out_str(o, " purged with MADV_FREE, counted in resident until the kernel takes it back\n");
-
-    const struct {
-        const char *name;
-        uint64_t calls;
-    } calls[] = {{"mmap", st->mmap_calls},       {"munmap", st->munmap_calls},
-                 {"mremap", st->mremap_calls},   {"madvise", st->madvise_calls},
-                 {"mprotect", st->mprotect_calls}};
-    out_str(o, "mapalloc: ");
-    out_left(o, "calls", 10);
-    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
-        out_str(o, i ? ", " : "");
-        out_str(o, calls[i].name);
-        out_str(o, " ");
-        out_u64(o, calls[i].calls, 0);
-    }
-    if (st->huge_fallbacks) {
-        out_str(o, "; MAP_HUGETLB refused ");
-        out_u64(o, st->huge_fallbacks, 0);
-    }
+    out_fmt(o, "mapalloc: %L%Z in %n, %u of them large\n", "live", st->live, st->live_blocks, "block",
+            st->large_blocks);
+    out_fmt(o, "mapalloc: %L%Z: %z in %n, %z for large blocks, %z of metadata; %n\n", "mapped",
+            st->mapped, st->small_mapped, st->regions, "region", st->large_mapped,
+            st->mapped > parts ? st->mapped - parts : 0, st->mappings, "mapping");
+    out_fmt(o, "mapalloc: %L%Z, the whole process\n", "resident", st->resident);
+    out_fmt(o, "mapalloc: %L%Z mapped, %z resident, %n\n", "peak", st->peak_mapped,
+            st->peak_resident, st->peak_mappings, "mapping");
+    out_fmt(o, "mapalloc: %L%Z given back with madvise, in total\n", "purged", st->purged);
+    out_fmt(o, "mapalloc: %L%Z purged with MADV_FREE, counted in resident until the kernel takes it back\n",
+            "lazy free", st->lazy_free);
+    out_fmt(o, "mapalloc: %Lmmap %u, munmap %u, mremap %u, madvise %u, mprotect %u", "calls",
+            st->mmap_calls, st->munmap_calls, st->mremap_calls, st->madvise_calls, st->mprotect_calls);
+    if (st->huge_fallbacks)
+        out_fmt(o, "; MAP_HUGETLB refused %u", st->huge_fallbacks);
     out_str(o, "\n");
 }
 
