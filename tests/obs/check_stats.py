@@ -117,6 +117,9 @@ def parse_text(path):
         m = re.fullmatch(pattern, line)
         if not check(m, "%s: summary line %d should be %s, is %r" % (path, i + 1, label, line)):
             continue
+        for n, plural in re.findall(r"\b(\d+) (?:block|region|mapping)(s?)\b", line):
+            check((n == "1") == (plural == ""), "%s: %r: %s with%s a plural"
+                  % (path, line, n, "" if plural else "out"))
         for field, value in zip(fields, m.groups()):
             if value is not None:
                 out["summary"][field] = int(value) if value.isdigit() else value
