@@ -6,7 +6,9 @@ Usage: check_stats.py snapshot TEST_STATS   runs `TEST_STATS snapshot DIR` and
                                             and expected.json
        check_stats.py exit TEST_STATS       runs `TEST_STATS exit` with
                                             MAPALLOC_OPTIONS=stats=1 and =2 and
-                                            parses what it prints at exit
+                                            parses what it prints at exit, then
+                                            `TEST_STATS one` (one block) with
+                                            stats=1
 Exit status 0 when every check holds, 1 otherwise (each failure printed).
 """
 import json
@@ -330,6 +332,22 @@ def at_exit(program):
         text = parse_text(f.name)
     check(text["summary"].get("live", "0 B") != "0 B" and len(text["arenas"]) == 1
           and len(text["classes"]) > 0, "stats=1 at exit: %r" % r.stderr[:2000])
+
+    # Counts of one take the singular: one block in one region.
+    r = subprocess.run([program, "one"], capture_output=True, text=True, env=env, timeout=60)
+    check(r.returncode == 0 and r.stdout.startswith("one:"), "stats=1, one block: exit %d"
+          % r.returncode)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+        f.write(r.stderr)
+        f.flush()
+        text = parse_text(f.name)
+    s = text["summary"]
+    check(s.get("live_blocks") == 1 and s.get("regions") == 1 and s.get("large_blocks") == 0
+          and len(text["classes"]) == 1 and not text["arenas"],
+          "stats=1, one block: %r" % r.stderr[:2000])
+    for words in ("in 1 block,", "in 1 region,"):
+        check(words in r.stderr,
+              "stats=1, one block: no %r in %r" % (words, r.stderr[:2000]))
 
 
 def main():

@@ -222,12 +222,24 @@ static int exit_main(void)
     return 0;
 }
 
+/* For stats=1 at exit with counts of one: one block in one region. */
+static int one_main(void)
+{
+    char *p = mapalloc_malloc(100);
+    CHECK(p != NULL);
+    memset(p, 1, 100);
+    printf("one: 1 block live\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "snapshot") == 0)
         return snapshot_main(argv[2]);
     if (argc == 2 && strcmp(argv[1], "exit") == 0)
         return exit_main();
-    fprintf(stderr, "usage: %s snapshot DIR | exit\n", argv[0]);
+    if (argc == 2 && strcmp(argv[1], "one") == 0)
+        return one_main();
+    fprintf(stderr, "usage: %s snapshot DIR | exit | one\n", argv[0]);
     return 2;
 }
