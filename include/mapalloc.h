@@ -78,15 +78,45 @@ struct mapalloc_stats {
     uint64_t regions;        /* regions mapped now */
     uint64_t abandoned_pages;   /* pages of exited threads, with live blocks, not yet adopted */
     uint64_t mprotect_calls;    /* guard pages of the secure profile */
+    /* Fields are only ever added here, at the end. */
+    size_t lazy_free;      /* bytes purged with MADV_FREE (purge_free=1) and not used again
+                            * since: the kernel still counts them in resident until it needs
+                            * the memory, then takes them back without a word (smaps'
+                            * LazyFree is the part it has not taken yet). 0 with
+                            * MADV_DONTNEED, which takes them out of resident at once. */
+    size_t purged;         /* bytes given back with madvise (either way) so far, in total */
+    size_t peak_resident;  /* the process's peak resident bytes (VmHWM, /proc/self/status) */
+    uint64_t mappings;     /* mappings mapalloc holds now (regions, large blocks, metadata) */
+    uint64_t peak_mappings; /* the most it held at once */
 };
 void mapalloc_stats_get(struct mapalloc_stats *out);
 
-/* Writes the statistics to fd: as text, or as one JSON object when json != 0:
- * the figures of struct mapalloc_stats, then per size class (pages, blocks
- * in use, capacity, waste: bytes of those pages not in live blocks), per
- * thread heap (pages, blocks, live bytes; "abandoned" for regions of exited
- * threads) and per arena (as mapalloc_arena_stats). */
-void mapalloc_stats_print(int fd, int json);
+/* The forms of mapalloc_stats_print. */
+enum {
+    MAPALLOC_STATS_TEXT = 0,  /* for people: sizes in binary units (12.4 MiB) */
+    MAPALLOC_STATS_JSON = 1,  /* one JSON object on one line, every size in exact bytes */
+    MAPALLOC_STATS_GLIBC = 2, /* the layout of glibc's malloc_stats (the preload's) */
+};
+
+/* Writes the statistics to fd in the given form (any other value than
+ * those above: JSON).
+ *
+ * Text: a summary (live, mapped, resident, peak, purged, lazily freed,
+ * system calls), then one row per size class that holds pages (its block
+ * size in bytes, pages, blocks in use, capacity, the memory of its pages,
+ * the live bytes, and the waste: bytes of those pages not in live blocks),
+ * one row per thread heap ("abandoned" for pages of exited threads) and one
+ * per explicit arena (as mapalloc_arena_stats). Every line starts with
+ * "mapalloc: ".
+ *
+ * JSON: the fields of struct mapalloc_stats under their names, then
+ * "classes", "heaps" and "arenas": lists of objects with the text's rows.
+ *
+ * glibc's layout: "Arena N:" with its system and in-use bytes for each
+ * arena (0 the process's, then the explicit ones; small and medium blocks),
+ * then "Total (incl. mmap):" with every mapping and every live block, the
+ * most mappings held at once ("max mmap regions") and peak_mapped. */
+void mapalloc_stats_print(int fd, int format);
 
 /* ---- Explicit arenas ----
  *

@@ -24,7 +24,7 @@ __attribute__((constructor)) static void preload_start(void)
  * signature under a second name (preload/meson.build: --defsym), not
  * wrappers: a call costs no extra jump. */
 
-void malloc_stats(void) { mapalloc_stats_print(2, 0); }
+void malloc_stats(void) { mapalloc_stats_print(2, MAPALLOC_STATS_GLIBC); }
 
 struct mallinfo2 mallinfo2(void)
 {

@@ -672,6 +672,7 @@ void ma_arena_account(ma_arena *a, struct ma_arena_account *out)
     ma_lock(&a->lock);
     for (ma_region *r = a->regions; r; r = r->next) {
         out->regions++;
+        out->lazy += (size_t)ma_slice_count(atomic_load(&r->lazy_slices)) << MA_SLICE_SHIFT;
         for (ma_page *page = ma_region_next_page(r, NULL); page; page = ma_region_next_page(r, page)) {
             size_t used = ma_page_used(page); /* another thread's: a snapshot */
             out->live += used * page->block_size;
@@ -686,6 +687,7 @@ void ma_arena_account(ma_arena *a, struct ma_arena_account *out)
     size_t pending = atomic_load(&a->pending_frees), pending_bytes = atomic_load(&a->pending_bytes);
     out->live = (out->live > pending_bytes ? out->live - pending_bytes : 0) + large_live;
     out->blocks = (out->blocks > pending ? out->blocks - pending : 0) + large_blocks;
+    out->large_live = large_live;
     out->committed = atomic_load(&a->committed);
     out->mapped = atomic_load(&a->mapped);
     out->peak = atomic_load(&a->peak);

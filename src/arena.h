@@ -72,6 +72,8 @@ static inline void ma_arena_check_live(const ma_arena *a)
 struct ma_arena_account {
     size_t live, blocks, committed, mapped, peak; /* as mapalloc_arena_stats */
     size_t regions, abandoned_pages, dirty;
+    size_t large_live;  /* of live, in large blocks */
+    size_t lazy;        /* bytes of lazy slices (internal.h) */
 };
 void ma_arena_account(ma_arena *a, struct ma_arena_account *out);
 /* Remote frees collected by arenas themselves, destroyed ones included. */

@@ -65,6 +65,34 @@ size_t ma_format_hex(char *buf, uint64_t v)
     return 2 + n;
 }
 
+/* bytes in tenths of 2^shift, rounded half up, from the quotient and the
+ * remainder (bytes * 10 would overflow in the EiB range). */
+static uint64_t tenths_of(uint64_t bytes, unsigned shift)
+{
+    uint64_t rest = bytes & (((uint64_t)1 << shift) - 1);
+    return (bytes >> shift) * 10 + ((rest * 10 + ((uint64_t)1 << (shift - 1))) >> shift);
+}
+
+size_t ma_format_size(char *buf, uint64_t bytes)
+{
+    static const char units[][4] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes < 1024) {
+        size_t n = ma_format_u64(buf, bytes);
+        memcpy(buf + n, " B", 3);
+        return n + 2;
+    }
+    unsigned k = 0; /* the unit: 2^(10 (k + 1)) */
+    while (k + 1 < sizeof units / sizeof units[0] && tenths_of(bytes, 10 * (k + 1)) >= 10240)
+        k++;
+    uint64_t tenths = tenths_of(bytes, 10 * (k + 1));
+    size_t n = ma_format_u64(buf, tenths / 10);
+    buf[n++] = '.';
+    buf[n++] = (char)('0' + tenths % 10);
+    buf[n++] = ' ';
+    memcpy(buf + n, units[k], 4);
+    return n + 3;
+}
+
 /* One line, "mapalloc: <what> <address>", then SIGABRT. */
 void ma_fatal(const char *what, const void *addr)
 {

@@ -57,6 +57,8 @@
  *            its heap's notice stack, so that the page comes back into its
  *            queue without any scanning.
  *  dirty     slices that are free but still resident (touched, not purged).
+ *  lazy      slices purged with MADV_FREE (purge_free=1) and not used since:
+ *            the kernel counts them as resident until it needs the memory.
  *  purge     give pages back to the kernel (madvise); they stay mapped.
  *  unmap     give a mapping back (munmap): regions, large blocks.
  *  forget    drop every block of a page at once (arena reset): nothing is
@@ -207,6 +209,10 @@ typedef struct ma_region {
                                      * or is being purged (bit 0: the header) */
     uint64_t dirty_slices;          /* bit i: free, touched, not yet purged */
     uint32_t freed_ms[MA_REGION_SLICES]; /* when each dirty slice was freed (ma_clock_ms) */
+    /* Bit i: purged with MADV_FREE and not taken since, so perhaps still
+     * counted as resident (statistics only). Set by the purge, which runs
+     * without the lock, hence atomic; cleared when a page takes the slice. */
+    _Atomic uint64_t lazy_slices;
 } ma_region;
 
 /* The region a heap took its last page from, valid while its arena has
@@ -333,6 +339,12 @@ MA_NORETURN MA_COLD void ma_fatal(const char *what, const void *addr);
 void ma_write_str(int fd, const char *s);
 size_t ma_format_u64(char *buf, uint64_t v);  /* decimal; returns length */
 size_t ma_format_hex(char *buf, uint64_t v);  /* 0x-prefixed; returns length */
+/* A size for people, in at least MA_SIZE_TEXT bytes: "0 B" to "1023 B",
+ * then one decimal and a binary unit ("1.0 KiB", "12.4 MiB", up to EiB),
+ * rounded to the nearest tenth, half up, the unit chosen after rounding
+ * (1048575 bytes are "1.0 MiB", not "1024.0 KiB"). Returns the length. */
+#define MA_SIZE_TEXT 16
+size_t ma_format_size(char *buf, uint64_t bytes);
 /* Where reports at exit go: stderr, or a copy of it taken at start-up
  * (some programs, coreutils among them, close stderr before exit handlers
  * run). */

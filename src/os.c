@@ -22,7 +22,9 @@
 static struct {
     _Atomic uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls, mprotect_calls;
     _Atomic uint64_t huge_fallbacks, devzero_maps;
-    _Atomic size_t mapped, peak_mapped;
+    _Atomic uint64_t mapped, peak_mapped; /* bytes */
+    _Atomic uint64_t mappings, peak_mappings;
+    _Atomic uint64_t purged; /* bytes */
 } counters;
 
 #define COUNT(field) atomic_fetch_add_explicit(&counters.field, 1, memory_order_relaxed)
@@ -52,14 +54,19 @@ unsigned ma_os_default_flags(void)
     return flags;
 }
 
+/* Adds add to *now and raises *peak to the sum. */
+static void add_with_peak(_Atomic uint64_t *now, _Atomic uint64_t *peak, uint64_t add)
+{
+    uint64_t v = atomic_fetch_add_explicit(now, add, memory_order_relaxed) + add;
+    uint64_t p = atomic_load_explicit(peak, memory_order_relaxed);
+    while (v > p && !atomic_compare_exchange_weak_explicit(peak, &p, v, memory_order_relaxed,
+                                                           memory_order_relaxed)) {
+    }
+}
+
 static void note_mapped(size_t size)
 {
-    size_t now = atomic_fetch_add_explicit(&counters.mapped, size, memory_order_relaxed) + size;
-    size_t peak = atomic_load_explicit(&counters.peak_mapped, memory_order_relaxed);
-    while (now > peak &&
-           !atomic_compare_exchange_weak_explicit(&counters.peak_mapped, &peak, now,
-                                                  memory_order_relaxed, memory_order_relaxed)) {
-    }
+    add_with_peak(&counters.mapped, &counters.peak_mapped, size);
 }
 
 static void note_unmapped(size_t size)
@@ -233,6 +240,7 @@ static void *map_impl(size_t size, size_t alignment, unsigned flags)
     }
 #endif
     note_mapped(size);
+    add_with_peak(&counters.mappings, &counters.peak_mappings, 1);
     return p;
 }
 
@@ -250,8 +258,10 @@ bool ma_os_unmap(void *addr, size_t size)
         return true;
     int saved = errno;
     bool ok = unmap_raw(addr, size);
-    if (ok)
+    if (ok) {
         note_unmapped(size);
+        atomic_fetch_sub_explicit(&counters.mappings, 1, memory_order_relaxed);
+    }
     errno = saved;
     return ok;
 }
@@ -280,13 +290,18 @@ static bool advise(void *addr, size_t size, int advice)
     return ok;
 }
 
-bool ma_os_purge(void *addr, size_t size)
+enum ma_purge ma_os_purge(void *addr, size_t size)
 {
+    enum ma_purge how = MA_PURGE_FAILED;
 #ifdef MADV_FREE
     if (ma_option(MA_OPT_PURGE_FREE) && advise(addr, size, MADV_FREE))
-        return true;
+        how = MA_PURGE_LAZY;
 #endif
-    return advise(addr, size, MADV_DONTNEED);
+    if (how == MA_PURGE_FAILED && advise(addr, size, MADV_DONTNEED))
+        how = MA_PURGE_NOW;
+    if (how != MA_PURGE_FAILED)
+        atomic_fetch_add_explicit(&counters.purged, size, memory_order_relaxed);
+    return how;
 }
 
 static bool protect(void *addr, size_t size, int prot)
@@ -319,4 +334,7 @@ void ma_os_counters(struct ma_os_counters *out)
     out->devzero_maps = atomic_load_explicit(&counters.devzero_maps, memory_order_relaxed);
     out->mapped = atomic_load_explicit(&counters.mapped, memory_order_relaxed);
     out->peak_mapped = atomic_load_explicit(&counters.peak_mapped, memory_order_relaxed);
+    out->mappings = atomic_load_explicit(&counters.mappings, memory_order_relaxed);
+    out->peak_mappings = atomic_load_explicit(&counters.peak_mappings, memory_order_relaxed);
+    out->purged = atomic_load_explicit(&counters.purged, memory_order_relaxed);
 }

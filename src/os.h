@@ -38,8 +38,14 @@ void *ma_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move);
 
 /* Gives the pages back to the kernel; the range stays mapped and reads as
  * zero after (MADV_DONTNEED) or as zero or old contents until written
- * (MADV_FREE, when the purge option asks for it). */
-bool ma_os_purge(void *addr, size_t size);
+ * (MADV_FREE, when the purge option asks for it: the kernel still counts
+ * such pages as resident until it needs the memory). Says which it did. */
+enum ma_purge {
+    MA_PURGE_FAILED, /* the kernel refused both */
+    MA_PURGE_NOW,    /* MADV_DONTNEED: out of resident at once */
+    MA_PURGE_LAZY,   /* MADV_FREE: lazily freed */
+};
+enum ma_purge ma_os_purge(void *addr, size_t size);
 
 /* Guard pages (the secure profile): no access at all, or read-write again. */
 bool ma_os_guard(void *addr, size_t size);
@@ -52,6 +58,8 @@ struct ma_os_counters {
     uint64_t mmap_calls, munmap_calls, mremap_calls, madvise_calls, mprotect_calls;
     uint64_t huge_fallbacks, devzero_maps;
     size_t mapped, peak_mapped;
+    uint64_t mappings, peak_mappings; /* mappings held now, the most held at once */
+    size_t purged;                    /* bytes purged so far, either way */
 };
 void ma_os_counters(struct ma_os_counters *out);
 

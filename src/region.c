@@ -144,6 +144,8 @@ unsigned ma_region_take_slices(ma_region *r, unsigned first, unsigned n)
     unsigned dirty = ma_slice_count(r->dirty_slices & m);
     r->used_slices |= m;
     r->dirty_slices &= ~m;
+    if (atomic_load_explicit(&r->lazy_slices, memory_order_relaxed) & m)
+        atomic_fetch_and_explicit(&r->lazy_slices, ~m, memory_order_relaxed);
     return dirty;
 }
 
@@ -185,8 +187,13 @@ void ma_region_purge_slices(ma_region *r, uint64_t slices)
         unsigned first = (unsigned)__builtin_ctzll(d);
         uint64_t rest = ~(d >> first);
         unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : 64 - first; /* run of ones */
-        ma_os_purge((uint8_t *)r + ((size_t)first << MA_SLICE_SHIFT), (size_t)len << MA_SLICE_SHIFT);
-        d &= ~run_mask(first, len);
+        uint64_t run = run_mask(first, len);
+        if (ma_os_purge((uint8_t *)r + ((size_t)first << MA_SLICE_SHIFT), (size_t)len << MA_SLICE_SHIFT) ==
+            MA_PURGE_LAZY)
+            atomic_fetch_or_explicit(&r->lazy_slices, run, memory_order_relaxed);
+        else
+            atomic_fetch_and_explicit(&r->lazy_slices, ~run, memory_order_relaxed);
+        d &= ~run;
     }
 }
 

@@ -98,7 +98,8 @@ int ma_region_find_run(const ma_region *r, unsigned n, unsigned align, bool dirt
 /* The longest free run starting at a multiple of align, at most max slices
  * long: its length (0: none), its first slice in *first. */
 unsigned ma_region_longest_run(const ma_region *r, unsigned align, unsigned max, unsigned *first);
-/* Claims the run for a page: returns how many of its slices were dirty. */
+/* Claims the run for a page: returns how many of its slices were dirty
+ * (and forgets which were lazily freed: a page uses them now). */
 unsigned ma_region_take_slices(ma_region *r, unsigned first, unsigned n);
 /* Gives the run back: free, dirty, freed now. */
 void ma_region_give_slices(ma_region *r, unsigned first, unsigned n, uint32_t now_ms);
@@ -107,7 +108,8 @@ void ma_region_set_page(ma_region *r, unsigned first, unsigned n);
 
 /* Purging, in steps so that the system calls run without the lock: the
  * dirty slices freed at least min_age_ms ago, claimed (so that no page is
- * made there meanwhile), purged, and put back clean. */
+ * made there meanwhile), purged, and put back clean. The purge marks the
+ * slices that went with MADV_FREE in lazy_slices. */
 uint64_t ma_region_old_dirty(const ma_region *r, uint32_t now_ms, uint32_t min_age_ms);
 void ma_region_claim_for_purge(ma_region *r, uint64_t slices);
 void ma_region_purge_slices(ma_region *r, uint64_t slices); /* no lock */

@@ -79,7 +79,7 @@ case_loaded() {
         return
     fi
     out=$(MAPALLOC_OPTIONS=stats=1 LD_PRELOAD="$PRELOAD" "$PYTHON" -c 'x = [str(i) for i in range(100000)]' 2>&1)
-    if ! printf '%s\n' "$out" | grep -Eq 'mapalloc: *mmap_calls +[1-9]'; then
+    if ! printf '%s\n' "$out" | grep -Eq '^mapalloc: calls +mmap [1-9]'; then
         echo "FAIL loaded: no mapalloc statistics at exit of a preloaded python3:"
         printf '%s\n' "$out" | head -20 | sed 's/^/  /'
         failures=$((failures + 1))

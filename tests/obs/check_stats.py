@@ -6,7 +6,9 @@ Usage: check_stats.py snapshot TEST_STATS   runs `TEST_STATS snapshot DIR` and
                                             and expected.json
        check_stats.py exit TEST_STATS       runs `TEST_STATS exit` with
                                             MAPALLOC_OPTIONS=stats=1 and =2 and
-                                            parses what it prints at exit
+                                            parses what it prints at exit, then
+                                            `TEST_STATS one` (one block) with
+                                            stats=1
 Exit status 0 when every check holds, 1 otherwise (each failure printed).
 """
 import json
@@ -18,10 +20,13 @@ import tempfile
 
 SUMMARY = ["live", "live_blocks", "large_blocks", "small_mapped", "large_mapped", "mapped",
            "peak_mapped", "resident", "regions", "abandoned_pages", "mmap_calls",
-           "munmap_calls", "mremap_calls", "madvise_calls", "mprotect_calls", "huge_fallbacks"]
-CLASS_FIELDS = ["class", "size", "pages", "blocks", "capacity", "waste"]
+           "munmap_calls", "mremap_calls", "madvise_calls", "mprotect_calls", "huge_fallbacks",
+           "lazy_free", "purged", "peak_resident", "mappings", "peak_mappings"]
+CLASS_FIELDS = ["class", "size", "pages", "blocks", "capacity", "memory", "live", "waste"]
 ARENA_FIELDS = ["live", "blocks", "committed", "mapped", "peak"]
-# resident is read from /proc twice (once per form): it may move a little.
+# resident and peak_resident are read from /proc once per form: they may
+# move a little.
+PROC_FIELDS = ("resident", "peak_resident")
 RESIDENT_SLACK = 4 << 20
 
 failures = []
@@ -32,6 +37,24 @@ def check(cond, what):
         failures.append(what)
         print("FAIL: " + what)
     return cond
+
+
+def human(n):
+    """A size as the text form prints it: exact bytes below 1 KiB, then
+    tenths of the largest binary unit that keeps it below 1024 after
+    rounding half up (written apart from src/error.c, to check it)."""
+    if n < 1024:
+        return "%d B" % n
+    for k, unit in enumerate(["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"], 1):
+        tenths = (n * 10 + (1 << (10 * k - 1))) >> (10 * k)
+        if tenths < 10240 or unit == "EiB":
+            return "%d.%d %s" % (tenths // 10, tenths % 10, unit)
+
+
+def approx(text):
+    """The bytes a size text stands for, to within half a tenth of its unit."""
+    number, unit = text.split()
+    return float(number) * 1024 ** ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"].index(unit)
 
 
 def parse_json(path):
@@ -50,33 +73,78 @@ def parse_json(path):
     return json.loads(text, object_pairs_hook=no_dups, parse_constant=no_constants)
 
 
+# The text form: its summary lines, in this order, each with the JSON
+# fields its figures show (S: a size text, N: a count, "metadata": mapped
+# less the small and large parts).
+S = r"(\d+ B|\d+\.\d [KMGTPE]iB)"
+N = r"(\d+)"
+SUMMARY_LINES = [
+    ("live", r"live +%s in %s blocks?, %s of them large" % (S, N, N),
+     ["live", "live_blocks", "large_blocks"]),
+    ("mapped", r"mapped +%s: %s in %s regions?, %s for large blocks, %s of metadata; %s mappings?"
+     % (S, S, N, S, S, N),
+     ["mapped", "small_mapped", "regions", "large_mapped", "metadata", "mappings"]),
+    ("resident", r"resident +%s, the whole process" % S, ["resident"]),
+    ("peak", r"peak +%s mapped, %s resident, %s mappings?" % (S, S, N),
+     ["peak_mapped", "peak_resident", "peak_mappings"]),
+    ("purged", r"purged +%s given back with madvise, in total" % S, ["purged"]),
+    ("lazy free", r"lazy free +%s purged with MADV_FREE, counted in resident until the kernel"
+     r" takes it back" % S, ["lazy_free"]),
+    ("calls", r"calls +mmap %s, munmap %s, mremap %s, madvise %s, mprotect %s"
+     r"(?:; MAP_HUGETLB refused (\d+))?" % (N, N, N, N, N),
+     ["mmap_calls", "munmap_calls", "mremap_calls", "madvise_calls", "mprotect_calls",
+      "huge_fallbacks"]),
+]
+CLASS_HEADER = "class  size (B)    pages   blocks capacity     memory       live      waste"
+CLASS_ROW = re.compile(r" *%s +%s +%s +%s +%s +%s +%s +%s" % (N, N, N, N, N, S, S, S))
+HEAP_HEADER = "heap                  pages   blocks       live"
+HEAP_ROW = re.compile(r"(0x[0-9a-f]+|abandoned) +%s +%s +%s" % (N, N, S))
+ARENA_HEADER = "arena                blocks       live  committed     mapped       peak"
+ARENA_ROW = re.compile(r"(0x[0-9a-f]+) +%s +%s +%s +%s +%s" % (N, S, S, S, S))
+
+
 def parse_text(path):
-    """The text form, back into the JSON form's shape."""
-    out = {"classes": [], "heaps": [], "arenas": []}
-    section = "summary"
+    """The text form: {"summary": {field: text}, "classes", "heaps",
+    "arenas": lists of rows with the JSON's field names (counts as ints,
+    sizes as their text)}. Checks the order of the sections and lines, and
+    that each table's rows line up under its header."""
+    out = {"summary": {}, "classes": [], "heaps": [], "arenas": []}
     with open(path) as f:
         lines = f.read().splitlines()
     for line in lines:
-        if not check(line.startswith("mapalloc: "), "%s: line without prefix: %r" % (path, line)):
+        check(line.startswith("mapalloc: "), "%s: line without prefix: %r" % (path, line))
+    lines = [line[len("mapalloc: "):] for line in lines]
+    for i, (label, pattern, fields) in enumerate(SUMMARY_LINES):
+        line = lines[i] if i < len(lines) else ""
+        m = re.fullmatch(pattern, line)
+        if not check(m, "%s: summary line %d should be %s, is %r" % (path, i + 1, label, line)):
             continue
-        words = line[len("mapalloc: "):].split()
-        if words[:2] == ["class", "size"]:
-            section = "classes"
-        elif words[:2] == ["heap", "pages"]:
-            section = "heaps"
-        elif words and words[0] == "arena":
-            fields = dict(zip(words[2::2], (int(w) for w in words[3::2])))
-            out["arenas"].append(dict(arena=words[1], **fields))
-        elif section == "summary":
-            check(len(words) == 2 and words[1].isdigit(), "%s: summary line %r" % (path, line))
-            out[words[0]] = int(words[1])
-        elif section == "classes":
-            check(len(words) == 6, "%s: class line %r" % (path, line))
-            out["classes"].append(dict(zip(CLASS_FIELDS, map(int, words))))
-        elif section == "heaps":
-            check(len(words) == 4, "%s: heap line %r" % (path, line))
-            out["heaps"].append({"heap": words[0], "pages": int(words[1]),
-                                 "blocks": int(words[2]), "live": int(words[3])})
+        for n, plural in re.findall(r"\b(\d+) (?:block|region|mapping)(s?)\b", line):
+            check((n == "1") == (plural == ""), "%s: %r: %s with%s a plural"
+                  % (path, line, n, "" if plural else "out"))
+        for field, value in zip(fields, m.groups()):
+            if value is not None:
+                out["summary"][field] = int(value) if value.isdigit() else value
+            elif field == "huge_fallbacks":
+                out["summary"][field] = 0  # printed only when there were some
+    rest = lines[len(SUMMARY_LINES):]
+    tables = [("classes", CLASS_HEADER, CLASS_ROW, CLASS_FIELDS),
+              ("heaps", HEAP_HEADER, HEAP_ROW, ["heap", "pages", "blocks", "live"]),
+              ("arenas", ARENA_HEADER, ARENA_ROW, ["arena", "blocks", "live", "committed",
+                                                   "mapped", "peak"])]
+    for key, header, row, fields in tables:
+        if key == "arenas" and not rest:
+            break  # no explicit arena: no table
+        if not check(rest and rest[0] == header,
+                     "%s: %s header expected, got %r" % (path, key, rest[0] if rest else None)):
+            return out
+        rest = rest[1:]
+        while rest and (m := row.fullmatch(rest[0])):
+            check(len(rest[0]) == len(header),
+                  "%s: %s row not under its header:\n%s\n%s" % (path, key, header, rest[0]))
+            out[key].append({f: int(v) if v.isdigit() else v for f, v in zip(fields, m.groups())})
+            rest = rest[1:]
+    check(not rest, "%s: lines after the tables: %r" % (path, rest[:3]))
     return out
 
 
@@ -84,13 +152,15 @@ def is_count(v):
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-def check_document(name, doc, expected_stats, class_sizes):
+def check_document(name, doc, expected_stats, class_sizes, allocated_classes):
     """What every printed snapshot must satisfy; returns the small live bytes."""
+    check(list(k for k in doc if k not in ("classes", "heaps", "arenas")) == SUMMARY,
+          "%s: summary fields %s" % (name, list(doc)))
     for key in SUMMARY:
         if check(key in doc and is_count(doc[key]), "%s: summary field %s" % (name, key)):
-            if key == "resident":
+            if key in PROC_FIELDS:
                 check(abs(doc[key] - expected_stats[key]) <= RESIDENT_SLACK,
-                      "%s: resident %d, stats_get said %d" % (name, doc[key], expected_stats[key]))
+                      "%s: %s %d, stats_get said %d" % (name, key, doc[key], expected_stats[key]))
             else:
                 check(doc[key] == expected_stats[key],
                       "%s: %s %d, mapalloc_stats_get said %d"
@@ -100,10 +170,15 @@ def check_document(name, doc, expected_stats, class_sizes):
     check(doc["mapped"] >= doc["small_mapped"] + doc["large_mapped"],
           "%s: mapped >= small_mapped + large_mapped" % name)
     check(doc["peak_mapped"] >= doc["mapped"], "%s: peak_mapped >= mapped" % name)
+    check(doc["peak_resident"] >= doc["resident"] - RESIDENT_SLACK,
+          "%s: peak_resident %d below resident %d" % (name, doc["peak_resident"], doc["resident"]))
+    check(doc["peak_mappings"] >= doc["mappings"] >= doc["regions"] + doc["large_blocks"],
+          "%s: mappings %d (peak %d), regions %d, large blocks %d"
+          % (name, doc["mappings"], doc["peak_mappings"], doc["regions"], doc["large_blocks"]))
     small_live = 0
     seen = set()
     for row in doc["classes"]:
-        check(set(row) == set(CLASS_FIELDS), "%s: class row fields %s" % (name, sorted(row)))
+        check(list(row) == CLASS_FIELDS, "%s: class row fields %s" % (name, list(row)))
         c = row["class"]
         check(0 <= c < len(class_sizes) and c not in seen, "%s: class index %d" % (name, c))
         seen.add(c)
@@ -113,26 +188,55 @@ def check_document(name, doc, expected_stats, class_sizes):
         check(row["pages"] > 0 and row["blocks"] <= row["capacity"],
               "%s: class %d pages %d blocks %d capacity %d"
               % (name, c, row["pages"], row["blocks"], row["capacity"]))
-        small_live += row["blocks"] * row["size"]
+        # Exact bytes: whole 64 KiB slices, block sizes, the rest.
+        check(row["memory"] % 65536 == 0 and row["memory"] >= row["pages"] * 65536
+              and row["live"] == row["blocks"] * row["size"]
+              and row["waste"] == row["memory"] - row["live"],
+              "%s: class %d bytes %s" % (name, c, row))
+        small_live += row["live"]
+    # Only the classes in use: those the program allocated from, no other.
+    check(sorted(seen) == sorted(allocated_classes),
+          "%s: class rows %s, the program allocated from %s"
+          % (name, sorted(seen), sorted(allocated_classes)))
     heap_live = sum(h["live"] for h in doc["heaps"])
     check(heap_live == small_live,
           "%s: heaps' live %d, classes' blocks * size %d" % (name, heap_live, small_live))
     return small_live
 
 
+def same_size(name, what, text, exact, slack=0):
+    """text (a size text) shows exact bytes: exactly its rounding, or, for
+    figures read from /proc again by the other form, within slack."""
+    if slack:
+        check(text is not None and abs(approx(text) - exact) <= slack + approx(text) / 20,
+              "%s: %s %r, JSON %d" % (name, what, text, exact))
+    else:
+        check(text == human(exact), "%s: %s %r, JSON %d bytes, which is %r"
+              % (name, what, text, exact, human(exact)))
+
+
 def compare_text(name, doc, text):
-    for key in SUMMARY:
-        if key == "resident":
-            check(abs(text.get(key, -1) - doc[key]) <= RESIDENT_SLACK,
-                  "%s: text resident %s, JSON %d" % (name, text.get(key), doc[key]))
+    """The text shows the JSON's figures: counts equal, sizes rounded."""
+    summary = text["summary"]
+    want = dict(doc, metadata=doc["mapped"] - doc["small_mapped"] - doc["large_mapped"])
+    for key, value in summary.items():
+        if isinstance(value, int):
+            check(value == want[key], "%s: text %s %d, JSON %d" % (name, key, value, want[key]))
         else:
-            check(text.get(key) == doc[key],
-                  "%s: text %s %s, JSON %d" % (name, key, text.get(key), doc[key]))
-    check(text["classes"] == doc["classes"], "%s: text classes differ from JSON" % name)
-    check(text["heaps"] == doc["heaps"], "%s: text heaps differ from JSON:\n%s\n%s"
-          % (name, text["heaps"], doc["heaps"]))
-    check(text["arenas"] == doc["arenas"], "%s: text arenas %s, JSON %s"
-          % (name, text["arenas"], doc["arenas"]))
+            same_size(name, key, value, want[key], RESIDENT_SLACK if key in PROC_FIELDS else 0)
+    check(set(summary) == set(want) - {"abandoned_pages", "classes", "heaps", "arenas"},
+          "%s: the text summary shows %s" % (name, sorted(summary)))
+    for key, fields in (("classes", CLASS_FIELDS), ("heaps", ["heap", "pages", "blocks", "live"]),
+                        ("arenas", ["arena"] + ARENA_FIELDS)):
+        if not check(len(text[key]) == len(doc[key]), "%s: text %s %s, JSON %s"
+                     % (name, key, text[key], doc[key])):
+            continue
+        for t, j in zip(text[key], doc[key]):
+            for f in fields:
+                if isinstance(t[f], str) and isinstance(j[f], int):
+                    same_size(name, "%s %s" % (key, f), t[f], j[f])
+                else:
+                    check(t[f] == j[f], "%s: text %s %s %r, JSON %r" % (name, key, f, t[f], j[f]))
 
 
 def snapshot(program):
@@ -149,7 +253,8 @@ def snapshot(program):
     sizes = exp["class_sizes"]
 
     # Snapshot 1: small and medium blocks only.
-    small = check_document("stats.json", one, exp["stats"], sizes)
+    allocated = [int(c) for c in exp["class_blocks"]]
+    small = check_document("stats.json", one, exp["stats"], sizes, allocated)
     check(small == exp["small_live"] == one["live"],
           "stats.json: classes' bytes %d, expected %d, live %d"
           % (small, exp["small_live"], one["live"]))
@@ -185,7 +290,7 @@ def snapshot(program):
     compare_text("stats.txt", one, text_one)
 
     # Snapshot 2: and three large blocks, one of them in the arena.
-    small2 = check_document("stats2.json", two, exp["stats2"], sizes)
+    small2 = check_document("stats2.json", two, exp["stats2"], sizes, allocated)
     check(small2 == small, "stats2.json: small bytes %d, were %d" % (small2, small))
     check(two["large_blocks"] == exp["large_blocks"],
           "stats2.json: large_blocks %d, expected 3" % two["large_blocks"])
@@ -225,8 +330,24 @@ def at_exit(program):
         f.write(r.stderr)
         f.flush()
         text = parse_text(f.name)
-    check(text.get("live", 0) > 0 and len(text["arenas"]) == 1 and len(text["classes"]) > 0,
-          "stats=1 at exit: %r" % r.stderr[:2000])
+    check(text["summary"].get("live", "0 B") != "0 B" and len(text["arenas"]) == 1
+          and len(text["classes"]) > 0, "stats=1 at exit: %r" % r.stderr[:2000])
+
+    # Counts of one take the singular: one block in one region.
+    r = subprocess.run([program, "one"], capture_output=True, text=True, env=env, timeout=60)
+    check(r.returncode == 0 and r.stdout.startswith("one:"), "stats=1, one block: exit %d"
+          % r.returncode)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+        f.write(r.stderr)
+        f.flush()
+        text = parse_text(f.name)
+    s = text["summary"]
+    check(s.get("live_blocks") == 1 and s.get("regions") == 1 and s.get("large_blocks") == 0
+          and len(text["classes"]) == 1 and not text["arenas"],
+          "stats=1, one block: %r" % r.stderr[:2000])
+    for words in ("in 1 block,", "in 1 region,"):
+        check(words in r.stderr,
+              "stats=1, one block: no %r in %r" % (words, r.stderr[:2000]))
 
 
 def main():

@@ -112,8 +112,8 @@ case_stats() {
         if [ "$prog" = sort ] && ! cmp -s "$tmp/out" "$tmp/plain.out"; then
             fail "--stats changes sort's output"
         fi
-        if [ "$rc" -ne 0 ] || ! grep -Eq '^mapalloc: live +[0-9]+$' "$tmp/err" ||
-            ! grep -Eq '^mapalloc: mmap_calls +[1-9][0-9]*$' "$tmp/err" ||
+        if [ "$rc" -ne 0 ] || ! grep -Eq '^mapalloc: live +[0-9.]+ (B|[KMGTPE]iB) in [0-9]+ blocks?,' "$tmp/err" ||
+            ! grep -Eq '^mapalloc: calls +mmap [1-9][0-9]*,' "$tmp/err" ||
             ! grep -q '^mapalloc: class ' "$tmp/err" || grep -q 'mapalloc:' "$tmp/out"; then
             fail "--stats -- $prog: exit $rc, stderr:"
             head -c 1500 "$tmp/err" | sed 's/^/  /'

@@ -1,7 +1,9 @@
 /* malloc_stats(), mallinfo2() and mallinfo() in a preloaded program report
  * mapalloc's figures, as preload/preload.c maps them:
  *   arena = small_mapped, hblks = large_blocks, hblkhd = large_mapped,
- *   uordblks = live, fordblks = mapped - live, usmblks = peak_mapped.
+ *   uordblks = live, fordblks = mapped - live, usmblks = peak_mapped;
+ * malloc_stats() in glibc's layout, checked line by line against glibc's
+ * own, from a copy of this program run without the preload.
  * Run under LD_PRELOAD=libmapalloc-preload.so; built without mapalloc and
  * with -fno-builtin. mapalloc_stats_get is found with dlsym.
  */
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void (*stats_get)(struct mapalloc_stats *);
@@ -46,18 +49,136 @@ static void same_figures(const char *when)
           m1.fordblks == (int)mi.fordblks && m1.usmblks == (int)mi.usmblks);
 }
 
-/* The value of "mapalloc: NAME  VALUE" in text. */
-static unsigned long long text_field(const char *text, const char *name)
+/* What malloc_stats() writes to stderr, caught in a NUL-terminated static
+ * buffer. */
+static const char *malloc_stats_text(void)
 {
-    char key[64];
-    snprintf(key, sizeof key, "mapalloc: %s ", name);
-    const char *p = strstr(text, key);
-    CHECKF(p != NULL, "no %s in malloc_stats output:\n%s", name, text);
-    return strtoull(p + strlen(key), NULL, 10);
+    static char text[1 << 16];
+    char name[] = "/tmp/mapalloc-mstats.XXXXXX";
+    int fd = mkstemp(name);
+    CHECK(fd >= 0);
+    unlink(name);
+    fflush(stderr);
+    int saved = dup(2);
+    CHECK(saved >= 0 && dup2(fd, 2) == 2);
+    malloc_stats();
+    CHECK(dup2(saved, 2) == 2);
+    close(saved);
+    ssize_t len = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    CHECK(len > 0);
+    text[len] = '\0';
+    return text;
 }
 
-int main(void)
+/* glibc's own malloc_stats(), from a copy of this program run without the
+ * preload (argument "glibc"), into buf. */
+static void glibc_malloc_stats(char *buf, size_t size)
 {
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        unsetenv("LD_PRELOAD");
+        dup2(fds[1], 2);
+        execl("/proc/self/exe", "preload_stats", "glibc", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < size && (r = read(fds[0], buf + len, size - 1 - len)) > 0)
+        len += (size_t)r;
+    buf[len] = '\0';
+    close(fds[0]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0 && len > 0,
+           "glibc's malloc_stats: status %d, output:\n%s", status, buf);
+}
+
+/* A line's shape with its numbers as N: "Arena N:", "system bytes     = N". */
+static void line_shape(const char *line, size_t len, char *out, size_t size)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 2 < size; i++) {
+        if (line[i] >= '0' && line[i] <= '9') {
+            while (n > 0 && out[n - 1] == ' ' && i > 0 && line[i - 1] == ' ')
+                n--; /* the padding before a number is part of it */
+            out[n++] = 'N';
+            while (i + 1 < len && line[i + 1] >= '0' && line[i + 1] <= '9')
+                i++;
+        } else {
+            out[n++] = line[i];
+        }
+    }
+    out[n] = '\0';
+}
+
+/* mapalloc's malloc_stats() has glibc's lines, in glibc's order, with the
+ * numbers in the same columns (right-aligned, ten wide: both lines of a
+ * pair have the same length). want_arenas: how many "Arena N:" blocks
+ * mapalloc's must have (glibc's single-threaded copy has one). */
+static void same_layout(const char *ours, const char *glibc, unsigned want_arenas)
+{
+    const char *o = ours, *g = glibc;
+    unsigned arenas = 0, lines = 0;
+    while (*o) {
+        const char *oe = strchr(o, '\n');
+        CHECKF(oe != NULL, "malloc_stats: an unfinished line in:\n%s", ours);
+        if (strncmp(o, "Arena ", 6) == 0 && arenas++ > 0) {
+            /* Past glibc's one arena: the same two lines again. */
+            g = strstr(glibc, "Arena 0:\n");
+        }
+        const char *ge = strchr(g, '\n');
+        CHECKF(*g && ge != NULL, "malloc_stats: more lines than glibc's:\n%s\nglibc's:\n%s", ours,
+               glibc);
+        char so[128], sg[128];
+        line_shape(o, (size_t)(oe - o), so, sizeof so);
+        line_shape(g, (size_t)(ge - g), sg, sizeof sg);
+        CHECKF(strcmp(so, sg) == 0 && oe - o == ge - g,
+               "malloc_stats line %u: \"%.*s\", glibc's \"%.*s\"\nours:\n%s\nglibc's:\n%s", lines + 1,
+               (int)(oe - o), o, (int)(ge - g), g, ours, glibc);
+        o = oe + 1;
+        g = ge + 1;
+        lines++;
+    }
+    CHECKF(*g == '\0', "malloc_stats: glibc's has more lines:\n%s\nglibc's:\n%s", ours, glibc);
+    CHECKF(arenas == want_arenas, "malloc_stats: %u arenas, expected %u:\n%s", arenas, want_arenas,
+           ours);
+}
+
+/* The number after "NAME = " in the block that starts at "AT" in text. */
+static unsigned long long field_after(const char *text, const char *at, const char *name)
+{
+    const char *p = strstr(text, at);
+    CHECKF(p != NULL, "no \"%s\" in malloc_stats output:\n%s", at, text);
+    p = strstr(p, name);
+    CHECKF(p != NULL, "no \"%s\" after \"%s\" in malloc_stats output:\n%s", name, at, text);
+    p = strchr(p, '=');
+    CHECK(p != NULL);
+    return strtoull(p + 1, NULL, 10);
+}
+
+/* The glibc side: a few blocks, then glibc's malloc_stats() on stderr. */
+static int glibc_main(void)
+{
+    void *p[100];
+    for (int i = 0; i < 100; i++)
+        p[i] = malloc((size_t)i * 100 + 1);
+    void *big = malloc(6 << 20);
+    malloc_stats();
+    free(big);
+    for (int i = 0; i < 100; i++)
+        free(p[i]);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "glibc") == 0)
+        return glibc_main();
     stats_get = (void (*)(struct mapalloc_stats *))dlsym(RTLD_DEFAULT, "mapalloc_stats_get");
     CHECKF(stats_get != NULL, "mapalloc_stats_get is not in the process: not preloaded?");
     same_figures("at start");
@@ -85,35 +206,50 @@ int main(void)
     struct mallinfo2 freed = mallinfo2();
     CHECK(freed.uordblks == before.uordblks);
 
-    /* malloc_stats() writes mapalloc's text report to stderr: catch it. */
-    char name[] = "/tmp/mapalloc-mstats.XXXXXX";
-    int fd = mkstemp(name);
-    CHECK(fd >= 0);
-    unlink(name);
-    fflush(stderr);
-    int saved = dup(2);
-    CHECK(saved >= 0 && dup2(fd, 2) == 2);
+    /* A mapping made and given back: the most held at once is more than
+     * what is held now, so that "max mmap regions" shows which it is. */
+    void *gone = malloc(16 << 20);
+    CHECK(gone != NULL);
+    free(gone);
+    malloc_trim(0);
+
+    /* malloc_stats(): glibc's layout, mapalloc's figures. */
+    static char glibc[1 << 14];
+    glibc_malloc_stats(glibc, sizeof glibc);
     struct mapalloc_stats s;
     stats_get(&s);
-    malloc_stats();
-    CHECK(dup2(saved, 2) == 2);
-    close(saved);
-    static char text[1 << 16];
-    ssize_t len = pread(fd, text, sizeof text - 1, 0);
-    close(fd);
-    CHECK(len > 0);
-    text[len] = '\0';
-    CHECK(text_field(text, "live") == s.live);
-    CHECK(text_field(text, "live_blocks") == s.live_blocks);
-    CHECK(text_field(text, "large_blocks") == s.large_blocks);
-    CHECK(text_field(text, "small_mapped") == s.small_mapped);
-    CHECK(text_field(text, "large_mapped") == s.large_mapped);
-    CHECK(text_field(text, "mapped") == s.mapped);
-    CHECK(text_field(text, "peak_mapped") == s.peak_mapped);
-    CHECK(text_field(text, "mmap_calls") == s.mmap_calls);
-    CHECK(text_field(text, "munmap_calls") == s.munmap_calls);
-    CHECK(text_field(text, "madvise_calls") == s.madvise_calls);
-    CHECK(strstr(text, "mapalloc: class ") != NULL && strstr(text, "mapalloc: heap ") != NULL);
+    CHECKF(s.peak_mappings > s.mappings && s.peak_mapped >= s.mapped + (16 << 20),
+           "mappings %llu (peak %llu), mapped %zu (peak %zu) after a 16 MiB block went",
+           (unsigned long long)s.mappings, (unsigned long long)s.peak_mappings, s.mapped, s.peak_mapped);
+    const char *text = malloc_stats_text();
+    same_layout(text, glibc, 1);
+    unsigned long long in_use = field_after(text, "Arena 0:", "in use bytes");
+    CHECK(field_after(text, "Arena 0:", "system bytes") == s.small_mapped);
+    CHECKF(in_use > 0 && in_use + (6 << 20) + (700 << 10) <= s.live,
+           "Arena 0 in use %llu, live %zu with 6.7 MiB in large blocks", in_use, s.live);
+    CHECK(field_after(text, "Total", "system bytes") == s.mapped);
+    CHECK(field_after(text, "Total", "in use bytes") == s.live);
+    CHECK(field_after(text, "Total", "max mmap regions") == s.peak_mappings);
+    CHECK(field_after(text, "Total", "max mmap bytes") == s.peak_mapped);
+
+    /* An explicit arena is "Arena 1", as a second glibc arena would be. */
+    mapalloc_arena *(*arena_create)(const struct mapalloc_arena_options *) =
+        (mapalloc_arena * (*)(const struct mapalloc_arena_options *)) dlsym(RTLD_DEFAULT, "mapalloc_arena_create");
+    void *(*arena_malloc)(mapalloc_arena *, size_t) =
+        (void *(*)(mapalloc_arena *, size_t))dlsym(RTLD_DEFAULT, "mapalloc_arena_malloc");
+    void (*arena_destroy)(mapalloc_arena *) =
+        (void (*)(mapalloc_arena *))dlsym(RTLD_DEFAULT, "mapalloc_arena_destroy");
+    CHECK(arena_create && arena_malloc && arena_destroy);
+    mapalloc_arena *arena = arena_create(NULL);
+    CHECK(arena != NULL);
+    for (int i = 0; i < 10; i++)
+        CHECK(arena_malloc(arena, 1000) != NULL);
+    text = malloc_stats_text();
+    same_layout(text, glibc, 2);
+    CHECK(field_after(text, "Arena 1:", "in use bytes") == 10 * 1024);
+    CHECK(field_after(text, "Arena 1:", "system bytes") == 4 << 20);
+    CHECK(field_after(text, "Arena 0:", "in use bytes") == in_use);
+    arena_destroy(arena);
 
     for (int i = 0; i < N; i++)
         free(p[i]);

@@ -546,7 +546,7 @@ static void part_stats_exit(void)
     char *dump[] = {"dump", NULL};
     struct obs_child c = obs_run_self("stats=1", dump);
     if (c.status != 0 || strstr(c.err, "mapalloc: live ") == NULL ||
-        strstr(c.err, "mapalloc: mmap_calls ") == NULL || strchr(c.err, '{') != NULL) {
+        strstr(c.err, "mapalloc: calls     mmap ") == NULL || strchr(c.err, '{') != NULL) {
         report("stats=1", "stats=1", &c);
         CHECK(false);
     }

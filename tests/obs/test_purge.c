@@ -3,7 +3,9 @@
  * within the decay time, driven only by the program's own allocator
  * activity; with a decay and a dirty limit too large to act, it stays until
  * malloc_trim(0); with purge_free=1 the pages are given back with
- * MADV_FREE and the memory is reused correctly.
+ * MADV_FREE, the statistics count them as lazily freed until they are used
+ * again (the text form's "lazy free" line with them), their peak resident
+ * figure is the kernel's, and the memory is reused correctly.
  *
  * Usage: test_purge PART, with MAPALLOC_OPTIONS set by tests/obs/meson.build:
  *   decay      falls within decay_ms + 1.5 s (any decay_ms, dirty_max_kb)
@@ -127,6 +129,40 @@ static void part_no_decay(void)
     burst_done(&b);
 }
 
+/* The text statistics say it in one line: "mapalloc: lazy free   83.3 MiB
+ * purged with MADV_FREE, ...", the figure of mapalloc_stats_get to the
+ * tenth of its unit ("0 B" with MADV_DONTNEED). */
+static void check_lazy_line(size_t lazy_free, long on)
+{
+    int fd = obs_tmpfile();
+    mapalloc_stats_print(fd, MAPALLOC_STATS_TEXT);
+    char *text = obs_read_fd(fd);
+    close(fd);
+    CHECKF(stats().lazy_free == lazy_free, "lazy_free moved while printing");
+    const char *key = "\nmapalloc: lazy free ";
+    const char *line = strstr(text, key);
+    CHECKF(line != NULL, "no lazy free line in the text statistics:\n%s", text);
+    const char *end = strchr(line + 1, '\n');
+    printf("purge purge_free=%ld: \"%.*s\"\n", on, end ? (int)(end - line - 1) : 80, line + 1);
+    double v = 0;
+    char unit[8] = "";
+    int used = 0;
+    CHECKF(sscanf(line + strlen(key), " %lf %7s purged with MADV_FREE,%n", &v, unit, &used) == 2 && used > 0,
+           "lazy free line: %.120s", line + 1);
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double scale = 0;
+    for (unsigned k = 0; k < sizeof units / sizeof units[0]; k++)
+        if (strcmp(unit, units[k]) == 0)
+            scale = (double)((uint64_t)1 << (10 * k));
+    CHECKF(scale > 0, "lazy free line: unit \"%s\"", unit);
+    double off = v * scale - (double)lazy_free;
+    CHECKF((off < 0 ? -off : off) <= 0.05 * scale + 0.5 && v < 1024,
+           "lazy free line says %g %s, lazy_free is %zu bytes", v, unit, lazy_free);
+    if (!on)
+        CHECKF(strcmp(unit, "B") == 0 && v == 0, "purge_free=0: lazy free line says %g %s", v, unit);
+    free(text);
+}
+
 /* MADV_FREE: the pages stay resident (LazyFree in smaps) until the kernel
  * needs them, so the check is the madvise count and LazyFree; then the
  * lazily freed memory must be reused correctly: calloc still zeroes it, and
@@ -162,7 +198,9 @@ static void part_purge_free(void)
         obs_sleep_ms(1);
     }
     mapalloc_trim(0);
+    long hwm0 = wl_proc_field("/proc/self/status", "VmHWM");
     struct mapalloc_stats s1 = stats();
+    long hwm1 = wl_proc_field("/proc/self/status", "VmHWM");
     size_t after = wl_resident();
     long lazy1 = wl_proc_field("/proc/self/smaps_rollup", "LazyFree");
     printf("purge purge_free=%ld: madvise_calls %llu -> %llu, munmap_calls %llu -> %llu, "
@@ -182,6 +220,40 @@ static void part_purge_free(void)
     if (!on)
         CHECKF(after <= base + 16 * MiB, "purge_free=0: resident %+ld KiB", kib(after, base));
 
+    /* The statistics say how much of resident is only lazily freed: most
+     * of the burst with MADV_FREE, nothing with MADV_DONTNEED. The kernel's
+     * LazyFree is what it has not taken back yet, at most ours (ours counts
+     * whole slices, touched or not). */
+    printf("purge purge_free=%ld: lazy_free %zu -> %zu KiB, purged %zu -> %zu KiB\n", on,
+           s0.lazy_free / KiB, s1.lazy_free / KiB, s0.purged / KiB, s1.purged / KiB);
+    CHECKF(s1.purged >= s0.purged + BURST / 2, "purged %zu -> %zu KiB after a free of %zu KiB",
+           s0.purged / KiB, s1.purged / KiB, BURST / KiB);
+    if (on) {
+        CHECKF(s1.lazy_free >= s0.lazy_free + BURST / 2 && s1.lazy_free <= s1.purged,
+               "purge_free=1: lazy_free %zu -> %zu KiB, purged %zu KiB", s0.lazy_free / KiB,
+               s1.lazy_free / KiB, s1.purged / KiB);
+        if (lazy1 >= 0)
+            CHECKF((size_t)lazy1 * KiB <= s1.lazy_free + MiB,
+                   "purge_free=1: the kernel's LazyFree %ld kB above lazy_free %zu KiB", lazy1,
+                   s1.lazy_free / KiB);
+    } else {
+        CHECKF(s1.lazy_free == 0, "purge_free=0: lazy_free %zu KiB", s1.lazy_free / KiB);
+    }
+    check_lazy_line(s1.lazy_free, on);
+
+    /* The peak is the kernel's (VmHWM): the burst was resident once, and
+     * with MADV_DONTNEED it is not any more. */
+    CHECKF(hwm0 >= 0 && (size_t)hwm0 * KiB <= s1.peak_resident + MiB &&
+               s1.peak_resident <= (size_t)hwm1 * KiB + MiB,
+           "peak_resident %zu KiB, VmHWM %ld then %ld kB", s1.peak_resident / KiB, hwm0, hwm1);
+    CHECKF(s1.peak_resident >= base + BURST / 2,
+           "peak_resident %zu KiB, %zu KiB resident before a burst of %zu KiB", s1.peak_resident / KiB,
+           base / KiB, BURST / KiB);
+    if (!on)
+        CHECKF(s1.peak_resident >= s1.resident + BURST / 2,
+               "purge_free=0: peak_resident %zu KiB, resident %zu KiB", s1.peak_resident / KiB,
+               s1.resident / KiB);
+
     /* Reuse: calloc must zero lazily freed pages (their old contents may
      * still be there), and what is written stays. */
     uint64_t zs = 12;
@@ -198,6 +270,17 @@ static void part_purge_free(void)
         memset(p, burst_tag(b.count - 1), n);
         zeroed += n;
     }
+    /* The pages made for it came from the lazily freed slices (the
+     * regions are full of them): no longer lazily freed. */
+    struct mapalloc_stats s2 = stats();
+    printf("purge purge_free=%ld: lazy_free %zu KiB after %zu KiB reused\n", on,
+           s2.lazy_free / KiB, zeroed / KiB);
+    if (on)
+        CHECKF(s2.lazy_free + BURST / 4 <= s1.lazy_free,
+               "purge_free=1: lazy_free %zu -> %zu KiB while %zu KiB were allocated again",
+               s1.lazy_free / KiB, s2.lazy_free / KiB, zeroed / KiB);
+    else
+        CHECKF(s2.lazy_free == 0, "purge_free=0: lazy_free %zu KiB", s2.lazy_free / KiB);
     burst_free(&b, 13);
     for (size_t i = 0; i < pins.count; i++)
         mapalloc_free(pins.p[i]);

@@ -91,13 +91,15 @@ static void print_stats_json(FILE *f, const struct mapalloc_stats *s)
             "\"large_mapped\":%zu,\"mapped\":%zu,\"peak_mapped\":%zu,\"resident\":%zu,"
             "\"regions\":%llu,\"abandoned_pages\":%llu,\"mmap_calls\":%llu,"
             "\"munmap_calls\":%llu,\"mremap_calls\":%llu,\"madvise_calls\":%llu,"
-            "\"mprotect_calls\":%llu,\"huge_fallbacks\":%llu}",
+            "\"mprotect_calls\":%llu,\"huge_fallbacks\":%llu,\"lazy_free\":%zu,\"purged\":%zu,"
+            "\"peak_resident\":%zu,\"mappings\":%llu,\"peak_mappings\":%llu}",
             s->live, s->live_blocks, s->large_blocks, s->small_mapped, s->large_mapped,
             s->mapped, s->peak_mapped, s->resident, (unsigned long long)s->regions,
             (unsigned long long)s->abandoned_pages, (unsigned long long)s->mmap_calls,
             (unsigned long long)s->munmap_calls, (unsigned long long)s->mremap_calls,
             (unsigned long long)s->madvise_calls, (unsigned long long)s->mprotect_calls,
-            (unsigned long long)s->huge_fallbacks);
+            (unsigned long long)s->huge_fallbacks, s->lazy_free, s->purged, s->peak_resident,
+            (unsigned long long)s->mappings, (unsigned long long)s->peak_mappings);
 }
 
 static void print_arena_json(FILE *f, mapalloc_arena *a)
@@ -109,8 +111,8 @@ static void print_arena_json(FILE *f, mapalloc_arena *a)
             (void *)a, as.live, as.blocks, as.committed, as.mapped, as.peak);
 }
 
-/* Prints both forms, and checks that nothing but resident moved meanwhile
- * (printing must not allocate). Returns the figures. */
+/* Prints both forms, and checks that nothing but the figures of /proc
+ * moved meanwhile (printing must not allocate). Returns the figures. */
 static struct mapalloc_stats snapshot(const char *dir, const char *json_name, const char *text_name)
 {
     struct mapalloc_stats s0, s1;
@@ -123,6 +125,7 @@ static struct mapalloc_stats snapshot(const char *dir, const char *json_name, co
     close(fd);
     mapalloc_stats_get(&s1);
     s1.resident = s0.resident;
+    s1.peak_resident = s0.peak_resident;
     CHECK(memcmp(&s0, &s1, sizeof s0) == 0);
     return s0;
 }
@@ -219,12 +222,24 @@ static int exit_main(void)
     return 0;
 }
 
+/* For stats=1 at exit with counts of one: one block in one region. */
+static int one_main(void)
+{
+    char *p = mapalloc_malloc(100);
+    CHECK(p != NULL);
+    memset(p, 1, 100);
+    printf("one: 1 block live\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "snapshot") == 0)
         return snapshot_main(argv[2]);
     if (argc == 2 && strcmp(argv[1], "exit") == 0)
         return exit_main();
-    fprintf(stderr, "usage: %s snapshot DIR | exit\n", argv[0]);
+    if (argc == 2 && strcmp(argv[1], "one") == 0)
+        return one_main();
+    fprintf(stderr, "usage: %s snapshot DIR | exit | one\n", argv[0]);
     return 2;
 }
