@@ -35,6 +35,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,6 +66,27 @@ def source_dir(build_dir):
         return REPO_DIR
 
 
+def preload_aliases(tree):
+    """The standard names that preload/meson.build makes linker aliases of
+    mapalloc_ functions: {name: target}."""
+    with open(os.path.join(tree, "preload", "meson.build")) as f:
+        text = f.read()
+    block = re.search(r"preload_aliases = \{(.*?)\}", text, re.S)
+    if block is None:
+        sys.exit("error: no preload_aliases in preload/meson.build")
+    return dict(re.findall(r"'(\w+)' : '(\w+)'", block.group(1)))
+
+
+def alias_flags(tree):
+    """The same aliases for the probe, to its __wrap_ functions where it
+    wraps the target, so that the program's calls reach the probe."""
+    flags = []
+    for name, target in preload_aliases(tree).items():
+        fn = "mapalloc_" + target
+        flags.append(f"-Wl,--defsym={name}={'__wrap_' + fn if fn in WRAPPED else fn}")
+    return flags
+
+
 def build_probes(build_dir, work):
     cc = os.environ.get("CC", "cc")
     src = os.path.join(REAL_DIR, "probe.c")
@@ -79,7 +101,8 @@ def build_probes(build_dir, work):
     cmds = [[cc, *flags, "-DPROBE_GLIBC", src, "-o", out["glibc"]],
             [cc, *flags, "-I", os.path.join(tree, "src"), "-I", os.path.join(tree, "include"), src, glue,
              "-Wl,--whole-archive", objects, "-Wl,--no-whole-archive",
-             *[f"-Wl,--wrap={s}" for s in WRAPPED], "-Wl,-Bsymbolic-functions", "-Wl,--no-undefined",
+             *[f"-Wl,--wrap={s}" for s in WRAPPED], *alias_flags(tree), "-Wl,-Bsymbolic-functions",
+             "-Wl,--no-undefined",
              "-o", out["mapalloc"]]]
     for cmd in cmds:
         p = subprocess.run(cmd, capture_output=True, text=True)
