@@ -289,8 +289,6 @@ static void unmap_all(const struct cached *list, unsigned n)
 
 /* ---- the operations ---- */
 
-/* ---- the operations ---- */
-
 size_t ma_large_map_size(size_t size)
 {
     if (size > (size_t)PTRDIFF_MAX - MA_OS_PAGE)
@@ -315,6 +313,11 @@ void *ma_large_malloc(size_t size, size_t map_size, size_t alignment, bool zero,
         unmap_all(expired, n_expired);
     }
     size_t reused = got; /* the bytes of a cached mapping that are resident */
+    /* A mapping at most a quarter too big is kept whole: trimming it would
+     * give back resident pages that the block's next growth, or the next
+     * block of this size, would fault in again. */
+    if (addr != 0 && got > map_size && got - map_size <= map_size / 4)
+        map_size = got;
     if (addr != 0 && got != map_size) {
         /* Trim the tail in place, or grow (moving if it must): either way
          * the part that is resident stays so. */
