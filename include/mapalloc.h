@@ -78,6 +78,7 @@ struct mapalloc_stats {
     uint64_t regions;        /* regions mapped now */
     uint64_t abandoned_pages;   /* pages of exited threads, with live blocks, not yet adopted */
     uint64_t mprotect_calls;    /* guard pages of the secure profile */
+    size_t prof_mapped;         /* bytes mapped by the heap profiler's own tables */
 };
 void mapalloc_stats_get(struct mapalloc_stats *out);
 
@@ -158,6 +159,13 @@ struct mapalloc_arena_stats {
     size_t peak;       /* the highest committed since creation or the last reset */
 };
 void mapalloc_arena_stats(mapalloc_arena *arena, struct mapalloc_arena_stats *out);
+
+/* The heap profile (MAPALLOC_OPTIONS=prof=1): writes the sampled live heap,
+ * estimated to whole bytes, to path (NULL: the next of the numbered names
+ * that prof_signal uses) in the heap-profile text that google-pprof reads.
+ * Returns 0, or -1 with errno (ENOENT when the profiler is off). It
+ * allocates nothing and takes no lock: it may run in a signal handler. */
+int mapalloc_prof_dump(const char *path);
 
 /* Options. Read once from MAPALLOC_OPTIONS ("name=value,name=value") at the
  * first allocation; mapalloc_option_set changes one before that (returns 0 on

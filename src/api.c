@@ -60,15 +60,45 @@ static bool give_back(void)
     return any;
 }
 
+/* ---- the heap profiler's samples (prof.c) ---- */
+
+/* A large block of arena a; the profiler may sample it. */
+static void *large_block(ma_arena *a, size_t size, size_t alignment, bool zero)
+{
+    void *p = ma_arena_large_malloc(a, size, alignment, zero);
+    if (ma_unlikely(ma_prof_on) && p != NULL && a == &ma_default_arena)
+        ma_prof_large(p, size);
+    return p;
+}
+
+/* A block of class c from heap, or, when the slow path says this
+ * allocation is a sample, a sampled block (an ordinary one if there is no
+ * memory for the sample). */
+static void *heap_block(ma_heap *heap, unsigned c, size_t size, size_t alignment)
+{
+    void *p = ma_heap_malloc_generic(heap, c);
+    if (ma_likely(p != MA_PROF_DUE))
+        return p;
+    p = ma_prof_sample(size, alignment, ma_class_size(c), false);
+    if (p == NULL)
+        p = ma_heap_malloc_generic(heap, c);
+    return p == MA_PROF_DUE ? NULL : p;
+}
+
 /* ---- small and medium blocks ---- */
 
 /* The secure profile: every malloc comes here, with the block's trailer
- * counted in its class. */
+ * counted in its class; so does its sampling. */
 static void *secure_malloc(ma_heap *heap, ma_arena *a, size_t size, size_t alignment, bool zero)
 {
     unsigned c = ma_secure_class(size, alignment);
     if (c >= MA_CLASS_COUNT)
-        return ma_arena_large_malloc(a, size, alignment, zero);
+        return large_block(a, size, alignment, zero);
+    if (ma_unlikely(ma_prof_on) && a == &ma_default_arena && ma_prof_tick(ma_class_size(c))) {
+        void *p = ma_prof_sample(size, alignment, ma_class_size(c), zero);
+        if (p != NULL)
+            return p;
+    }
     void *p = ma_heap_malloc_generic(heap, c);
     return p ? ma_secure_prepare(p, size, zero) : NULL;
 }
@@ -77,7 +107,7 @@ static void *malloc_small_once(size_t size)
 {
     if (ma_unlikely(ma_secure))
         return secure_malloc(ma_tls_heap, &ma_default_arena, size, 0, false);
-    return ma_heap_malloc_generic(ma_tls_heap, ma_size_class(size));
+    return heap_block(ma_tls_heap, ma_size_class(size), size, 0);
 }
 
 static void *ma_malloc_generic(size_t size)
@@ -97,9 +127,9 @@ static void *malloc_large(ma_arena *a, size_t size, size_t alignment, bool zero)
 {
     void *p = NULL;
     if (ma_large_map_size(size) != 0) {
-        p = ma_arena_large_malloc(a, size, alignment, zero);
+        p = large_block(a, size, alignment, zero);
         if (p == NULL && give_back())
-            p = ma_arena_large_malloc(a, size, alignment, zero);
+            p = large_block(a, size, alignment, zero);
     }
     if (p == NULL)
         errno = ENOMEM;
@@ -129,6 +159,8 @@ static void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align)
         return;
     if (ma_block_page((uintptr_t)p) != NULL)
         free_invalid(p);
+    if (ma_unlikely(ma_prof_on))
+        ma_prof_free(p);
     ma_arena_large_free(p, expect_size, expect_align);
 }
 
@@ -271,6 +303,10 @@ static void *realloc_in(ma_arena *a, void *ptr, size_t size)
             q = ma_arena_large_realloc(ptr, size);
         if (q == NULL)
             errno = ENOMEM;
+        else if (ma_unlikely(ma_prof_on) && a == &ma_default_arena) {
+            ma_prof_free(ptr); /* as a free and a new allocation, for the profile */
+            ma_prof_large(q, size);
+        }
         return q;
     } else {
         old_usable = ma_secure ? ma_large_requested_size(ptr) : ma_large_usable_size(ptr);
@@ -314,9 +350,9 @@ static void *malloc_aligned_once(ma_heap *heap, ma_arena *a, size_t size, size_t
     unsigned c = ma_aligned_class(size, alignment);
     if (c < MA_CLASS_COUNT) {
         void *p = ma_page_pop(heap->pages[c]);
-        return p ? p : ma_heap_malloc_generic(heap, c);
+        return p ? p : heap_block(heap, c, size, alignment);
     }
-    return ma_arena_large_malloc(a, size, alignment, false);
+    return large_block(a, size, alignment, false);
 }
 
 /* An aligned block (alignment a power of two above 16) from heap, a heap
@@ -640,10 +676,12 @@ static void fork_prepare(void)
     ma_arenas_lock_all();
     ma_lock(&ma_heap_lock);
     ma_lock(&ma_large_lock);
+    ma_lock(&ma_prof_lock);
 }
 
 static void fork_parent(void)
 {
+    ma_unlock(&ma_prof_lock);
     ma_unlock(&ma_large_lock);
     ma_unlock(&ma_heap_lock);
     ma_arenas_unlock_all();

@@ -88,6 +88,7 @@ MA_API void mapalloc_stats_get(struct mapalloc_stats *out)
     out->huge_fallbacks = os.huge_fallbacks;
     out->regions = s.regions;
     out->abandoned_pages = s.abandoned_pages;
+    out->prof_mapped = ma_prof_mapped();
 }
 
 /* ---- printing, without stdio (it may allocate) ---- */
@@ -339,6 +340,7 @@ MA_API void mapalloc_stats_print(int fd, int json)
         {"madvise_calls", st.madvise_calls},
         {"mprotect_calls", st.mprotect_calls},
         {"huge_fallbacks", st.huge_fallbacks},
+        {"prof_mapped", st.prof_mapped},
     };
     if (o.json)
         out_str(&o, "{");
