@@ -19,6 +19,8 @@
  *                           sigaltstack)
  *   prof_prog tinystack     allocations from a thread with a 16 KiB stack,
  *                           deep in a recursion
+ *   prof_prog steps [MiB]   MiB in twenty steps 30 ms apart, then half of it
+ *                           freed, 200 ms more: a timeline with a shape
  *   prof_prog dlopen        dlopen and dlclose in a loop (the loader
  *                           allocates with its lock held) while threads
  *                           allocate
@@ -216,6 +218,25 @@ static int part_fork(size_t total)
     return 0;
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000 * 1000};
+    nanosleep(&t, NULL);
+}
+
+static int part_steps(size_t total)
+{
+    struct blocks b[3] = {{0}};
+    for (int step = 1; step <= 20; step++) {
+        run_interleaved(total / 20 * (size_t)step, b);
+        sleep_ms(30);
+    }
+    print_bytes(b);
+    drop(&b[0]);
+    sleep_ms(200);
+    return 0;
+}
+
 /* ---- prof_signal while threads allocate ---- */
 
 static volatile int stop;
@@ -391,6 +412,8 @@ int main(int argc, char **argv)
         return part_sigframe(argc > 2 && strcmp(argv[2], "alt") == 0);
     if (strcmp(part, "tinystack") == 0)
         return part_tinystack();
+    if (strcmp(part, "steps") == 0)
+        return part_steps(arg_mib(argc, argv, 60));
     if (strcmp(part, "dlopen") == 0)
         return part_dlopen();
     fprintf(stderr, "unknown part %s\n", part);
