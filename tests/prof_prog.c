@@ -6,8 +6,10 @@
  *                           with its own mix of small, medium and large
  *                           sizes, MiB in all (default 300), kept live until
  *                           exit; prints the bytes each allocated
- *   prof_prog leak [MiB]    the same, then frees every block but those of
- *                           alloc_thirty (the leak)
+ *   prof_prog leak [MiB]    the same, then frees every block of alloc_sixty,
+ *                           three in four of alloc_ten's, none of
+ *                           alloc_thirty's (two leaks, the larger first);
+ *                           prints the bytes alloc_ten leaked
  *   prof_prog threads [MiB] one thread per function
  *   prof_prog fork [MiB]    alloc_sixty, a fork whose child runs alloc_ten
  *                           and exits, then alloc_thirty in the parent
@@ -15,8 +17,8 @@
  *                           prof_signal (SIGUSR2) five times, waiting each time
  *                           for FILE.<n> to appear
  *   prof_prog sigframe [alt] allocations inside a signal handler that
- *                           interrupted interrupted_loop (alt: on a
- *                           sigaltstack)
+ *                           interrupted interrupted_loop in a thread (alt: on
+ *                           a sigaltstack mapped above the thread's stack)
  *   prof_prog tinystack     allocations from a thread with a 16 KiB stack,
  *                           deep in a recursion
  *   prof_prog steps [MiB]   MiB in twenty steps 30 ms apart, then half of it
@@ -35,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -48,6 +51,7 @@
 
 struct blocks {
     void **v;
+    size_t *sizes;
     size_t n, cap;
     size_t bytes;
 };
@@ -57,19 +61,35 @@ static void keep(struct blocks *b, void *p, size_t size)
     if (b->n == b->cap) {
         b->cap = b->cap ? b->cap * 2 : 4096;
         b->v = realloc(b->v, b->cap * sizeof *b->v);
-        if (b->v == NULL)
+        b->sizes = realloc(b->sizes, b->cap * sizeof *b->sizes);
+        if (b->v == NULL || b->sizes == NULL)
             abort();
     }
+    b->sizes[b->n] = size;
     b->v[b->n++] = p;
     b->bytes += size;
 }
 
+/* Frees the blocks but every k-th (k = 0: all of them) and the lists;
+ * returns the bytes of those kept, from then on leaked. */
+static size_t drop_but(struct blocks *b, size_t k)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (k != 0 && i % k == 0)
+            kept += b->sizes[i];
+        else
+            free(b->v[i]);
+    }
+    free(b->v);
+    free(b->sizes);
+    memset(b, 0, sizeof *b);
+    return kept;
+}
+
 static void drop(struct blocks *b)
 {
-    for (size_t i = 0; i < b->n; i++)
-        free(b->v[i]);
-    free(b->v);
-    memset(b, 0, sizeof *b);
+    drop_but(b, 0);
 }
 
 static inline __attribute__((always_inline)) void *touch(size_t size)
@@ -162,8 +182,8 @@ static int part_split(size_t total, bool leak)
     print_bytes(b);
     if (leak) {
         drop(&b[0]);
-        drop(&b[2]);
-        free(b[1].v); /* the list goes, its blocks stay: the leak */
+        printf("leaked alloc_ten %zu\n", drop_but(&b[2], 4));
+        drop_but(&b[1], 1); /* the lists go, every block stays */
     }
     return 0;
 }
@@ -304,6 +324,8 @@ NOINLINE void handler_alloc(void)
         from_handler[i] = touch(4096);
 }
 
+#define ALTSTACK_SIZE ((size_t)64 << 10)
+
 static void on_alarm(int sig)
 {
     (void)sig;
@@ -320,12 +342,39 @@ NOINLINE void interrupted_loop(void)
         spins++;
 }
 
+static void *sigframe_job(void *altstack)
+{
+    if (altstack != NULL) {
+        /* The case an unwinder that takes every caller's frame to lie above
+         * its callee's gets wrong: the handler's stack above the one the
+         * signal interrupted. */
+        volatile char here = 0;
+        if ((uintptr_t)altstack < (uintptr_t)&here) {
+            fprintf(stderr, "prof_prog: the alternate stack is not above the thread's\n");
+            exit(3);
+        }
+        stack_t ss = {.ss_sp = altstack, .ss_size = ALTSTACK_SIZE, .ss_flags = 0};
+        if (sigaltstack(&ss, NULL) != 0)
+            exit(3);
+    }
+    sigset_t alarm;
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    pthread_sigmask(SIG_UNBLOCK, &alarm, NULL);
+    struct itimerval it = {{0, 0}, {0, 20000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    interrupted_loop();
+    return NULL;
+}
+
+/* The signal is taken by a thread (the main one blocks it) whose stack was
+ * mapped after the alternate stack, so below it. */
 static int part_sigframe(bool alt)
 {
+    void *altstack = NULL;
     if (alt) {
-        static char altstack[64 << 10];
-        stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
-        if (sigaltstack(&ss, NULL) != 0)
+        altstack = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (altstack == MAP_FAILED)
             return 1;
     }
     struct sigaction sa;
@@ -334,9 +383,14 @@ static int part_sigframe(bool alt)
     sa.sa_flags = alt ? SA_ONSTACK : 0;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
-    struct itimerval it = {{0, 0}, {0, 20000}};
-    setitimer(ITIMER_REAL, &it, NULL);
-    interrupted_loop();
+    sigset_t alarm;
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &alarm, NULL);
+    pthread_t t;
+    if (pthread_create(&t, NULL, sigframe_job, altstack) != 0)
+        return 1;
+    pthread_join(t, NULL);
     return 0;
 }
 

@@ -113,7 +113,19 @@ def leak_report(stderr):
     return entries
 
 
+def leaked_ten(stdout):
+    m = re.search(r"^leaked alloc_ten (\d+)$", stdout, re.M)
+    check(m, f"the program did not say what alloc_ten leaked: {stdout}")
+    return int(m.group(1))
+
+
+def first_frame_entries(entries, fn):
+    return [i for i, (_, frames) in enumerate(entries) if frames and fn + "+" in frames[0]]
+
+
 def case_leak(tmp):
+    """Two leaks, alloc_thirty's (every block) and alloc_ten's (one block in
+    four): the larger first, each within the tolerance, no freed block."""
     p = run([RUN, "--options", "leaks=1," + FINE, "--", PROG, "leak", "200"])
     want = truth(p.stdout)
     entries = leak_report(p.stderr)
@@ -123,9 +135,14 @@ def case_leak(tmp):
     check("alloc_thirty+" in frames[0], f"the first entry's first frame is not alloc_thirty:\n{p.stderr}")
     ratio = size / want["alloc_thirty"]
     check(abs(ratio - 1) <= TOLERANCE, f"leaked {want['alloc_thirty']} bytes, reported {size}")
-    for line in p.stderr.splitlines():
-        check("alloc_sixty" not in line and "alloc_ten" not in line,
-              f"freed blocks reported as leaks: {line}")
+    ten = first_frame_entries(entries, "alloc_ten")
+    check(len(ten) == 1 and ten[0] > 0, f"alloc_ten's leak is not one entry after the first:\n{p.stderr}")
+    ratio = entries[ten[0]][0] / leaked_ten(p.stdout)
+    check(abs(ratio - 1) <= TOLERANCE, f"alloc_ten leaked {leaked_ten(p.stdout)}, reported "
+          f"{entries[ten[0]][0]}")
+    sizes = [e[0] for e in entries]
+    check(sizes == sorted(sizes, reverse=True), f"not largest first: {sizes}")
+    check(not first_frame_entries(entries, "alloc_sixty"), f"freed blocks reported as leaks:\n{p.stderr}")
 
 
 def case_peak(tmp):
@@ -188,7 +205,7 @@ def case_sigframe(tmp, alt=False):
     cum, text = pprof_text(PROG, path)
     check(cum.get("handler_alloc", 0) > 0, f"no sample from the handler:\n{text}")
     # Through the signal frame, into the frame the signal interrupted.
-    check(cum.get("interrupted_loop", 0) > 0 and cum.get("main", 0) > 0,
+    check(cum.get("interrupted_loop", 0) > 0 and cum.get("sigframe_job", 0) > 0,
           f"the stacks stop at the signal frame:\n{text}")
 
 
@@ -209,7 +226,20 @@ def case_dlopen(tmp):
     check(any("dlopen" in k for k in cum), f"no sample from inside dlopen:\n{text}")
 
 
+def symbol_range(prog, name):
+    """(start, end) of a function in prog's symbol table, from nm."""
+    out = run(["nm", "-S", "--defined-only", prog]).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] == name:
+            start = int(parts[0], 16)
+            return start, start + int(parts[1], 16)
+    raise Failure(f"no {name} in nm -S {prog}")
+
+
 def case_stripped(tmp):
+    """Without symbols the leak report gives offsets in the program, the
+    ones its unstripped copy's symbol table places in the function."""
     prog = os.path.join(tmp, "prof_prog_stripped")
     shutil.copy(PLAIN, prog)
     run(["strip", "--strip-all", prog])
@@ -218,8 +248,11 @@ def case_stripped(tmp):
     entries = leak_report(p.stderr)
     check(entries, f"no leak report:\n{p.stderr[-2000:]}")
     first = entries[0][1][0]
-    check(re.search(r"#0 0x[0-9a-f]+ 0x[0-9a-f]+ \(\[program\]\)", first),
-          f"the first frame is not an offset in the program: {first}")
+    m = re.search(r"#0 0x[0-9a-f]+ 0x([0-9a-f]+) \(\[program\]\)", first)
+    check(m, f"the first frame is not an offset in the program: {first}")
+    lo, hi = symbol_range(PLAIN, "alloc_thirty")
+    check(lo <= int(m.group(1), 16) < hi,
+          f"offset {m.group(1)} is not in alloc_thirty ({lo:#x}-{hi:#x}): {first}")
     ratio = entries[0][0] / truth(p.stdout)["alloc_thirty"]
     check(abs(ratio - 1) <= TOLERANCE, f"leak of {ratio:.3f} of the truth")
     path, out = profiled(tmp, prog, ["split", "100"], FINE)

@@ -5,14 +5,17 @@
  *   test_prof estimate   three functions allocate 60/30/10 % of the bytes:
  *                        each one's estimate within 15%; when one frees its
  *                        blocks, its line leaves the live set
- *   test_prof realloc    sampled large blocks moved by realloc, then freed:
- *                        nothing stays live
+ *   test_prof realloc    large blocks, all sampled, estimated exactly; moved
+ *                        by realloc, their samples move to realloc's caller;
+ *                        freed, nothing stays live
  *   test_prof blocks     every allocation sampled (prof_sample_kb=0): sampled
- *                        blocks keep their alignment, calloc's zeroes, their
- *                        contents through realloc
+ *                        blocks keep their alignment (asked for, or that of
+ *                        their class), calloc's zeroes, their contents
+ *                        through realloc
  *   test_prof double_free  a second free of a sampled block still aborts
  *                        with mapalloc's line
- *   test_prof off        prof=0: no dump, nothing mapped for the profiler
+ *   test_prof off        the defaults; prof=0: no dump, nothing mapped for the
+ *                        profiler
  * Each part sets its options with mapalloc_option_set before the first
  * allocation; MAPALLOC_OPTIONS=secure=1 runs them in the secure profile. */
 #include <dlfcn.h>
@@ -152,28 +155,64 @@ NOINLINE void *lib_large(size_t size)
     return must(mapalloc_malloc(size));
 }
 
-static void part_realloc(void)
+NOINLINE void *lib_grow(void *p, size_t size)
 {
-    start(32);
-    void *p[100];
-    for (int i = 0; i < 100; i++)
-        p[i] = lib_large(MiB + (size_t)i * 4096);
-    size_t est[3];
-    for (int i = 0; i < 100; i++) {
-        memset(p[i], i, 4096);
-        p[i] = must(mapalloc_realloc(p[i], 5 * MiB));
-        CHECK(((unsigned char *)p[i])[4095] == (unsigned char)i);
-    }
-    for (int i = 0; i < 100; i++)
-        mapalloc_free(p[i]);
+    return must(mapalloc_realloc(p, size));
+}
+
+/* Estimated live bytes of the stacks whose first frame is fn, and the
+ * total of the profile. */
+static size_t live_of(const char *fn, size_t *total)
+{
     CHECK(mapalloc_prof_dump(dump_path) == 0);
     FILE *f = fopen(dump_path, "r");
     CHECK(f != NULL);
-    unsigned long long n, bytes;
+    char line[8192];
+    unsigned long long n, bytes, an, abytes;
     CHECK(fscanf(f, "heap profile: %llu: %llu", &n, &bytes) == 2);
+    *total = bytes;
+    size_t sum = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *at = strstr(line, "@ 0x");
+        Dl_info info;
+        if (at && sscanf(line, "%llu: %llu [%llu: %llu]", &n, &bytes, &an, &abytes) == 4 &&
+            dladdr((void *)strtoull(at + 2, NULL, 16), &info) != 0 && info.dli_sname != NULL &&
+            strcmp(info.dli_sname, fn) == 0)
+            sum += bytes;
+    }
     fclose(f);
-    CHECKF(n == 0 && bytes == 0, "%llu blocks, %llu bytes live after every block was freed", n, bytes);
-    (void)est;
+    return sum;
+}
+
+/* 100 large blocks of about 1 MiB, every one sampled at a 32 KiB interval
+ * (to within e^-32): the estimate is the bytes. */
+static void part_realloc(void)
+{
+    start(32);
+    enum { N = 100 };
+    void *p[N];
+    size_t want = 0, total;
+    for (int i = 0; i < N; i++) {
+        p[i] = lib_large(MiB + (size_t)i * 4096);
+        want += MiB + (size_t)i * 4096;
+    }
+    size_t got = live_of("lib_large", &total);
+    CHECKF(got == want, "lib_large: %zu live bytes in the profile, %zu allocated", got, want);
+    /* A realloc is a free and a new allocation: the samples move to its stack. */
+    want = 0;
+    for (int i = 0; i < N; i++) {
+        memset(p[i], i, 4096);
+        p[i] = lib_grow(p[i], 5 * MiB + (size_t)i * 4096);
+        want += 5 * MiB + (size_t)i * 4096;
+        CHECK(((unsigned char *)p[i])[4095] == (unsigned char)i);
+    }
+    CHECKF(live_of("lib_large", &total) == 0, "lib_large's blocks still live after realloc");
+    got = live_of("lib_grow", &total);
+    CHECKF(got == want, "lib_grow: %zu live bytes, %zu allocated", got, want);
+    for (int i = 0; i < N; i++)
+        mapalloc_free(p[i]);
+    live_of("lib_grow", &total);
+    CHECKF(total == 0, "%zu bytes live after every block was freed", total);
     unlink(dump_path);
 }
 
@@ -196,6 +235,16 @@ static void part_blocks(void)
         CHECK(g[0] == 0xab && g[size - 1] == 0xab);
         mapalloc_free_sized(z, size);
         mapalloc_free(g);
+    }
+    /* Outside the secure profile (whose trailer moves blocks to the next
+     * class) a power-of-two class's blocks are aligned to it in their
+     * pages: a sampled one keeps that. */
+    if (mapalloc_option_get("secure"))
+        return;
+    for (size_t size = 32; size <= 64 << 10; size *= 2) {
+        void *p = must(mapalloc_malloc(size));
+        CHECKF(((uintptr_t)p & (size - 1)) == 0, "malloc(%zu): %p", size, p);
+        mapalloc_free(p);
     }
 }
 
@@ -221,6 +270,10 @@ static void part_double_free(void)
 
 static void part_off(void)
 {
+    /* The defaults: jemalloc's mean interval, and a profile at exit once on. */
+    CHECK(mapalloc_option_get("prof") == 0 && mapalloc_option_get("leaks") == 0);
+    CHECK(mapalloc_option_get("prof_sample_kb") == 512);
+    CHECK(mapalloc_option_get("prof_final") == 1 && mapalloc_option_get("prof_peak") == 0);
     mapalloc_free(mapalloc_malloc(100));
     errno = 0;
     CHECK(mapalloc_prof_dump("/tmp/mapalloc-never") == -1 && errno == ENOENT);
