@@ -310,6 +310,13 @@ static void *realloc_in(ma_arena *a, void *ptr, size_t size)
         return q;
     } else {
         old_usable = ma_secure ? ma_large_requested_size(ptr) : ma_large_usable_size(ptr);
+        /* A large block of a small size (a sample of the heap profiler,
+         * mapped as large as its class, or one of a large alignment) stays
+         * where it is while the new size fits and needs more than half of
+         * it, as a block in a page stays within its class: a growing buffer
+         * that was sampled is not copied at every step. */
+        if (!ma_secure && size <= old_usable && 2 * ma_large_map_size(size) > old_usable)
+            return ptr;
     }
     void *q = arena_malloc(a, size);
     if (q == NULL)

@@ -509,7 +509,12 @@ void *ma_prof_sample(size_t size, size_t alignment, size_t block_size, bool zero
     size_t natural = natural_alignment(block_size);
     if (natural > alignment)
         alignment = natural;
-    void *p = ma_arena_large_malloc(&ma_default_arena, size ? size : 1, alignment, zero);
+    /* Room for the whole class, so that realloc keeps the block in place
+     * within its class as it would keep it in its page (api.c); not in
+     * the secure profile, whose guard page follows the request. */
+    size_t room = ma_secure ? size : block_size;
+    void *p = ma_arena_large_malloc_room(&ma_default_arena, size ? size : 1, room ? room : 1, alignment,
+                                         zero);
     if (p == NULL)
         return NULL;
     if (!record(p, size, block_size, pcs, depth)) {
