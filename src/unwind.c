@@ -620,6 +620,150 @@ static bool step_frame_pointer(struct frame *f, const struct bounds *b)
     return true;
 }
 
+/* ---- the rules of addresses already seen ----
+ *
+ * Running an FDE's instructions costs a few thousand instructions per
+ * frame; a profile's stacks pass the same few hundred return addresses
+ * again and again. Their rules, when they are the plain kind that compiled
+ * code has (the CFA a register plus an offset, the return address and the
+ * callee-saved registers at offsets from it, every other register
+ * unchanged), are kept by address in a table of fixed size, which every
+ * thread reads and writes without a lock: each entry is a sequence lock
+ * (odd while written; a reader that sees it change takes the long way, a
+ * writer that finds it taken does not wait). An object unloaded and another
+ * mapped at the same address could meet a stale entry: its reads are
+ * checked as any other, so a wrong frame at worst. */
+
+#define RULE_SLOTS 1024                     /* a power of two */
+#define RULE_SAVED_MAX 8                    /* registers kept at offsets, per entry */
+
+struct compact_rule {
+    uintptr_t pc;
+    int32_t cfa_offset;
+    uint8_t cfa_reg;
+    uint32_t saved;                         /* bit i: register i is at an offset */
+    int8_t offset[RULE_SAVED_MAX];          /* in words from the CFA, in register order */
+};
+
+struct rule_slot {
+    _Atomic uint64_t seq;
+    _Atomic uint64_t word[3];
+};
+
+static struct rule_slot rule_slots[RULE_SLOTS];
+
+static struct rule_slot *rule_slot_of(uintptr_t pc)
+{
+    return &rule_slots[((uint64_t)pc * 0x9e3779b97f4a7c15ull) >> (64 - 10)];
+}
+_Static_assert(RULE_SLOTS == 1 << 10, "the slot index takes 10 bits");
+
+static void rule_pack(const struct compact_rule *c, uint64_t w[3])
+{
+    w[0] = c->pc;
+    w[1] = (uint64_t)(uint32_t)c->cfa_offset | (uint64_t)c->cfa_reg << 32 | (uint64_t)c->saved << 40;
+    memcpy(&w[2], c->offset, sizeof w[2]);
+}
+
+static void rule_unpack(const uint64_t w[3], struct compact_rule *c)
+{
+    c->pc = (uintptr_t)w[0];
+    c->cfa_offset = (int32_t)(uint32_t)w[1];
+    c->cfa_reg = (uint8_t)(w[1] >> 32);
+    c->saved = (uint32_t)(w[1] >> 40);
+    memcpy(c->offset, &w[2], sizeof w[2]);
+}
+_Static_assert(REG_COUNT <= 24 && sizeof(int8_t[RULE_SAVED_MAX]) == sizeof(uint64_t),
+               "a rule packs into three words");
+
+static bool rule_find(uintptr_t pc, struct compact_rule *out)
+{
+    struct rule_slot *slot = rule_slot_of(pc);
+    uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+    if (seq & 1)
+        return false;
+    uint64_t w[3];
+    for (int i = 0; i < 3; i++)
+        w[i] = atomic_load_explicit(&slot->word[i], memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != seq || w[0] != pc || seq == 0)
+        return false;
+    rule_unpack(w, out);
+    return true;
+}
+
+static void rule_store(const struct compact_rule *c)
+{
+    struct rule_slot *slot = rule_slot_of(c->pc);
+    uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_relaxed);
+    if ((seq & 1) || !atomic_compare_exchange_strong_explicit(&slot->seq, &seq, seq + 1,
+                                                              memory_order_acquire, memory_order_relaxed))
+        return;
+    uint64_t w[3];
+    rule_pack(c, w);
+    for (int i = 0; i < 3; i++)
+        atomic_store_explicit(&slot->word[i], w[i], memory_order_relaxed);
+    atomic_store_explicit(&slot->seq, seq + 2, memory_order_release);
+}
+
+/* cfa_reg of a rule that ends the stack: the outermost frame (_start,
+ * a thread's start), whose return address is undefined. */
+#define RULE_END REG_COUNT
+
+/* The rules of state s as a compact rule, if they are of the plain kind. */
+static bool rule_compact(const struct cfa_state *s, const struct fde *fde, uintptr_t pc,
+                         struct compact_rule *out)
+{
+    if (fde->ra_reg == R_RA && s->reg[R_RA].kind == RULE_UNDEFINED) {
+        *out = (struct compact_rule){.pc = pc, .cfa_reg = RULE_END};
+        return true;
+    }
+    if (s->cfa_expr || s->cfa_reg >= REG_COUNT || fde->ra_reg != R_RA)
+        return false;
+    *out = (struct compact_rule){.pc = pc, .cfa_offset = (int32_t)s->cfa_offset,
+                                 .cfa_reg = (uint8_t)s->cfa_reg};
+    if (out->cfa_offset != s->cfa_offset)
+        return false;
+    unsigned n = 0;
+    for (unsigned i = 0; i < REG_COUNT; i++) {
+        const struct rule *r = &s->reg[i];
+        if (r->kind == RULE_SAME && i != R_RA)
+            continue;
+        if (r->kind != RULE_OFFSET || r->value % 8 != 0 || r->value / 8 < -128 || r->value / 8 > 127 ||
+            n == RULE_SAVED_MAX)
+            return false;
+        out->saved |= 1u << i;
+        out->offset[n++] = (int8_t)(r->value / 8);
+    }
+    return (out->saved >> R_RA) & 1u;
+}
+
+/* One step by a compact rule: what step_dwarf does with the same rules,
+ * in place (the saved registers are read at offsets from the CFA, which is
+ * computed first). */
+static bool step_compact(struct frame *f, const struct bounds *b, const struct compact_rule *c)
+{
+    if (c->cfa_reg == RULE_END || !(f->known & (1u << c->cfa_reg)))
+        return false;
+    uintptr_t cfa = f->r[c->cfa_reg] + (uintptr_t)(intptr_t)c->cfa_offset;
+    uint32_t known = f->known;
+    unsigned n = 0;
+    for (uint32_t rest = c->saved; rest != 0; rest &= rest - 1) {
+        unsigned i = (unsigned)__builtin_ctz(rest);
+        uintptr_t at = cfa + (uintptr_t)((intptr_t)c->offset[n++] * 8);
+        if (read_word(b, at, &f->r[i]))
+            known |= 1u << i;
+        else
+            known &= ~(1u << i);
+    }
+    f->r[R_RSP] = cfa;
+    f->known = known | 1u << R_RSP;
+    f->exact = false;
+    return true;
+}
+
+/* ---- one step by the frame information ---- */
+
 static bool step_dwarf(struct frame *f, const struct bounds *b, const struct fde *fde, uintptr_t pc)
 {
     struct cfa_state init = {.cfa_reg = R_RSP, .cfa_offset = 8};
@@ -630,6 +774,9 @@ static bool step_dwarf(struct frame *f, const struct bounds *b, const struct fde
     struct cfa_state s = init;
     if (!run_cfa(&s, &init, fde->insns, fde->insns_end, fde, pc))
         return false;
+    struct compact_rule c;
+    if (rule_compact(&s, fde, pc, &c))
+        rule_store(&c); /* the next time, step_compact: test_unwind compares the two */
     uintptr_t cfa;
     if (s.cfa_expr) {
         if (!eval_expr(s.cfa_expr, s.cfa_expr_len, f, b, false, 0, &cfa))
@@ -719,8 +866,11 @@ static unsigned unwind_from(struct frame *f, uintptr_t *pcs, unsigned max)
         uintptr_t sp = f->r[R_RSP];
         uintptr_t lookup = f->exact ? pc : pc - 1;
         struct dl_find_object o;
+        struct compact_rule c;
         bool ok;
-        if (_dl_find_object((void *)lookup, &o) != 0) {
+        if (rule_find(lookup, &c)) {
+            ok = step_compact(f, &b, &c);
+        } else if (_dl_find_object((void *)lookup, &o) != 0) {
             ok = step_frame_pointer(f, &b);
         } else if (!f->exact && is_sigreturn(&o, pc)) {
             ok = step_signal(f, &b);
