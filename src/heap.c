@@ -433,7 +433,8 @@ static void *prof_handout(ma_heap *heap, ma_page *page)
     if (page->local_free != NULL)
         collect(heap, page);
     void *b = ma_prof_handout(heap, page);
-    table_set(heap, page->class_idx, page);
+    if (heap->pages[page->class_idx] != page) /* else the fast path drained it and keeps it */
+        table_set(heap, page->class_idx, page);
     return b;
 }
 
