@@ -300,6 +300,9 @@ def case_svg(tmp):
 
 
 def case_timeline(tmp):
+    if run(["/usr/bin/python3", "-c", "import matplotlib"], ok=False).returncode != 0:
+        print("matplotlib not installed (Debian: python3-matplotlib)")
+        sys.exit(77)
     png = os.path.join(tmp, "t.png")
     cmd = [RUN, "--timeline", png, "--compare", "glibc=", "--interval", "20"]
     jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
