@@ -384,11 +384,12 @@ static void start_once(void)
 
 /* ---- the handout of pages ---- */
 
+/* A class's first gap is drawn at its first handout (left 0: none yet;
+ * after a handout left is always at least 1), so that a thread that uses
+ * few classes, or lives briefly, draws few. */
 static void heap_start(ma_prof_heap *ph)
 {
     ph->rng = rng_seed(ph);
-    for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
-        ph->cls[c].left = draw_gap(&ph->rng);
     start_once();
 }
 
@@ -458,6 +459,8 @@ void *ma_prof_handout(ma_heap *heap, ma_page *page)
     ma_prof_class *st = &ph->cls[page->class_idx];
     int64_t size = page->block_size;
     void *b;
+    if (ma_unlikely(st->left == 0))
+        st->left = draw_gap(&ph->rng);
     st->left -= size;
     if (st->left <= 0) {
         st->left = draw_gap(&ph->rng);
