@@ -423,16 +423,29 @@ void ma_prof_settle(ma_heap *heap, unsigned c)
     st->left -= (int64_t)(st->listed - listed + st->fresh - fresh) * page->block_size;
 }
 
-/* The page gives the fast path at most k more blocks: the first k of its
- * free list, with fresh blocks carved into it when there are too few. The
- * rest waits on the local list, as blocks the owner freed do, which also
- * keeps the fast path from its fresh blocks; the slow path takes them back
- * when the k are gone. Returns the blocks left on the free list. */
-static unsigned limit_page(ma_page *page, uint64_t k)
+/* Blocks handed out at a time from a page that holds the next sample: the
+ * cut below walks (or carves) that many at most, so that a page with a long
+ * free list that many short-lived threads take a block from in turn is not
+ * walked through by each; the fast path comes back after them and the
+ * handout goes on from where it left. */
+#define LIMIT_RUN 64
+
+/* The page gives the fast path only the blocks that fit in the left bytes
+ * before the next sample (j more blocks keep the count above 0 while
+ * j * block_size < left): the first k of its free list, with fresh blocks
+ * carved into it when there are too few. The rest waits on the local list,
+ * as blocks the owner freed do, which also keeps the fast path from its
+ * fresh blocks; the slow path takes them back when the k are gone. Returns
+ * the blocks left on the free list. */
+static unsigned limit_page(ma_page *page, int64_t left)
 {
     unsigned listed = ma_page_capacity(page) - ma_page_used(page); /* local list empty */
-    if (listed + (uint64_t)page->fresh_left <= k)
+    uint64_t size = page->block_size, avail = listed + (uint64_t)page->fresh_left;
+    if (avail * size < (uint64_t)left) /* the usual case: the whole page, no division */
         return listed;
+    uint64_t k = (uint64_t)(left - 1) / size;
+    if (k > LIMIT_RUN)
+        k = LIMIT_RUN;
     while (listed <= k && page->fresh_left) {
         ma_page_extend(page);
         listed = ma_page_capacity(page) - ma_page_used(page);
@@ -468,8 +481,7 @@ void *ma_prof_handout(ma_heap *heap, ma_page *page)
     } else {
         b = ma_page_take(page);
     }
-    /* j more blocks keep the count above 0 while j * size < left. */
-    st->listed = limit_page(page, (uint64_t)(st->left - 1) / (uint64_t)size);
+    st->listed = limit_page(page, st->left);
     st->fresh = page->fresh_left;
     st->page = page;
     st->page_key = page->link_key;
