@@ -149,7 +149,7 @@ def main():
             for name, lib in allocators]
     base = a.out[:-4] if a.out.endswith(".png") else a.out
     write_data(base + ".tsv", runs)
-    draw(a.out, runs, " ".join(cmd)[:100])
+    draw(a.out, runs, " ".join(" ".join(cmd).split())[:100])
     for r in runs:
         print(f"mapalloc-timeline: {r['name']}: {r['wall']:.2f} s, peak resident "
               f"{r['peak'] / 1048576:.1f} MiB, exit {r['rc']}", file=sys.stderr)
