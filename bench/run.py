@@ -20,7 +20,11 @@ Builds nothing: it uses the programs of an existing meson build directory
 
 Allocators: glibc (no preload), jemalloc, tcmalloc (minimal), mimalloc and
 mapalloc (<build>/preload/libmapalloc-preload.so); one that is not installed
-is skipped with a line saying so. --alloc NAME=PATH adds or overrides one.
+is skipped with a line saying so. --alloc NAME=PATH adds or overrides one,
+and --options NAME=LIST gives one its MAPALLOC_OPTIONS: a mapalloc variant
+beside the default one, run interleaved with it (the heap profiler's cost:
+--alloc mapalloc-prof=build/preload/libmapalloc-preload.so
+--options mapalloc-prof=prof=1).
 """
 
 import argparse
@@ -126,11 +130,20 @@ def expected_provider(path):
     return os.path.basename(path) if path else "libc.so.6"
 
 
-def run_env(path):
+# Allocator name -> its MAPALLOC_OPTIONS (--options), and the directory its
+# heap profiles go to when those turn the profiler on.
+ALLOC_OPTIONS = {}
+PROFILE_DIR = None
+
+
+def run_env(path, name=None):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if path:
         env["LD_PRELOAD"] = path
+    if name in ALLOC_OPTIONS:
+        env["MAPALLOC_OPTIONS"] = ALLOC_OPTIONS[name]
+        env["MAPALLOC_PROF_FILE"] = os.path.join(PROFILE_DIR, name + ".heap")
     return env
 
 
@@ -277,7 +290,7 @@ def run_workloads(args, allocators):
                        "-s", str(args.seed)]
                 if args.threads:
                     cmd += ["-t", str(args.threads)]
-                rc, wall, ru, out, err = run_measured(cmd, run_env(path), args.timeout)
+                rc, wall, ru, out, err = run_measured(cmd, run_env(path, name), args.timeout)
                 line = out.strip().splitlines()[-1] if out.strip() else ""
                 m = re.search(r"malloc=(\S+)", line)
                 provider = m.group(1) if m else "?"
@@ -471,7 +484,7 @@ def run_micro(args, allocators, machine, stem):
             if args.filter:
                 cmd.append(f"--benchmark_filter={args.filter}")
             t0 = time.perf_counter()
-            rc, _, _, out, err = run_measured(cmd, run_env(path), args.timeout * 10)
+            rc, _, _, out, err = run_measured(cmd, run_env(path, name), args.timeout * 10)
             try:
                 with open(out_json) as f:
                     data = json.load(f)
@@ -526,7 +539,7 @@ INSTR_CASES = {
 }
 
 
-def callgrind_counts(exe, args, path):
+def callgrind_counts(exe, args, path, name):
     """Runs exe under callgrind; returns (all instructions, the instructions
     of every object but the executable). The second is the allocator with
     the harness removed: what is left when the program's own code (the loop,
@@ -538,7 +551,7 @@ def callgrind_counts(exe, args, path):
         # Uncompressed names and positions: a cost line is then "line cost".
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                "--compress-strings=no", "--compress-pos=no", exe] + [str(a) for a in args]
-        p = subprocess.run(cmd, env=run_env(path), capture_output=True, text=True)
+        p = subprocess.run(cmd, env=run_env(path, name), capture_output=True, text=True)
         m = re.search(r"Collected\s*:\s*(\d+)", p.stderr)
         if p.returncode != 0 or not m:
             # The program's own message if it left one, else valgrind's last.
@@ -586,7 +599,7 @@ def run_instructions(args, allocators, machine, stem):
         for case in INSTR_CASES:
             n = args.random_blocks if case == "random" else args.pairs
             try:
-                (t1, a1), (t2, a2) = (callgrind_counts(exe, [k, 16, case, args.random_blocks], path)
+                (t1, a1), (t2, a2) = (callgrind_counts(exe, [k, 16, case, args.random_blocks], path, name)
                                       for k in (n, 2 * n))
             except RuntimeError as e:
                 log(f"{name:9s} {case:6s} failed: {e}")
@@ -684,6 +697,9 @@ def main():
     ap.add_argument("--allocators", nargs="+", help="only these allocators")
     ap.add_argument("--alloc", action="append", default=[], metavar="NAME=PATH",
                     help="add an allocator, or override one's preload library")
+    ap.add_argument("--options", action="append", default=[], metavar="NAME=LIST",
+                    help="MAPALLOC_OPTIONS for allocator NAME's runs (its heap profiles, "
+                         "if it writes any, go to a temporary directory)")
     ap.add_argument("--filter", help="--micro: Google Benchmark filter regex")
     ap.add_argument("--min-time", type=float, default=0, help="--micro: seconds per case "
                     "(default 0.2, --quick 0.02)")
@@ -700,6 +716,14 @@ def main():
     for a in args.alloc:
         if "=" not in a:
             ap.error(f"--alloc wants NAME=PATH, not {a}")
+    for o in args.options:
+        if "=" not in o:
+            ap.error(f"--options wants NAME=LIST, not {o}")
+        name, opts = o.split("=", 1)
+        ALLOC_OPTIONS[name] = opts
+    global PROFILE_DIR
+    profile_dir = tempfile.TemporaryDirectory(prefix="mapalloc-bench-prof.")
+    PROFILE_DIR = profile_dir.name
     if not os.path.isdir(args.build_dir):
         sys.exit(f"error: no build directory {args.build_dir}: "
                  "meson setup build && meson compile -C build first")

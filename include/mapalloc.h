@@ -88,6 +88,7 @@ struct mapalloc_stats {
     size_t peak_resident;  /* the process's peak resident bytes (VmHWM, /proc/self/status) */
     uint64_t mappings;     /* mappings mapalloc holds now (regions, large blocks, metadata) */
     uint64_t peak_mappings; /* the most it held at once */
+    size_t prof_mapped;         /* bytes mapped by the heap profiler's own tables */
 };
 void mapalloc_stats_get(struct mapalloc_stats *out);
 
@@ -188,6 +189,13 @@ struct mapalloc_arena_stats {
     size_t peak;       /* the highest committed since creation or the last reset */
 };
 void mapalloc_arena_stats(mapalloc_arena *arena, struct mapalloc_arena_stats *out);
+
+/* The heap profile (MAPALLOC_OPTIONS=prof=1): writes the sampled live heap,
+ * estimated to whole bytes, to path (NULL: the next of the numbered names
+ * that prof_signal uses) in the heap-profile text that google-pprof reads.
+ * Returns 0, or -1 with errno (ENOENT when the profiler is off). It
+ * allocates nothing and takes no lock: it may run in a signal handler. */
+int mapalloc_prof_dump(const char *path);
 
 /* Options. Read once from MAPALLOC_OPTIONS ("name=value,name=value") at the
  * first allocation; mapalloc_option_set changes one before that (returns 0 on

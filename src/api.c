@@ -61,15 +61,45 @@ static bool give_back(void)
     return any;
 }
 
+/* ---- the heap profiler's samples (prof.c) ---- */
+
+/* A large block of arena a; the profiler may sample it. */
+static void *large_block(ma_arena *a, size_t size, size_t alignment, bool zero)
+{
+    void *p = ma_arena_large_malloc(a, size, alignment, zero);
+    if (ma_unlikely(ma_prof_on) && p != NULL && a == &ma_default_arena)
+        ma_prof_large(p, size);
+    return p;
+}
+
+/* A block of class c from heap, or, when the slow path says this
+ * allocation is a sample, a sampled block (an ordinary one if there is no
+ * memory for the sample). */
+static void *heap_block(ma_heap *heap, unsigned c, size_t size, size_t alignment)
+{
+    void *p = ma_heap_malloc_generic(heap, c);
+    if (ma_likely(p != MA_PROF_DUE))
+        return p;
+    p = ma_prof_sample(size, alignment, ma_class_size(c), false);
+    if (p == NULL)
+        p = ma_heap_malloc_generic(heap, c);
+    return p == MA_PROF_DUE ? NULL : p;
+}
+
 /* ---- small and medium blocks ---- */
 
 /* The secure profile: every malloc comes here, with the block's trailer
- * counted in its class. */
+ * counted in its class; so does its sampling. */
 static void *secure_malloc(ma_heap *heap, ma_arena *a, size_t size, size_t alignment, bool zero)
 {
     unsigned c = ma_secure_class(size, alignment);
     if (c >= MA_CLASS_COUNT)
-        return ma_arena_large_malloc(a, size, alignment, zero);
+        return large_block(a, size, alignment, zero);
+    if (ma_unlikely(ma_prof_on) && a == &ma_default_arena && ma_prof_tick(ma_class_size(c))) {
+        void *p = ma_prof_sample(size, alignment, ma_class_size(c), zero);
+        if (p != NULL)
+            return p;
+    }
     void *p = ma_heap_malloc_generic(heap, c);
     return p ? ma_secure_prepare(p, size, zero) : NULL;
 }
@@ -78,7 +108,7 @@ static void *malloc_small_once(size_t size)
 {
     if (ma_unlikely(ma_secure))
         return secure_malloc(ma_tls_heap, &ma_default_arena, size, 0, false);
-    return ma_heap_malloc_generic(ma_tls_heap, ma_size_class(size));
+    return heap_block(ma_tls_heap, ma_size_class(size), size, 0);
 }
 
 static void *ma_malloc_generic(size_t size)
@@ -98,9 +128,9 @@ static void *malloc_large(ma_arena *a, size_t size, size_t alignment, bool zero)
 {
     void *p = NULL;
     if (ma_large_map_size(size) != 0) {
-        p = ma_arena_large_malloc(a, size, alignment, zero);
+        p = large_block(a, size, alignment, zero);
         if (p == NULL && give_back())
-            p = ma_arena_large_malloc(a, size, alignment, zero);
+            p = large_block(a, size, alignment, zero);
     }
     if (p == NULL)
         errno = ENOMEM;
@@ -130,6 +160,8 @@ static void ma_free_nonregion(void *p, size_t expect_size, size_t expect_align)
         return;
     if (ma_block_page((uintptr_t)p) != NULL)
         free_invalid(p);
+    if (ma_unlikely(ma_prof_on))
+        ma_prof_free(p);
     ma_arena_large_free(p, expect_size, expect_align);
     ma_purger_kick(); /* the block may wait in the large cache */
 }
@@ -273,9 +305,20 @@ static void *realloc_in(ma_arena *a, void *ptr, size_t size)
             q = ma_arena_large_realloc(ptr, size);
         if (q == NULL)
             errno = ENOMEM;
+        else if (ma_unlikely(ma_prof_on) && a == &ma_default_arena) {
+            ma_prof_free(ptr); /* as a free and a new allocation, for the profile */
+            ma_prof_large(q, size);
+        }
         return q;
     } else {
         old_usable = ma_secure ? ma_large_requested_size(ptr) : ma_large_usable_size(ptr);
+        /* A large block of a small size (a sample of the heap profiler,
+         * mapped as large as its class, or one of a large alignment) stays
+         * where it is while the new size fits and needs more than half of
+         * it, as a block in a page stays within its class: a growing buffer
+         * that was sampled is not copied at every step. */
+        if (!ma_secure && size <= old_usable && 2 * ma_large_map_size(size) > old_usable)
+            return ptr;
     }
     void *q = arena_malloc(a, size);
     if (q == NULL)
@@ -316,9 +359,9 @@ static void *malloc_aligned_once(ma_heap *heap, ma_arena *a, size_t size, size_t
     unsigned c = ma_aligned_class(size, alignment);
     if (c < MA_CLASS_COUNT) {
         void *p = ma_page_pop(heap->pages[c]);
-        return p ? p : ma_heap_malloc_generic(heap, c);
+        return p ? p : heap_block(heap, c, size, alignment);
     }
-    return ma_arena_large_malloc(a, size, alignment, false);
+    return large_block(a, size, alignment, false);
 }
 
 /* An aligned block (alignment a power of two above 16) from heap, a heap
@@ -642,10 +685,12 @@ static void fork_prepare(void)
     ma_arenas_lock_all();
     ma_lock(&ma_heap_lock);
     ma_lock(&ma_large_lock);
+    ma_lock(&ma_prof_lock);
 }
 
 static void fork_parent(void)
 {
+    ma_unlock(&ma_prof_lock);
     ma_unlock(&ma_large_lock);
     ma_unlock(&ma_heap_lock);
     ma_arenas_unlock_all();

@@ -48,6 +48,9 @@ size_t ma_arena_purge(ma_arena *a, uint32_t min_age_ms, bool all);
 
 /* ---- large blocks ---- */
 void *ma_arena_large_malloc(ma_arena *a, size_t size, size_t alignment, bool zero);
+/* The same with a mapping that holds room bytes (room >= size): a sampled
+ * block as large as its class's blocks, size still what free_sized checks. */
+void *ma_arena_large_malloc_room(ma_arena *a, size_t size, size_t room, size_t alignment, bool zero);
 void ma_arena_large_free(void *p, size_t expect_size, size_t expect_align);
 void *ma_arena_large_realloc(void *p, size_t size);
 ma_arena *ma_arena_of_large(const void *p); /* aborts if p is no live large block */

@@ -92,19 +92,36 @@ static void collect(ma_heap *heap, ma_page *page)
 
 /* ---- the page queues, the full list, and the tables the fast path reads ---- */
 
-/* Makes the fast path's tables point at the first page of class c. */
-static void queue_publish(ma_heap *heap, unsigned c)
+/* Makes the fast path's tables point at page for class c. */
+static void table_set(ma_heap *heap, unsigned c, ma_page *page)
 {
-    ma_page *first = heap->queues[c].first ? heap->queues[c].first : &ma_empty_page;
-    if (ma_secure)
-        first = &ma_empty_page; /* every malloc goes through secure.c */
-    heap->pages[c] = first;
+    heap->pages[c] = page;
     size_t size = ma_class_size(c);
     if (size <= MA_DIRECT_MAX) {
         size_t lo = c == 0 ? 0 : ma_class_size(c - 1) / MA_SMALL_STEP + 1;
         for (size_t i = lo; i <= size / MA_SMALL_STEP; i++)
-            heap->direct[i] = first;
+            heap->direct[i] = page;
     }
+}
+
+/* Pages the heap profiler counts reach the fast path only through its
+ * handout (prof.c), at the end of the malloc slow path. */
+static bool prof_counts(const ma_heap *heap)
+{
+    return ma_unlikely(ma_prof_pages) && is_default(heap->arena);
+}
+
+/* Makes the fast path's tables point at the first page of class c. */
+static void queue_publish(ma_heap *heap, unsigned c)
+{
+    ma_page *first = heap->queues[c].first ? heap->queues[c].first : &ma_empty_page;
+    if (ma_secure) {
+        first = &ma_empty_page; /* every malloc goes through secure.c */
+    } else if (prof_counts(heap)) {
+        ma_prof_settle(heap, c);
+        first = &ma_empty_page;
+    }
+    table_set(heap, c, first);
 }
 
 static void queue_remove(ma_heap *heap, ma_page *page)
@@ -412,6 +429,18 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
     return page;
 }
 
+/* The page goes to the fast path with the profiler's limit (its local list
+ * taken in first, so that its free list's length is known). */
+static void *prof_handout(ma_heap *heap, ma_page *page)
+{
+    if (page->local_free != NULL)
+        collect(heap, page);
+    void *b = ma_prof_handout(heap, page);
+    if (heap->pages[page->class_idx] != page) /* else the fast path drained it and keeps it */
+        table_set(heap, page->class_idx, page);
+    return b;
+}
+
 void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
 {
     if (ma_unlikely(heap == &ma_empty_heap)) {
@@ -419,12 +448,17 @@ void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
         if (heap == NULL)
             return NULL;
     }
+    bool prof = prof_counts(heap);
+    if (prof)
+        ma_prof_settle(heap, class_idx);
     ma_heap_flush_remote();
     take_notices(heap);
     ma_page *page = heap_find_page(heap, class_idx);
     ma_purger_kick(); /* pages may have gone back to the arena */
     if (page == NULL)
         return NULL;
+    if (prof)
+        return prof_handout(heap, page);
     return ma_page_take(page);
 }
 
@@ -845,6 +879,8 @@ size_t ma_heap_trim(ma_heap *heap)
     ma_heap_flush_remote();
     if (heap == &ma_empty_heap)
         return 0;
+    for (unsigned c = 0; prof_counts(heap) && c < MA_CLASS_COUNT; c++)
+        queue_publish(heap, c); /* the profiler's count, before pages take their frees in */
     take_notices(heap);
     size_t bytes = 0;
     FOR_EACH_PAGE(heap, page, next, {

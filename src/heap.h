@@ -19,6 +19,7 @@
 #include "arena.h"
 #include "internal.h"
 #include "page.h"
+#include "prof.h"
 
 extern ma_heap ma_empty_heap;
 extern MA_THREAD_LOCAL ma_heap *ma_tls_heap;

@@ -14,6 +14,8 @@
 
 uintptr_t ma_secret[4];
 bool ma_secure;
+bool ma_prof_on;
+bool ma_prof_pages;
 _Atomic int ma_init_state;
 static MA_THREAD_LOCAL bool in_init;
 
@@ -73,7 +75,9 @@ static void init_run(void)
         init_secrets();
     ma_options_init();
     ma_secure = ma_option(MA_OPT_SECURE) != 0;
-    if (ma_option(MA_OPT_STATS))
+    ma_prof_on = ma_option(MA_OPT_PROF) || ma_option(MA_OPT_LEAKS);
+    ma_prof_pages = ma_prof_on && !ma_secure;
+    if (ma_option(MA_OPT_STATS) || ma_prof_on)
         ma_report_keep_stderr();
     atomic_store_explicit(&ma_init_state, 2, memory_order_release);
     in_init = false;

@@ -13,8 +13,10 @@
  *   6 purge    purge.h, purge.c    the background purger: a thread that gives
  *                                  back what the default arena and the large
  *                                  cache hold, while the program is idle
- *   7 heap     heap.h, heap.c      thread heaps: per thread and arena
- *   8 api      alloc.h, api.c, stats.c   the public functions, their fast paths
+ *   7 prof     prof.h, prof.c, unwind.h, unwind.c   the sampling heap profiler:
+ *                                  stacks, samples, profiles, leak reports
+ *   8 heap     heap.h, heap.c      thread heaps: per thread and arena
+ *   9 api      alloc.h, api.c, stats.c   the public functions, their fast paths
  *
  * Glossary
  *  block     what malloc returns: a slot of one size class inside a page.
@@ -66,6 +68,10 @@
  *  reset     only the public arena reset (mapalloc_arena_reset).
  *  committed bytes of pages in use and large blocks: what an arena's limit
  *            counts.
+ *  sample    an allocation the heap profiler records with its stack, drawn
+ *            by bytes (prof.c); a sampled block is served as a large block.
+ *  handout   the profiler's limit on the blocks the fast path may take from
+ *            a page before the next sample is due.
  */
 #ifndef MA_INTERNAL_H
 #define MA_INTERNAL_H
@@ -235,6 +241,20 @@ typedef struct ma_large_set {
 
 /* ---- heaps ---- */
 
+/* The heap profiler's count for one class of a heap (prof.c): the page
+ * handed to the fast path and what it could take from it then. */
+typedef struct ma_prof_class {
+    struct ma_page *page;   /* handed out; NULL: none (the fast path has the empty page) */
+    uintptr_t page_key;     /* its link key then: a page set up anew since has another */
+    uint32_t listed, fresh; /* its free-list blocks and fresh blocks then */
+    int64_t left;           /* bytes of this class until the next sample */
+} ma_prof_class;
+
+typedef struct ma_prof_heap {
+    ma_prof_class cls[MA_CLASS_COUNT];
+    uint64_t rng;           /* 0: not started */
+} ma_prof_heap;
+
 typedef struct ma_heap {
     /* Read by the fast path: page serving each small size, and each class. */
     ma_page *direct[MA_DIRECT_COUNT];
@@ -259,6 +279,7 @@ typedef struct ma_heap {
     struct ma_heap *thread_next;    /* the owning thread's heaps in explicit arenas */
     struct ma_heap *pool_next;      /* in the pool of unused heaps */
     struct ma_heap *all_next;       /* in the list of every heap ever made */
+    ma_prof_heap prof;              /* with prof=1: the heap profiler's counts */
 } ma_heap;
 
 /* ---- arenas ---- */
@@ -320,6 +341,12 @@ enum ma_option_id {
     MA_OPT_BACKGROUND,  /* the background purger (purge.c) */
     MA_OPT_STATS,       /* print statistics at exit */
     MA_OPT_SECURE,      /* the secure profile (secure.c) */
+    MA_OPT_PROF,        /* the sampling heap profiler (prof.c) */
+    MA_OPT_PROF_SAMPLE_KB, /* its mean interval between samples, in KiB (0: every allocation) */
+    MA_OPT_PROF_FINAL,  /* write the profile at exit */
+    MA_OPT_PROF_PEAK,   /* write the profile of the peak of live bytes at exit */
+    MA_OPT_PROF_SIGNAL, /* the signal that writes a profile; 0 none */
+    MA_OPT_LEAKS,       /* print the sampled blocks still live at exit */
     MA_OPT_COUNT
 };
 extern long ma_options[MA_OPT_COUNT];
@@ -354,6 +381,10 @@ void ma_report_keep_stderr(void);
 /* ---- init.c: process-wide set-up: options, secrets, the clock ---- */
 extern uintptr_t ma_secret[4];
 extern bool ma_secure;              /* the secure profile is on (secure.c) */
+extern bool ma_prof_on;             /* allocations are sampled (prof=1 or leaks=1) */
+extern bool ma_prof_pages;          /* ... and the fast path's pages are handed out by the
+                                     * profiler (not in the secure profile, which samples
+                                     * on its own slow path) */
 extern _Atomic int ma_init_state;   /* 0 never, 1 running, 2 done */
 void ma_init_slow(void);
 static inline void ma_init(void)

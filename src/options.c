@@ -1,6 +1,7 @@
 /* Options: one table, read once from MAPALLOC_OPTIONS ("name=value,...")
  * without allocating, settable from code before the first allocation. */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -35,7 +36,21 @@ static const struct option_desc table[MA_OPT_COUNT] = {
     [MA_OPT_STATS] = {"stats", 0, 0, 2, true, "print statistics at exit (1 text, 2 JSON)"},
     [MA_OPT_SECURE] = {"secure", MAPALLOC_SECURE_DEFAULT, 0, 1, false,
                        "secure profile: canaries, zero on free, guard pages, random order"},
+    [MA_OPT_PROF] = {"prof", 0, 0, 1, false, "sample allocations for a heap profile"},
+    [MA_OPT_PROF_SAMPLE_KB] = {"prof_sample_kb", 512, 0, 1 << 20, false,
+                               "mean KiB between samples (0: every allocation)"},
+    [MA_OPT_PROF_FINAL] = {"prof_final", 1, 0, 1, true, "with prof=1, write the profile at exit"},
+    [MA_OPT_PROF_PEAK] = {"prof_peak", 0, 0, 1, false, "with prof=1, write the profile of the peak at exit"},
+    [MA_OPT_PROF_SIGNAL] = {"prof_signal", 0, 0, 64, false, "a signal that writes a profile (SIGUSR2 or 12)"},
+    [MA_OPT_LEAKS] = {"leaks", 0, 0, 1, false, "print the sampled blocks still live at exit"},
 };
+
+/* Signal names that prof_signal takes besides numbers. */
+static const struct {
+    const char *name;
+    long number;
+} signal_names[] = {{"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2}, {"SIGPROF", SIGPROF},
+                    {"SIGURG", SIGURG}, {"SIGWINCH", SIGWINCH}};
 
 long ma_options[MA_OPT_COUNT];
 static bool options_ready;
@@ -65,6 +80,12 @@ static int find_option(const char *name, size_t len)
 /* Parses a decimal value; false if it is not one or is out of range. */
 static bool parse_value(const char *s, size_t len, const struct option_desc *d, long *out)
 {
+    if (d == &table[MA_OPT_PROF_SIGNAL])
+        for (size_t i = 0; i < sizeof signal_names / sizeof signal_names[0]; i++)
+            if (strlen(signal_names[i].name) == len && memcmp(signal_names[i].name, s, len) == 0) {
+                *out = signal_names[i].number;
+                return true;
+            }
     if (len == 0 || len > 12)
         return false;
     long v = 0;

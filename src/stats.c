@@ -126,6 +126,7 @@ MA_API void mapalloc_stats_get(struct mapalloc_stats *out)
         out->peak_resident = out->resident;
     out->mappings = os.mappings;
     out->peak_mappings = os.peak_mappings;
+    out->prof_mapped = ma_prof_mapped();
 }
 
 /* ---- printing, without stdio (it may allocate) ---- */
@@ -425,6 +426,7 @@ static void json_summary(struct out *o, const struct mapalloc_stats *st)
         {"peak_resident", st->peak_resident},
         {"mappings", st->mappings},
         {"peak_mappings", st->peak_mappings},
+        {"prof_mapped", st->prof_mapped},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         json_field(o, i == 0, rows[i].name, rows[i].value);
@@ -494,6 +496,8 @@ static void text_summary(struct out *o, const struct mapalloc_stats *st)
     if (st->huge_fallbacks)
         out_fmt(o, "; MAP_HUGETLB refused %u", st->huge_fallbacks);
     out_str(o, "\n");
+    if (st->prof_mapped)
+        out_fmt(o, "mapalloc: %L%Z for the heap profiler's own tables\n", "profiler", st->prof_mapped);
 }
 
 /* ---- glibc's layout ---- */

@@ -1,27 +1,31 @@
 #!/usr/bin/env python3
-"""The cost of mapalloc's checks.
+"""The cost of mapalloc's checks, and of its heap profiler.
 
-Builds the library twice with meson -- the default build and -Dchecks=false --
-and runs the same commands under three configurations, each through the
-preload library:
+Builds the library with meson -- the default build and, when asked for,
+-Dchecks=false -- and runs the same commands under these configurations, each
+through the preload library:
 
   default     the default build (the misuse checks on)
   checks-off  the -Dchecks=false build
   secure      the default build with MAPALLOC_OPTIONS=secure=1
+  prof        the default build with MAPALLOC_OPTIONS=prof=1 (its profiles
+              at exit go to a temporary directory)
 
 Runs are interleaved (every round times every command under every
 configuration, in a rotating order) so that drift on the machine falls on all
 of them alike. Reported: the median wall time and CPU time (user + sys) per
 command and configuration, and the geometric mean over the commands of
-default/checks-off and secure/checks-off, both as a ratio of the medians and
+each configuration over the base, both as a ratio of the medians and
 "paired": per command the median over the rounds of the ratio of its two runs
 in that round. With --instructions, each command
 runs once per configuration under valgrind --tool=callgrind instead and the
 ratios are of instructions executed: a figure that machine noise does not
-move, to read beside the times.
+move, to read beside the times. The ratios are to --base (checks-off by
+default; the profiler's cost: --configs default,prof --base default).
 
   bench/safety/cost_of_checks.py [--build-dir DIR] [--runs N] [--scale X]
-                                 [--configs default,checks-off,secure]
+                                 [--configs default,checks-off,secure,prof]
+                                 [--base CONFIG]
                                  [--loops | --cmd NAME=COMMAND ...]
                                  [--instructions] [--json FILE]
 
@@ -44,6 +48,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -103,7 +108,8 @@ def main():
     ap.add_argument('--scale', type=float, default=1.0,
                     help='work per run of the workloads or loops (1.0: a few seconds each)')
     ap.add_argument('--configs', default='default,checks-off,secure',
-                    help='which configurations to run (checks-off is always one)')
+                    help='which configurations to run (the base is always one)')
+    ap.add_argument('--base', default='checks-off', help='the configuration the ratios are to')
     ap.add_argument('--loops', action='store_true', help='the loops of bench/safety/loops.c')
     ap.add_argument('--cmd', action='append', default=[], metavar='NAME=COMMAND')
     ap.add_argument('--instructions', action='store_true',
@@ -111,16 +117,21 @@ def main():
     ap.add_argument('--json', help='write the raw figures and the summary here')
     args = ap.parse_args()
 
+    base = args.base
+    wanted = set(args.configs.split(',')) | {base}
     default_dir = build(args.build_dir, 'default', [])
-    nochecks_dir = build(args.build_dir, 'checks-off', ['-Dchecks=false'])
+    nochecks_dir = build(args.build_dir, 'checks-off', ['-Dchecks=false']) if 'checks-off' in wanted else None
     preload = 'preload/libmapalloc-preload.so'
-    wanted = set(args.configs.split(',')) | {'checks-off'}
+    profiles = tempfile.TemporaryDirectory(prefix='mapalloc-cost-prof.')
     configs = [c for c in [
         ('default', os.path.join(default_dir, preload), ''),
-        ('checks-off', os.path.join(nochecks_dir, preload), ''),
+        ('checks-off', os.path.join(nochecks_dir or '', preload), ''),
         ('secure', os.path.join(default_dir, preload), 'secure=1'),
+        ('prof', os.path.join(default_dir, preload), 'prof=1'),
     ] if c[0] in wanted]
-    others = [c for c, _, _ in configs if c != 'checks-off']
+    if base not in [c for c, _, _ in configs]:
+        sys.exit('cost_of_checks: no configuration %s' % base)
+    others = [c for c, _, _ in configs if c != base]
 
     commands = []
     for spec in args.cmd:
@@ -145,6 +156,7 @@ def main():
                 env.pop('MAPALLOC_OPTIONS', None)
                 if options:
                     env['MAPALLOC_OPTIONS'] = options
+                    env['MAPALLOC_PROF_FILE'] = os.path.join(profiles.name, cname + '.heap')
                 if args.instructions:
                     figures[(cname, name)]['instructions'].append(instructions(argv, env, cname))
                 else:
@@ -162,24 +174,24 @@ def main():
         cell = lambda m: '%.3f / %.3f' % (m['wall'], m['cpu'])
     first = metrics[0]
     print('%-14s' % 'command' + ''.join('%22s' % c for c, _, _ in configs) +
-          ''.join('%14s' % (c + '/off') for c in others))
+          ''.join('%14s' % (c + '/' + base) for c in others))
     for name, _ in commands:
         row = '%-14s' % name + ''.join('%22s' % cell(med[(c, name)]) for c, _, _ in configs)
-        off = med[('checks-off', name)][first]
+        off = med[(base, name)][first]
         row += ''.join('%14.3f' % (med[(c, name)][first] / off) for c in others)
         print(row)
     summary = {}
     for metric in metrics:
         for cname in others:
-            summary['%s/checks-off %s' % (cname, metric)] = geomean(
-                [med[(cname, n)][metric] / med[('checks-off', n)][metric] for n, _ in commands])
+            summary['%s/%s %s' % (cname, base, metric)] = geomean(
+                [med[(cname, n)][metric] / med[(base, n)][metric] for n, _ in commands])
             if runs > 1:
                 # The same round's two runs of a command ran one after the
                 # other: their ratio cancels the slower drifts of a shared
                 # machine that a ratio of medians taken apart keeps.
-                summary['%s/checks-off %s, paired' % (cname, metric)] = geomean(
+                summary['%s/%s %s, paired' % (cname, base, metric)] = geomean(
                     [statistics.median(a / b for a, b in zip(figures[(cname, n)][metric],
-                                                             figures[('checks-off', n)][metric]))
+                                                             figures[(base, n)][metric]))
                      for n, _ in commands])
     for key, value in summary.items():
         print('geometric mean %-38s %.3f (%+.1f%%)' % (key, value, (value - 1) * 100))

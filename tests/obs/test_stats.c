@@ -92,14 +92,14 @@ static void print_stats_json(FILE *f, const struct mapalloc_stats *s)
             "\"regions\":%llu,\"abandoned_pages\":%llu,\"mmap_calls\":%llu,"
             "\"munmap_calls\":%llu,\"mremap_calls\":%llu,\"madvise_calls\":%llu,"
             "\"mprotect_calls\":%llu,\"huge_fallbacks\":%llu,\"lazy_free\":%zu,\"purged\":%zu,"
-            "\"peak_resident\":%zu,\"mappings\":%llu,\"peak_mappings\":%llu}",
+            "\"peak_resident\":%zu,\"mappings\":%llu,\"peak_mappings\":%llu,\"prof_mapped\":%zu}",
             s->live, s->live_blocks, s->large_blocks, s->small_mapped, s->large_mapped,
             s->mapped, s->peak_mapped, s->resident, (unsigned long long)s->regions,
             (unsigned long long)s->abandoned_pages, (unsigned long long)s->mmap_calls,
             (unsigned long long)s->munmap_calls, (unsigned long long)s->mremap_calls,
             (unsigned long long)s->madvise_calls, (unsigned long long)s->mprotect_calls,
             (unsigned long long)s->huge_fallbacks, s->lazy_free, s->purged, s->peak_resident,
-            (unsigned long long)s->mappings, (unsigned long long)s->peak_mappings);
+            (unsigned long long)s->mappings, (unsigned long long)s->peak_mappings, s->prof_mapped);
 }
 
 static void print_arena_json(FILE *f, mapalloc_arena *a)
