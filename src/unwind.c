@@ -445,6 +445,8 @@ static bool run_cfa(struct cfa_state *s, const struct cfa_state *init, const uin
         case 0x0e: s->cfa_offset = (int64_t)rd_uleb(&r); break;
         case 0x0f: /* def_cfa_expression */
             a = rd_uleb(&r);
+            if (a > (uint64_t)(r.end - r.p))
+                return false; /* an expression past its FDE: not read */
             s->cfa_expr = r.p;
             s->cfa_expr_len = (int64_t)a;
             r.p += a;
@@ -453,6 +455,8 @@ static bool run_cfa(struct cfa_state *s, const struct cfa_state *init, const uin
         case 0x16: /* val_expression */
             reg = rd_uleb(&r);
             a = rd_uleb(&r);
+            if (a > (uint64_t)(r.end - r.p))
+                return false;
             set_rule(s, reg, op == 0x10 ? RULE_EXPR : RULE_VAL_EXPR, (int64_t)a, r.p);
             r.p += a;
             break;
