@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "prof_split.h"
 #include "rng.h"
 
 namespace {
@@ -59,24 +60,13 @@ int main(int argc, char **argv)
     size_t total = (argc > 1 ? std::stoul(argv[1]) : 200) << 20;
     size_t (*const fns[3])(wl_rng &) = {make_sixty, make_thirty, make_ten};
     const char *names[3] = {"make_sixty", "make_thirty", "make_ten"};
-    const unsigned share[3] = {60, 30, 10};
     size_t bytes[3] = {0, 0, 0};
     wl_rng r[3], pick;
     for (int f = 0; f < 3; f++)
         wl_rng_init(&r[f], 3, (uint64_t)f);
     wl_rng_init(&pick, 3, 9);
     nodes.reserve(4 << 20);
-    for (;;) {
-        size_t left[3], sum = 0;
-        for (int f = 0; f < 3; f++) {
-            size_t target = total / 100 * share[f];
-            left[f] = bytes[f] < target ? target - bytes[f] : 0;
-            sum += left[f];
-        }
-        if (sum == 0)
-            break;
-        uint64_t x = wl_below(&pick, sum);
-        int f = x < left[0] ? 0 : x < left[0] + left[1] ? 1 : 2;
+    for (int f; (f = prof_next(&pick, total, bytes)) >= 0;) {
         bytes[f] += fns[f](r[f]);
     }
     for (int f = 0; f < 3; f++)

@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "prof_split.h"
 #include "rng.h"
 
 #define MiB ((size_t)1 << 20)
@@ -125,7 +126,6 @@ NOINLINE void *alloc_ten(wl_rng *r, size_t *size)
 typedef void *(*alloc_fn)(wl_rng *, size_t *);
 static alloc_fn const fns[3] = {alloc_sixty, alloc_thirty, alloc_ten};
 static const char *const names[3] = {"alloc_sixty", "alloc_thirty", "alloc_ten"};
-static const unsigned share[3] = {60, 30, 10};
 
 /* Runs function f until it allocated target bytes. */
 static void run_one(int f, size_t target, struct blocks *b, uint64_t seed)
@@ -147,16 +147,10 @@ static void run_interleaved(size_t total, struct blocks b[3])
         wl_rng_init(&r[f], 7, (uint64_t)f);
     wl_rng_init(&pick, 7, 9);
     for (;;) {
-        size_t left[3], sum = 0;
-        for (int f = 0; f < 3; f++) {
-            size_t target = total / 100 * share[f];
-            left[f] = b[f].bytes < target ? target - b[f].bytes : 0;
-            sum += left[f];
-        }
-        if (sum == 0)
+        size_t done[3] = {b[0].bytes, b[1].bytes, b[2].bytes};
+        int f = prof_next(&pick, total, done);
+        if (f < 0)
             break;
-        uint64_t x = wl_below(&pick, sum);
-        int f = x < left[0] ? 0 : x < left[0] + left[1] ? 1 : 2;
         size_t size;
         void *p = fns[f](&r[f], &size);
         keep(&b[f], p, size);
@@ -206,7 +200,7 @@ static int part_threads(size_t total)
     struct job jobs[3];
     pthread_t t[3];
     for (int f = 0; f < 3; f++) {
-        jobs[f] = (struct job){f, total / 100 * share[f], {0}};
+        jobs[f] = (struct job){f, total / 100 * prof_share[f], {0}};
         if (pthread_create(&t[f], NULL, thread_job, &jobs[f]) != 0)
             return 1;
     }
@@ -220,19 +214,19 @@ static int part_threads(size_t total)
 static int part_fork(size_t total)
 {
     struct blocks b[3] = {{0}};
-    run_one(0, total / 100 * share[0], &b[0], 3);
+    run_one(0, total / 100 * prof_share[0], &b[0], 3);
     fflush(stdout);
     pid_t pid = fork();
     if (pid < 0)
         return 1;
     if (pid == 0) {
-        run_one(2, total / 100 * share[2], &b[2], 4);
+        run_one(2, total / 100 * prof_share[2], &b[2], 4);
         exit(0);
     }
     int status;
     if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return 1;
-    run_one(1, total / 100 * share[1], &b[1], 5);
+    run_one(1, total / 100 * prof_share[1], &b[1], 5);
     printf("child %d\n", (int)pid);
     print_bytes(b);
     return 0;

@@ -31,6 +31,7 @@
 
 #include "check.h"
 #include "mapalloc.h"
+#include "prof_split.h"
 #include "rng.h"
 
 #define MiB ((size_t)1 << 20)
@@ -106,7 +107,6 @@ static void start(long sample_kb)
 static void part_estimate(void)
 {
     start(32);
-    const unsigned share[3] = {60, 30, 10};
     size_t total = 120 * MiB, bytes[3] = {0, 0, 0}, count[3] = {0, 0, 0};
     void **blocks[3];
     for (int f = 0; f < 3; f++)
@@ -115,17 +115,7 @@ static void part_estimate(void)
     for (int f = 0; f < 3; f++)
         wl_rng_init(&r[f], 1, (uint64_t)f);
     wl_rng_init(&pick, 1, 7);
-    for (;;) {
-        size_t left[3], sum = 0;
-        for (int f = 0; f < 3; f++) {
-            size_t target = total / 100 * share[f];
-            left[f] = bytes[f] < target ? target - bytes[f] : 0;
-            sum += left[f];
-        }
-        if (sum == 0)
-            break;
-        uint64_t x = wl_below(&pick, sum);
-        int f = x < left[0] ? 0 : x < left[0] + left[1] ? 1 : 2;
+    for (int f; (f = prof_next(&pick, total, bytes)) >= 0;) {
         size_t size;
         blocks[f][count[f]++] = fns[f](&r[f], &size);
         bytes[f] += size;
