@@ -280,6 +280,19 @@ static void arena_free(ma_arena *a, void *p)
  * with mremap; anything else moves. In the secure profile a small or
  * medium block always moves (its canary sits right after the requested
  * size). */
+/* A large block of a small size (a sample of the heap profiler, mapped as
+ * large as its class, or one of a large alignment) stays where it is while
+ * the new size fits its mapping and needs more than half of it, as a block
+ * in a page stays within its class: a growing buffer that was sampled is
+ * not copied at every step. Not below the pages of its request, which
+ * free_sized checks its size against: that would need the record changed. */
+static bool large_keeps_place(const void *ptr, size_t size, size_t map_size)
+{
+    size_t need = ma_large_map_size(size);
+    return size <= map_size && 2 * need > map_size &&
+           need >= ma_large_map_size(ma_large_requested_size(ptr));
+}
+
 static void *realloc_in(ma_arena *a, void *ptr, size_t size)
 {
     if (size == 0) { /* glibc: free and return NULL */
@@ -312,12 +325,7 @@ static void *realloc_in(ma_arena *a, void *ptr, size_t size)
         return q;
     } else {
         old_usable = ma_secure ? ma_large_requested_size(ptr) : ma_large_usable_size(ptr);
-        /* A large block of a small size (a sample of the heap profiler,
-         * mapped as large as its class, or one of a large alignment) stays
-         * where it is while the new size fits and needs more than half of
-         * it, as a block in a page stays within its class: a growing buffer
-         * that was sampled is not copied at every step. */
-        if (!ma_secure && size <= old_usable && 2 * ma_large_map_size(size) > old_usable)
+        if (!ma_secure && large_keeps_place(ptr, size, old_usable))
             return ptr;
     }
     void *q = arena_malloc(a, size);

@@ -11,7 +11,7 @@
  *   test_prof blocks     every allocation sampled (prof_sample_kb=0): sampled
  *                        blocks keep their alignment (asked for, or that of
  *                        their class), calloc's zeroes, their contents
- *                        through realloc
+ *                        through realloc, and free_sized after a realloc
  *   test_prof double_free  a second free of a sampled block still aborts
  *                        with mapalloc's line
  *   test_prof off        the defaults; prof=0: no dump, nothing mapped for the
@@ -223,8 +223,11 @@ static void part_blocks(void)
             CHECK(z[k] == 0);
         unsigned char *g = must(mapalloc_realloc(a, size * 2 + 1));
         CHECK(g[0] == 0xab && g[size - 1] == 0xab);
+        /* Shrunk (in place or not), it is freed with its new size. */
+        unsigned char *h = must(mapalloc_realloc(g, size));
+        CHECK(h[0] == 0xab && h[size - 1] == 0xab);
         mapalloc_free_sized(z, size);
-        mapalloc_free(g);
+        mapalloc_free_sized(h, size);
     }
     /* Outside the secure profile (whose trailer moves blocks to the next
      * class) a power-of-two class's blocks are aligned to it in their
