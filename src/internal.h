@@ -351,9 +351,6 @@ enum ma_option_id {
 };
 extern long ma_options[MA_OPT_COUNT];
 void ma_options_init(void);     /* reads MAPALLOC_OPTIONS; no allocation */
-/* The memory limit of the process's control group, found at set-up (0:
- * none); the options' bounds on what is held for reuse are fitted to it. */
-extern uint64_t ma_memory_limit;
 /* cgroup.c: the limit under root (the cgroups' mount point) of the group
  * that /proc/self/cgroup names, or that self_cgroup (its text) names; 0
  * when there is none. */

@@ -60,7 +60,9 @@ static uint32_t explicitly_set; /* bit i: option i set by the program or the env
  * kind, so outside the table); empty: the limit is not read. */
 #define CGROUP_ROOT_MAX 256
 static char cgroup_root[CGROUP_ROOT_MAX] = "/sys/fs/cgroup";
-uint64_t ma_memory_limit;
+/* The memory limit of the process's control group, found at set-up (0:
+ * none); the options' bounds on what is held for reuse are fitted to it. */
+static uint64_t ma_memory_limit;
 
 static void set_defaults(void)
 {

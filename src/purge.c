@@ -30,14 +30,10 @@ static _Atomic uint64_t next_try_ms; /* after a refused thread */
 #define REFUSED_WAIT_MS 1000
 #define MIN_SLEEP_MS 5
 
-size_t ma_purger_held(void)
+/* The bytes held for reuse that the purger gives back. */
+static size_t held(void)
 {
     return __atomic_load_n(&ma_default_arena.dirty_bytes, __ATOMIC_RELAXED) + ma_large_cached_bytes();
-}
-
-bool ma_purger_running(void)
-{
-    return atomic_load_explicit(&state, memory_order_relaxed) == RUNNING;
 }
 
 static void sleep_ms(uint64_t ms)
@@ -64,13 +60,13 @@ static void *purger_main(void *arg)
         bool on = ma_option(MA_OPT_BACKGROUND) != 0;
         if (on)
             purge_pass((uint32_t)decay);
-        if (on && ma_purger_held() != 0)
+        if (on && held() != 0)
             continue;
         /* Done. A slow path that added memory meanwhile saw RUNNING and
          * did not start another: look once more after saying so. */
         atomic_store(&state, IDLE);
         int idle = IDLE;
-        if (!on || ma_purger_held() == 0 || !atomic_compare_exchange_strong(&state, &idle, RUNNING))
+        if (!on || held() == 0 || !atomic_compare_exchange_strong(&state, &idle, RUNNING))
             return NULL;
     }
 }
@@ -98,7 +94,7 @@ static void purger_start(void)
 void ma_purger_kick(void)
 {
     if (ma_likely(atomic_load_explicit(&state, memory_order_relaxed) != IDLE) ||
-        ma_option(MA_OPT_BACKGROUND) == 0 || ma_purger_held() < MA_PURGER_MIN)
+        ma_option(MA_OPT_BACKGROUND) == 0 || held() < MA_PURGER_MIN)
         return;
     uint64_t wait = atomic_load_explicit(&next_try_ms, memory_order_relaxed);
     if (wait != 0 && ma_clock_ms() < wait)

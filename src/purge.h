@@ -18,9 +18,6 @@
 void ma_purger_kick(void);
 #define MA_PURGER_MIN ((size_t)1 << 20)
 
-/* The bytes held for reuse that the purger gives back. */
-size_t ma_purger_held(void);
-bool ma_purger_running(void);
 /* In a forked child: the parent's purger did not come along. */
 void ma_purger_fork_child(void);
 
