@@ -354,29 +354,30 @@ static bool page_recommit(ma_heap *heap, ma_page *page)
 }
 
 /* The pages an arena reset kept that nothing used since go back to the
- * arena: before it maps more, they are free slices like any other. True
- * if there were any. */
-static bool release_kept(ma_heap *heap)
+ * arena: before it maps more, they are free slices like any other. */
+static void release_kept(ma_heap *heap)
 {
-    bool any = false;
     heap->has_kept = false;
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++)
         for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
             next = page->next;
-            if (page->kept) {
+            if (page->kept)
                 page_leave(heap, page);
-                any = true;
-            }
         }
-    return any;
 }
 
+/* A new page of class c: from the arena's free slices (the kept pages'
+ * among them) before it maps more. Every kept page may be in use again
+ * already, so a heap that had some still maps when there is no room. */
 static ma_page *heap_page_new(ma_heap *heap, unsigned c)
 {
     ma_page *page = NULL;
-    if (heap->has_kept)
+    if (heap->has_kept) {
         page = ma_arena_page_new(heap->arena, c, &heap->region_hint, false);
-    if (page == NULL && (!heap->has_kept || release_kept(heap)))
+        if (page == NULL)
+            release_kept(heap);
+    }
+    if (page == NULL)
         page = ma_arena_page_new(heap->arena, c, &heap->region_hint, true);
     if (page != NULL)
         ma_page_own(page, heap, heap->owner);
