@@ -338,6 +338,7 @@ enum ma_option_id {
     MA_OPT_DIRTY_MAX_KB,/* per arena: unpurged empty pages above this go sooner */
     MA_OPT_LARGE_CACHE, /* how many freed large mappings are kept for reuse */
     MA_OPT_LARGE_CACHE_MB, /* the most bytes they may hold */
+    MA_OPT_LARGE_THP,   /* madvise(MADV_HUGEPAGE) on large blocks of 2 MiB and more */
     MA_OPT_BACKGROUND,  /* the background purger (purge.c) */
     MA_OPT_STATS,       /* print statistics at exit */
     MA_OPT_SECURE,      /* the secure profile (secure.c) */

@@ -31,6 +31,8 @@ static const struct option_desc table[MA_OPT_COUNT] = {
     [MA_OPT_LARGE_CACHE] = {"large_cache", 8, 0, 64, true, "freed large mappings kept for reuse"},
     [MA_OPT_LARGE_CACHE_MB] = {"large_cache_mb", 64, 0, 1 << 20, true,
                                "the most MiB the large cache holds; it keeps mappings of at most half that"},
+    [MA_OPT_LARGE_THP] = {"large_thp", 1, 0, 1, true,
+                          "madvise(MADV_HUGEPAGE) on large blocks of 2 MiB and more, mapped 2 MiB-aligned"},
     [MA_OPT_BACKGROUND] = {"background", 1, 0, 1, true,
                            "a thread gives back what is held for reuse while the program is idle"},
     [MA_OPT_STATS] = {"stats", 0, 0, 2, true, "print statistics at exit (1 text, 2 JSON)"},

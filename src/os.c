@@ -233,12 +233,8 @@ static void *map_impl(size_t size, size_t alignment, unsigned flags)
         p = map_aligned(size, alignment, flags & ~(unsigned)MA_MAP_THP);
     if (p == NULL)
         return NULL;
-#ifdef MADV_HUGEPAGE
-    if (flags & MA_MAP_THP) {
-        COUNT(madvise_calls);
-        madvise(p, size, MADV_HUGEPAGE);
-    }
-#endif
+    if (flags & MA_MAP_THP)
+        ma_os_advise_huge(p, size);
     note_mapped(size);
     add_with_peak(&counters.mappings, &counters.peak_mappings, 1);
     return p;
@@ -288,6 +284,15 @@ static bool advise(void *addr, size_t size, int advice)
     bool ok = madvise(addr, size, advice) == 0;
     errno = saved;
     return ok;
+}
+
+void ma_os_advise_huge(void *addr, size_t size)
+{
+#ifdef MADV_HUGEPAGE
+    advise(addr, size, MADV_HUGEPAGE);
+#else
+    (void)addr, (void)size;
+#endif
 }
 
 enum ma_purge ma_os_purge(void *addr, size_t size)

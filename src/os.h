@@ -47,6 +47,10 @@ enum ma_purge {
 };
 enum ma_purge ma_os_purge(void *addr, size_t size);
 
+/* madvise(MADV_HUGEPAGE): transparent huge pages where the kernel's mode
+ * allows them (a hint; a refusal changes nothing). */
+void ma_os_advise_huge(void *addr, size_t size);
+
 /* Guard pages (the secure profile): no access at all, or read-write again. */
 bool ma_os_guard(void *addr, size_t size);
 bool ma_os_unguard(void *addr, size_t size);

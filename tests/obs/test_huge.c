@@ -8,7 +8,10 @@
  * Whether huge pages are actually used (AnonHugePages) depends on the
  * kernel's mood (defrag, fragmentation): printed, not required.
  *
- * Usage: test_huge huge|thp|arena_huge   with MAPALLOC_OPTIONS from meson
+ * large_thp=1, the default, madvises large blocks of 2 MiB and more (and
+ * maps them 2 MiB aligned), and those that grow to that size.
+ *
+ * Usage: test_huge huge|thp|arena_huge|large_thp   with MAPALLOC_OPTIONS from meson
  */
 #include "burst.h"
 #include "mapalloc.h"
@@ -143,15 +146,57 @@ static void part_thp(void)
     burst_done(&b);
 }
 
+/* Whether the mapping that holds p carries MADV_HUGEPAGE ("hg"). */
+static bool advised_huge(const void *p)
+{
+    char flags[512];
+    uintptr_t lo = 0, hi = 0;
+    CHECK(wl_smaps_field(p, "VmFlags", &lo, &hi, flags, sizeof flags));
+    return wl_vmflag(flags, "hg");
+}
+
+/* large_thp (on by default): a large block of 2 MiB or more is mapped 2 MiB
+ * aligned and madvised MADV_HUGEPAGE, one under 2 MiB is not, and one that
+ * grows past 2 MiB gets the advice then, its contents kept. */
+static void part_large_thp(void)
+{
+    mapalloc_free(mapalloc_malloc(1)); /* the options are read */
+    long on = mapalloc_option_get("large_thp");
+    uint8_t *big = mapalloc_malloc(8 * MiB + 100);
+    uint8_t *small = mapalloc_malloc(MiB);
+    uint8_t *grown = mapalloc_malloc(MiB);
+    CHECK(big != NULL && small != NULL && grown != NULL);
+    memset(grown, 0x5a, MiB);
+    grown = mapalloc_realloc(grown, 16 * MiB);
+    CHECK(grown != NULL);
+    for (size_t i = 0; i < MiB; i += 4096)
+        CHECK(grown[i] == 0x5a && grown[i + 4095] == 0x5a);
+    memset(big, 1, 8 * MiB + 100);
+    CHECKF(!on || ((uintptr_t)big & (2 * MiB - 1)) == 0, "large_thp=1: block %p not 2 MiB aligned",
+           (void *)big);
+    CHECKF(advised_huge(big) == (on != 0), "large_thp=%ld: 8 MiB block %p", on, (void *)big);
+    CHECKF(advised_huge(grown) == (on != 0), "large_thp=%ld: block grown to 16 MiB %p", on,
+           (void *)grown);
+    CHECKF(!advised_huge(small), "large_thp=%ld: 1 MiB block %p advised", on, (void *)small);
+    printf("large_thp=%ld: 8 MiB block at %p, grown block at %p, 1 MiB block at %p; "
+           "process AnonHugePages %ld kB\n", on, (void *)big, (void *)grown, (void *)small,
+           wl_proc_field("/proc/self/smaps_rollup", "AnonHugePages"));
+    mapalloc_free(big);
+    mapalloc_free(small);
+    mapalloc_free(grown);
+}
+
 int main(int argc, char **argv)
 {
-    CHECKF(argc == 2, "usage: %s huge|arena_huge|thp", argv[0]);
+    CHECKF(argc == 2, "usage: %s huge|arena_huge|thp|large_thp", argv[0]);
     if (strcmp(argv[1], "huge") == 0)
         part_huge();
     else if (strcmp(argv[1], "arena_huge") == 0)
         part_arena_huge();
     else if (strcmp(argv[1], "thp") == 0)
         part_thp();
+    else if (strcmp(argv[1], "large_thp") == 0)
+        part_large_thp();
     else
         CHECKF(false, "no part %s", argv[1]);
     return 0;

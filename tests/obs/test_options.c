@@ -39,6 +39,7 @@ static const struct opt {
     {"dirty_max_kb", 4096, 1L << 30, 1024, true},
     {"large_cache", 8, 64, 3, true},
     {"large_cache_mb", 64, 1L << 20, 128, true},
+    {"large_thp", 1, 1, 0, true},
     {"background", 1, 1, 0, true},
     {"stats", 0, 2, 1, true},
     {"secure", TEST_SECURE_DEFAULT, 1, !TEST_SECURE_DEFAULT, false},
@@ -132,6 +133,13 @@ static int child_effect(const char *name, long value)
             CHECKF(wl_vmflag(buf, flag) == (value != 0), "%s=%ld, region %#lx-%#lx VmFlags: %s",
                    name, value, (unsigned long)lo, (unsigned long)hi, buf);
         mapalloc_free(p);
+    } else if (strcmp(name, "large_thp") == 0) {
+        void *big = mapalloc_malloc(8 * MiB);
+        CHECK(big != NULL);
+        CHECK(wl_smaps_field(big, "VmFlags", &lo, &hi, buf, sizeof buf));
+        CHECKF(wl_vmflag(buf, "hg") == (value != 0), "large_thp=%ld, 8 MiB block %#lx-%#lx VmFlags: %s",
+               value, (unsigned long)lo, (unsigned long)hi, buf);
+        mapalloc_free(big);
     } else if (strcmp(name, "devzero") == 0) {
         bool want = value != 0 || TEST_NO_MAP_ANONYMOUS;
         void *p = region_block();
