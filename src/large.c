@@ -18,7 +18,8 @@
  * and the page faults each time. Any cached mapping serves any large
  * request: mremap fits it to the size, and only what it lacks is faulted in
  * (an explicit arena's blocks skip the cache: they count against its limit
- * and go at its reset). System calls are never made under the lock. */
+ * and go at its reset). Blocks of 2 MiB and more get transparent huge pages
+ * (wants_thp). System calls are never made under the lock. */
 #include <string.h>
 
 #include "large.h"
