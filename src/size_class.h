@@ -4,7 +4,11 @@
  * so a 16-byte step is the finest possible), then four classes per power of
  * two: (2^k, 2^(k+1)] is cut in steps of 2^(k-2). Rounding a request up to its
  * class wastes at most 15 bytes below 128 bytes and less than 20% of the
- * block above (the worst case is 2^k+1 rounded to 2^k + 2^(k-2)).
+ * block above (the worst case is 2^k+1 rounded to 2^k + 2^(k-2)). One power
+ * of two is cut in eight: (4 KiB, 8 KiB], in 512-byte steps, because a page
+ * of 4 KiB and a small header is what many programs ask for (a database's
+ * page cache, I/O buffers with their bookkeeping): 4 KiB + 272 bytes would
+ * take 5 KiB, and takes 4.5.
  * Every power of two is a class, so a block of a power-of-two class in a page
  * aligned to that power is naturally aligned: aligned_alloc uses this.
  *
@@ -24,21 +28,29 @@
 #define MA_LINEAR_CLASSES 8                                   /* 16, 32, ..., 128 */
 #define MA_LARGE_THRESHOLD_SHIFT 19
 #define MA_LARGE_THRESHOLD ((size_t)1 << MA_LARGE_THRESHOLD_SHIFT) /* 512 KiB */
-/* Four classes per doubling from 2^7 to the threshold. */
-#define MA_CLASS_COUNT (MA_LINEAR_CLASSES + 4 * (MA_LARGE_THRESHOLD_SHIFT - 7)) /* 56 */
+/* Four classes per doubling from 2^7 to the threshold, eight in the one
+ * above 2^MA_FINE_SHIFT. */
+#define MA_FINE_SHIFT 12
+#define MA_FINE_FIRST (MA_LINEAR_CLASSES + 4 * (MA_FINE_SHIFT - 7)) /* 28: 4608 bytes */
+#define MA_CLASS_COUNT (MA_LINEAR_CLASSES + 4 * (MA_LARGE_THRESHOLD_SHIFT - 7) + 4) /* 60 */
 
 /* Requests up to MA_DIRECT_MAX find their page through the heap's direct
  * table (one load), indexed by (size + 15) / 16. */
 #define MA_DIRECT_MAX ((size_t)1024)
 #define MA_DIRECT_COUNT (MA_DIRECT_MAX / MA_SMALL_STEP + 1)
 
-/* Block size of class c, as a constant expression. */
+/* Block size of class c, as a constant expression: j counts the classes
+ * of four to a doubling from 2^7 (the fine doubling's eight count as four
+ * past it). */
+#define MA_QUARTER_SIZE_EXPR(j)                                                \
+    (((size_t)1 << (7 + (j) / 4)) + ((size_t)((j) % 4) + 1) * ((size_t)1 << (5 + (j) / 4)))
 #define MA_CLASS_SIZE_EXPR(c)                                                  \
-    ((c) < MA_LINEAR_CLASSES                                                   \
-         ? ((size_t)(c) + 1) * MA_SMALL_STEP                                   \
-         : ((size_t)1 << (7 + ((c) - MA_LINEAR_CLASSES) / 4)) +                \
-               ((size_t)(((c) - MA_LINEAR_CLASSES) % 4) + 1) *                 \
-                   ((size_t)1 << (5 + ((c) - MA_LINEAR_CLASSES) / 4)))
+    ((c) < MA_LINEAR_CLASSES ? ((size_t)(c) + 1) * MA_SMALL_STEP               \
+     : (c) < MA_FINE_FIRST   ? MA_QUARTER_SIZE_EXPR((c) - MA_LINEAR_CLASSES)   \
+     : (c) < MA_FINE_FIRST + 8                                                 \
+         ? ((size_t)1 << MA_FINE_SHIFT) +                                      \
+               ((size_t)(c) - MA_FINE_FIRST + 1) * ((size_t)1 << (MA_FINE_SHIFT - 3)) \
+         : MA_QUARTER_SIZE_EXPR((c) - MA_LINEAR_CLASSES - 4))
 
 static inline size_t ma_class_size(unsigned c)
 {
@@ -54,7 +66,12 @@ static inline unsigned ma_size_class(size_t size)
     size_t s = size - 1;
     unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)s); /* 2^k <= s < 2^(k+1) */
     unsigned quarter = (unsigned)((s - ((size_t)1 << k)) >> (k - 2));
-    return MA_LINEAR_CLASSES + (k - 7) * 4 + quarter;
+    unsigned c = MA_LINEAR_CLASSES + (k - 7) * 4 + quarter;
+    /* The fine doubling: its eighth is twice the quarter plus the next bit;
+     * every doubling above comes four classes later. */
+    if (k >= MA_FINE_SHIFT)
+        c += k == MA_FINE_SHIFT ? quarter + (unsigned)((s >> (k - 3)) & 1) : 4;
+    return c;
 }
 
 /* A page is a run of 64 KiB slices holding blocks of one class. Its length

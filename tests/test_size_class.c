@@ -66,6 +66,18 @@ static void test_every_size(void)
     CHECK(ma_size_class(17) == 1);
 }
 
+/* The doubling above 4 KiB is cut in eight: a page of 4 KiB with a small
+ * header wastes at most 512 bytes, the rest in four. */
+static void test_fine_doubling(void)
+{
+    CHECK(ma_class_size(ma_size_class(4096 + 272)) == 4608);
+    for (size_t size = 4097; size <= 8192; size++)
+        CHECKF(ma_class_size(ma_size_class(size)) - size < 512, "size %zu -> block %zu", size,
+               ma_class_size(ma_size_class(size)));
+    CHECK(ma_class_size(ma_size_class(2048 + 1)) == 2048 + 512);
+    CHECK(ma_class_size(ma_size_class(8192 + 1)) == 8192 + 2048);
+}
+
 /* Every power of two from 16 to the threshold is a class size. */
 static void test_powers_of_two(void)
 {
@@ -151,6 +163,7 @@ int main(void)
 {
     test_class_table();
     test_every_size();
+    test_fine_doubling();
     test_powers_of_two();
     test_aligned_class();
     test_class_slices();
