@@ -75,8 +75,9 @@ static inline unsigned ma_size_class(size_t size)
 }
 
 /* A page is a run of 64 KiB slices holding blocks of one class. Its length
- * is, of the lengths from the fewest slices that hold eight blocks up to
- * twice that, the one that wastes the smallest share at its tail (the
+ * is, of the lengths from the fewest slices that hold eight blocks (four of
+ * 32 KiB or more: a page that one live block keeps resident holds half as
+ * many free ones) up to twice that, the one that wastes the smallest share at its tail (the
  * shortest of equals); for the classes where eight blocks need more than 31
  * slices, the fewest that hold as many blocks as 31 slices do (three to
  * seven of the largest classes). So a page ends close after its last
@@ -89,13 +90,21 @@ static inline unsigned ma_size_class(size_t size)
 #define MA_SLICE_SHIFT 16
 #define MA_SLICE_SIZE ((size_t)1 << MA_SLICE_SHIFT)
 #define MA_PAGE_MIN_BLOCKS 8
+#define MA_BIG_BLOCK ((size_t)32 << 10)
+#define MA_BIG_PAGE_MIN_BLOCKS 4
 #define MA_MAX_PAGE_SLICES 31u
 #define MA_CEIL_DIV(a, b) (((a) + (b)-1) / (b))
+
+/* The blocks a page of blocks of size bytes is sized for, at least. */
+static inline size_t ma_page_min_blocks(size_t size)
+{
+    return size >= MA_BIG_BLOCK ? MA_BIG_PAGE_MIN_BLOCKS : MA_PAGE_MIN_BLOCKS;
+}
 
 static inline unsigned ma_class_slices(unsigned c)
 {
     size_t size = ma_class_size(c);
-    size_t least = MA_CEIL_DIV(size * MA_PAGE_MIN_BLOCKS, MA_SLICE_SIZE);
+    size_t least = MA_CEIL_DIV(size * ma_page_min_blocks(size), MA_SLICE_SIZE);
     if (least > MA_MAX_PAGE_SLICES) {
         size_t blocks = MA_MAX_PAGE_SLICES * MA_SLICE_SIZE / size;
         return (unsigned)MA_CEIL_DIV(blocks * size, MA_SLICE_SIZE);

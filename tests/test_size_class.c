@@ -131,18 +131,23 @@ static void test_aligned_class(void)
  * and the alignment divides the block size of every class. */
 static void test_class_slices(void)
 {
+    /* Big blocks: four to a page, so that one live block keeps less resident. */
+    CHECK(ma_class_slices(ma_size_class(64 << 10)) * MA_SLICE_SIZE == 256 << 10);
+    CHECK(ma_class_slices(ma_size_class(128 << 10)) * MA_SLICE_SIZE == 512 << 10);
+    CHECK(ma_class_slices(ma_size_class(16 << 10)) * MA_SLICE_SIZE == 128 << 10);
     for (unsigned c = 0; c < MA_CLASS_COUNT; c++) {
         unsigned n = ma_class_slices(c), align = ma_class_align_slices(c);
         size_t block = ma_class_size(c);
         size_t page = (size_t)n * MA_SLICE_SIZE, max_page = (size_t)MA_MAX_PAGE_SLICES * MA_SLICE_SIZE;
-        size_t want = max_page / block < MA_PAGE_MIN_BLOCKS ? max_page / block : MA_PAGE_MIN_BLOCKS;
+        size_t min_blocks = block >= 32768 ? 4 : 8;
+        size_t want = max_page / block < min_blocks ? max_page / block : min_blocks;
         unsigned least = (unsigned)((want * block + MA_SLICE_SIZE - 1) / MA_SLICE_SIZE);
         CHECKF(n >= 1 && n <= MA_MAX_PAGE_SLICES, "class %u: %u slices", c, n);
         CHECKF(page / block >= want && want >= 3, "class %u (%zu): %u slices hold %zu", c, block, n,
                page / block);
         CHECKF(n >= least && n <= 2 * least, "class %u: %u slices, %u would hold %zu blocks", c, n,
                least, want);
-        for (unsigned m = least; m <= 2 * least && m <= MA_MAX_PAGE_SLICES && want == MA_PAGE_MIN_BLOCKS;
+        for (unsigned m = least; m <= 2 * least && m <= MA_MAX_PAGE_SLICES && want == min_blocks;
              m++) {
             size_t w_n = page % block, w_m = ((size_t)m * MA_SLICE_SIZE) % block;
             CHECKF(w_m * n >= w_n * m, "class %u (%zu): %u slices waste %zu, %u waste %zu", c, block,
