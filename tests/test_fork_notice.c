@@ -38,6 +38,7 @@ static ma_page *round_pages[PAGES];     /* the pages the freer frees into */
 static atomic_int round_ready, round_done;
 static atomic_bool caught, forked, stop;
 static atomic_int caught_listed;        /* catches after the page was pushed */
+static atomic_int caught_unlisted;      /* catches before */
 static int catches;                     /* forks made inside a notice */
 
 /* In the freer, between any two of its instructions. Its frees may wait
@@ -53,9 +54,15 @@ static void on_signal(int sig)
     if (page == NULL)
         return;
     ma_heap *owner = atomic_load(&page->heap);
+    bool listed = false;
     for (ma_page *n = atomic_load(&owner->notify); n; n = n->notify_next)
-        if (n == page)
-            atomic_fetch_add(&caught_listed, 1);
+        listed |= n == page;
+    /* The freer may sit in one state for many signals: a state that has
+     * its forks already lets it go on to the other. */
+    atomic_int *count = listed ? &caught_listed : &caught_unlisted;
+    if (atomic_load(count) >= CATCHES)
+        return;
+    atomic_fetch_add(count, 1);
     atomic_store(&caught, true);
     while (!atomic_load(&forked))
         sched_yield();
@@ -103,8 +110,7 @@ static void allocate_round(void)
 
 static bool enough(void)
 {
-    int listed = atomic_load(&caught_listed);
-    return listed >= CATCHES && catches - listed >= CATCHES;
+    return atomic_load(&caught_listed) >= CATCHES && atomic_load(&caught_unlisted) >= CATCHES;
 }
 
 static void free_round(void)

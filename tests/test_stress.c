@@ -32,6 +32,7 @@
  * named). Each part is bounded to a few seconds on two cores, fork_remote to
  * about twenty.
  */
+#include "asan_fork.h"
 #include "check.h"
 #include "mapalloc.h"
 #include "rng.h"
@@ -696,16 +697,7 @@ static void child_work(struct block *inherited, int n_inherited, unsigned k)
 
 static void test_fork(void)
 {
-    /* Under ASan the purger thread is off (one that runs sees it and exits
-     * within decay_ms / 2): it starts whenever memory is held for reuse,
-     * and a thread's start calls the process's malloc, which is ASan's, for
-     * the reason below. Where mapalloc is the process's malloc, threads
-     * start and fork safely, and the other builds test that. */
-    if (TEST_ASAN) {
-        CHECK(mapalloc_option_set("background", 0) == 0);
-        struct timespec ts = {0, 200 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    asan_fork_purger_off();
     atomic_store(&load_stop, false);
     atomic_store(&load_started, 0);
     pthread_t t[FORK_LOAD_THREADS];
@@ -830,6 +822,7 @@ static void notice_child(void)
 
 static void test_fork_remote(void)
 {
+    asan_fork_purger_off();
     atomic_store(&notice_stop, false);
     pthread_t t[NOTICE_FREERS];
     for (int i = 0; i < NOTICE_FREERS; i++) {
