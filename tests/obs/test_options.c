@@ -122,24 +122,21 @@ static int child_effect(const char *name, long value)
         CHECK(((unsigned char *)p)[99] == 7);
         mapalloc_free(p);
         mapalloc_free(big);
-    } else if (strcmp(name, "thp") == 0 || strcmp(name, "noreserve") == 0) {
-        /* VmFlags "hg": MADV_HUGEPAGE; "nr": MAP_NORESERVE (shown unless
-         * the kernel never overcommits). */
-        void *p = region_block();
+    } else if (strcmp(name, "thp") == 0 || strcmp(name, "noreserve") == 0 ||
+               strcmp(name, "large_thp") == 0) {
+        /* VmFlags "hg": MADV_HUGEPAGE, on a region (thp) or an 8 MiB block
+         * (large_thp); "nr": MAP_NORESERVE (shown unless the kernel never
+         * overcommits). */
+        bool large = name[0] == 'l';
+        void *p = large ? mapalloc_malloc(8 * MiB) : region_block();
+        CHECK(p != NULL);
         CHECK(wl_smaps_field(p, "VmFlags", &lo, &hi, buf, sizeof buf));
-        const char *flag = name[0] == 't' ? "hg" : "nr";
+        const char *flag = name[0] == 'n' ? "nr" : "hg";
         long overcommit = wl_proc_number("/proc/sys/vm/overcommit_memory");
         if (flag[0] == 'h' || overcommit != 2)
-            CHECKF(wl_vmflag(buf, flag) == (value != 0), "%s=%ld, region %#lx-%#lx VmFlags: %s",
-                   name, value, (unsigned long)lo, (unsigned long)hi, buf);
+            CHECKF(wl_vmflag(buf, flag) == (value != 0), "%s=%ld, %s %#lx-%#lx VmFlags: %s", name,
+                   value, large ? "8 MiB block" : "region", (unsigned long)lo, (unsigned long)hi, buf);
         mapalloc_free(p);
-    } else if (strcmp(name, "large_thp") == 0) {
-        void *big = mapalloc_malloc(8 * MiB);
-        CHECK(big != NULL);
-        CHECK(wl_smaps_field(big, "VmFlags", &lo, &hi, buf, sizeof buf));
-        CHECKF(wl_vmflag(buf, "hg") == (value != 0), "large_thp=%ld, 8 MiB block %#lx-%#lx VmFlags: %s",
-               value, (unsigned long)lo, (unsigned long)hi, buf);
-        mapalloc_free(big);
     } else if (strcmp(name, "devzero") == 0) {
         bool want = value != 0 || TEST_NO_MAP_ANONYMOUS;
         void *p = region_block();
