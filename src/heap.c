@@ -157,7 +157,7 @@ static void heap_clear(ma_heap *heap)
     heap->full.first = heap->full.last = NULL;
     atomic_store_explicit(&heap->notify, NULL, memory_order_relaxed);
     heap->retained_bytes = 0;
-    heap->next_purge_ms = 0;
+    heap->next_purge_ms = heap->next_hollow_ms = 0;
     heap->has_kept = false;
 }
 
@@ -232,8 +232,82 @@ static void release_retained(ma_heap *heap, uint32_t min_age_ms)
     }
 }
 
+/* ---- hollow blocks ----
+ *
+ * A page of a big class that one live block holds keeps every free block
+ * around it resident: a program that frees most of its 20 KiB buffers and
+ * keeps one in each page holds them all, though no empty page or dirty
+ * slice is there to purge (gcc's cc1 and CPython held about 1 MiB so at
+ * their peaks, bench/real/probe.py). So the
+ * owner looks at its queued pages of blocks of hollow_kb or more at most
+ * every decay_ms, and in a page that no malloc or free touched since the
+ * last look, gives back the whole OS pages of each free block, all but the
+ * first, which holds the block's link and tag: the block stays on its free
+ * list, checked as any other, and reads as zero when it is used again
+ * (MADV_DONTNEED even with purge_free: no statistic could follow lazily
+ * freed bytes inside blocks that the fast path hands out). The cost is one
+ * madvise per free block of a page left alone for a whole decay, and the
+ * faults of such a block when it is used again. MAP_HUGETLB regions are skipped: their
+ * pages go back only whole. */
+
+static void page_empty(ma_heap *heap, ma_page *page);
+
+/* A page is hollowed once no block came or went between two passes (its
+ * lists are as the last pass left them), so that blocks in use again soon
+ * are not purged: a page in use at every pass (a program's working set)
+ * costs a compare. Its free blocks then give back their whole OS pages past
+ * each one's first. */
+static void hollow_page(ma_heap *heap, ma_page *page)
+{
+    bool idle = page->free == page->hollow_free && page->local_free == NULL &&
+                (atomic_load_explicit(&page->thread_free, memory_order_relaxed) & ~MA_TF_STATE_MASK) == 0;
+    if (!idle) {
+        collect(heap, page);
+        page->hollow_free = page->free;
+        page->hollow = 0;
+        if (ma_page_used(page) == 0) /* other threads' frees emptied it */
+            page_empty(heap, page);
+        return;
+    }
+    if (page->hollow)
+        return;
+    page->hollow = 1;
+    unsigned n = 0;
+    for (ma_block *b = page->free; b != NULL; b = ma_link_decode(page, b->link)) {
+        if (!ma_page_has_block(page, (uintptr_t)b) || ++n > page->reserved)
+            ma_page_corrupt(page, b);
+        uintptr_t lo = ((uintptr_t)b + sizeof *b + MA_OS_PAGE - 1) & ~(MA_OS_PAGE - 1);
+        uintptr_t hi = ((uintptr_t)b + page->block_size) & ~(MA_OS_PAGE - 1);
+        if (hi > lo)
+            ma_os_purge_now((void *)lo, hi - lo);
+    }
+}
+
+/* At most every decay_ms: every queued page of the hollowed classes that
+ * holds live blocks (an empty one goes back whole, through retention and
+ * the arena's purge). */
+static void heap_maybe_hollow(ma_heap *heap)
+{
+    size_t min = (size_t)ma_option(MA_OPT_HOLLOW_KB) << 10;
+    if (min == 0)
+        return;
+    uint64_t now = ma_clock_ms();
+    if (now < heap->next_hollow_ms)
+        return;
+    heap->next_hollow_ms = now + (uint64_t)ma_option(MA_OPT_DECAY_MS);
+    unsigned first = min > MA_LARGE_THRESHOLD ? MA_CLASS_COUNT : ma_size_class(min);
+    for (unsigned c = first; c < MA_CLASS_COUNT; c++)
+        for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
+            next = page->next; /* page may leave the queue */
+            if (ma_page_used(page) != 0 && !page->kept && !page->retained &&
+                (ma_page_region(page)->map_flags & MA_MAP_HUGE) == 0)
+                hollow_page(heap, page);
+        }
+}
+
 /* Driven by the heap's own traffic (its slow paths): its retained pages at
- * most every half decay, and its arena's dirty slices when they are due. */
+ * most every half decay, its free big blocks every decay, and its arena's
+ * dirty slices when they are due. */
 static void heap_maybe_purge(ma_heap *heap)
 {
     if (heap->retained_bytes) {
@@ -244,6 +318,7 @@ static void heap_maybe_purge(ma_heap *heap)
             release_retained(heap, (uint32_t)decay);
         }
     }
+    heap_maybe_hollow(heap);
     ma_arena_maybe_purge(heap->arena);
 }
 

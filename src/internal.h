@@ -62,6 +62,9 @@
  *  lazy      slices purged with MADV_FREE (purge_free=1) and not used since:
  *            the kernel counts them as resident until it needs the memory.
  *  purge     give pages back to the kernel (madvise); they stay mapped.
+ *  hollow    a free block of a big class in a page that still holds live
+ *            blocks, whose whole OS pages past its first were purged: its
+ *            link and tag stay, so it is on its free list as before.
  *  unmap     give a mapping back (munmap): regions, large blocks.
  *  forget    drop every block of a page at once (arena reset): nothing is
  *            freed one by one.
@@ -190,8 +193,13 @@ typedef struct ma_page {
     uint8_t kept : 1;        /* emptied in place by an arena reset, not used since:
                               * not counted in the arena's committed bytes */
     uint8_t abandoned : 1;   /* in its arena's abandoned list (under the arena lock) */
+    uint8_t hollow : 1;      /* owner: its free blocks are hollow (hollow_free is its list) */
     uint32_t retired_ms;     /* owner: when it was last seen empty and idle */
-    ma_block *retired_free;  /* its free list then: if it moved, the page was used */
+    union {                  /* the head of its free list at a moment of an owner's
+                              * pass; if it moved, the page was used since */
+        ma_block *retired_free; /* retained: when it was last seen empty and idle */
+        ma_block *hollow_free;  /* in use: when its free blocks were last hollowed */
+    };
 } __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
 _Static_assert((size_t)2 * MA_SLICE_SIZE / MA_SMALL_STEP < MA_TRIGGER_FULL,
                "a full page's count stays negative");
@@ -270,6 +278,7 @@ typedef struct ma_heap {
     size_t retained_bytes;          /* bytes of its retained pages */
     bool has_kept;                  /* it may hold kept pages (since an arena reset) */
     uint64_t next_purge_ms;         /* the next time its retained pages are looked at */
+    uint64_t next_hollow_ms;        /* the next time its free big blocks are hollowed */
     /* Remote frees made by this thread, and those its owner side collected
      * (plain counters, summed by the statistics: a remote free is counted
      * as freed at once, not when its page's owner collects it). */
@@ -339,6 +348,7 @@ enum ma_option_id {
     MA_OPT_LARGE_CACHE, /* how many freed large mappings are kept for reuse */
     MA_OPT_LARGE_CACHE_MB, /* the most bytes they may hold */
     MA_OPT_LARGE_THP,   /* madvise(MADV_HUGEPAGE) on large blocks of 2 MiB and more */
+    MA_OPT_HOLLOW_KB,   /* free blocks of at least this many KiB in pages in use are hollowed */
     MA_OPT_BACKGROUND,  /* the background purger (purge.c) */
     MA_OPT_STATS,       /* print statistics at exit */
     MA_OPT_SECURE,      /* the secure profile (secure.c) */

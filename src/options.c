@@ -33,6 +33,9 @@ static const struct option_desc table[MA_OPT_COUNT] = {
                                "the most MiB the large cache holds; it keeps mappings of at most half that"},
     [MA_OPT_LARGE_THP] = {"large_thp", 1, 0, 1, true,
                           "madvise(MADV_HUGEPAGE) on large blocks of 2 MiB and more, mapped 2 MiB-aligned"},
+    [MA_OPT_HOLLOW_KB] = {"hollow_kb", 16, 0, 512, true,
+                          "free blocks of this many KiB or more in pages still in use give back their "
+                          "whole OS pages after decay_ms (0: never)"},
     [MA_OPT_BACKGROUND] = {"background", 1, 0, 1, true,
                            "a thread gives back what is held for reuse while the program is idle"},
     [MA_OPT_STATS] = {"stats", 0, 0, 2, true, "print statistics at exit (1 text, 2 JSON)"},
@@ -106,7 +109,7 @@ static bool parse_value(const char *s, size_t len, const struct option_desc *d, 
 
 static void warn_option(const char *what, const char *s, size_t len, const struct option_desc *d)
 {
-    char buf[256];
+    char buf[512]; /* every name fits, with the longest name echoed */
     size_t n = 0;
     const char *head = "mapalloc: warning: ";
     size_t hl = strlen(head), wl = strlen(what);

@@ -295,6 +295,14 @@ void ma_os_advise_huge(void *addr, size_t size)
 #endif
 }
 
+bool ma_os_purge_now(void *addr, size_t size)
+{
+    if (!advise(addr, size, MADV_DONTNEED))
+        return false;
+    atomic_fetch_add_explicit(&counters.purged, size, memory_order_relaxed);
+    return true;
+}
+
 enum ma_purge ma_os_purge(void *addr, size_t size)
 {
     enum ma_purge how = MA_PURGE_FAILED;

@@ -46,6 +46,10 @@ enum ma_purge {
     MA_PURGE_LAZY,   /* MADV_FREE: lazily freed */
 };
 enum ma_purge ma_os_purge(void *addr, size_t size);
+/* MADV_DONTNEED whatever the purge option: out of resident at once, so
+ * that memory no statistic follows is never counted as resident (hollow
+ * blocks). */
+bool ma_os_purge_now(void *addr, size_t size);
 
 /* madvise(MADV_HUGEPAGE): transparent huge pages where the kernel's mode
  * allows them (a hint; a refusal changes nothing). */

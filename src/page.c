@@ -54,6 +54,8 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first, unsigned n, unsig
     page->slices = (uint8_t)n;
     page->first_slice = (uint8_t)first;
     page->in_full = page->notify_pending = page->retained = page->kept = page->abandoned = 0;
+    page->hollow_free = NULL;
+    page->hollow = 0;
     ma_region_set_page(r, first, n);
     return true;
 }
@@ -77,7 +79,7 @@ size_t ma_page_forget(ma_page *page)
     page->over = -1;
     page->free = page->local_free = NULL;
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
-    page->in_full = page->notify_pending = page->retained = 0;
+    page->in_full = page->notify_pending = page->retained = page->hollow = 0;
     return pending;
 }
 
@@ -269,7 +271,7 @@ void ma_page_adopt(ma_page *page, struct ma_heap *heap, const void *owner)
     while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~MA_TF_STATE_MASK,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
     }
-    page->in_full = page->notify_pending = page->retained = page->abandoned = 0;
+    page->in_full = page->notify_pending = page->retained = page->abandoned = page->hollow = 0;
     ma_page_set_trigger(page, 1);
     page->next = page->prev = NULL;
 }

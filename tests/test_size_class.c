@@ -48,11 +48,14 @@ static void test_every_size(void)
         if (c > 0)
             CHECKF(ma_class_size(c - 1) < size, "size %zu -> class %u but class %u (%zu) fits",
                    size, c, c - 1, ma_class_size(c - 1));
-        /* Rounding bound: at most 15 bytes, or less than 20% of the block
-         * (size 0 gets the smallest block, all of it "waste"). */
+        /* Rounding bound: at most 15 bytes, or less than 20% of the block,
+         * less than 12.5% in the fine doublings (size 0 gets the smallest
+         * block, all of it "waste"). */
         size_t waste = block - size;
         CHECKF(size == 0 || waste <= 15 || waste * 5 < block, "size %zu -> block %zu wastes %zu", size, block,
                waste);
+        bool fine = (size > 256 && size <= 512) || (size > 4096 && size <= 8192);
+        CHECKF(!fine || waste * 8 < block, "size %zu -> block %zu wastes %zu", size, block, waste);
         CHECKF(c >= prev_class, "size %zu -> class %u after class %u", size, c, prev_class);
         /* Round trip: the block size maps back to the same class. */
         CHECKF(ma_size_class(block) == c, "size %zu -> %u -> %zu -> %u", size, c, block,
@@ -66,10 +69,16 @@ static void test_every_size(void)
     CHECK(ma_size_class(17) == 1);
 }
 
-/* The doubling above 4 KiB is cut in eight: a page of 4 KiB with a small
- * header wastes at most 512 bytes, the rest in four. */
+/* The doublings above 256 bytes and above 4 KiB are cut in eight: an
+ * object of a few hundred bytes and a page of 4 KiB with a small header
+ * waste at most an eighth; the rest in four. */
 static void test_fine_doubling(void)
 {
+    CHECK(ma_class_size(ma_size_class(390)) == 416);
+    CHECK(ma_class_size(ma_size_class(257)) == 288);
+    CHECK(ma_class_size(ma_size_class(129)) == 160);
+    CHECK(ma_class_size(ma_size_class(513)) == 640);
+    CHECK(ma_class_size(ma_size_class(1025)) == 1280);
     CHECK(ma_class_size(ma_size_class(4096 + 272)) == 4608);
     for (size_t size = 4097; size <= 8192; size++)
         CHECKF(ma_class_size(ma_size_class(size)) - size < 512, "size %zu -> block %zu", size,

@@ -19,6 +19,11 @@
  *              after a burst is freed, none again once all is given back;
  *              signals sent to the process never land on it
  *   large_unmap  a block grown from 8 to 64 MiB is unmapped by its free
+ *   hollow     free 24 KiB blocks in pages that still hold live ones give
+ *              back their OS pages past the first within 3 x decay_ms of
+ *              allocator activity (a page is hollowed when a whole decay
+ *              passed without a malloc or free in it); with hollow_kb=0
+ *              they stay (the control)
  * Skipped (77) under AddressSanitizer, whose shadow memory moves the
  * figures.
  */
@@ -438,6 +443,62 @@ static void part_large_unmap(void)
     printf("purge large_unmap: 64 MiB unmapped at its free; 2 MiB kept, then gone\n");
 }
 
+/* 12 MiB of 24 KiB blocks (eight to a page), written; all freed but one in
+ * eight, so that no page empties. After allocator activity for three times
+ * the decay, whole OS pages of the free blocks are back with the kernel: all
+ * but the first of each block's six, 8.75 MiB. The kept blocks keep their
+ * contents, and the freed ones come back usable (calloc's zeroed). */
+static void part_hollow(void)
+{
+    enum { N = 512, SIZE = 24 * 1024 };
+    static unsigned char *blocks[N];
+    mapalloc_free(mapalloc_malloc(16));
+    bool on = mapalloc_option_get("hollow_kb") != 0;
+    for (size_t i = 0; i < N; i++) {
+        blocks[i] = mapalloc_malloc(SIZE);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], (int)(i & 0xff), SIZE);
+    }
+    for (size_t i = 0; i < N; i++)
+        if (i % 8 != 0)
+            mapalloc_free(blocks[i]);
+    size_t r0 = wl_resident();
+    struct mapalloc_stats s0 = stats();
+    double t0 = wl_now(), wait = 3.0 * (double)mapalloc_option_get("decay_ms") / 1000;
+    while (wl_now() - t0 < wait) { /* a page of another class empties each time */
+        void *q = mapalloc_malloc(100 * 1024);
+        CHECK(q != NULL);
+        memset(q, 1, 4096);
+        mapalloc_free(q);
+        obs_sleep_ms(1);
+    }
+    size_t r1 = wl_resident();
+    struct mapalloc_stats s1 = stats();
+    printf("purge hollow (hollow_kb=%ld): resident %zu -> %zu KiB, purged %zu -> %zu KiB\n",
+           mapalloc_option_get("hollow_kb"), r0 / KiB, r1 / KiB, s0.purged / KiB, s1.purged / KiB);
+    if (on) { /* MADV_DONTNEED even with purge_free=1 */
+        CHECKF(r1 + 7 * MiB < r0, "resident %zu -> %zu KiB: free blocks not hollowed", r0 / KiB, r1 / KiB);
+        CHECKF(s1.purged >= s0.purged + 7 * MiB, "purged %zu -> %zu KiB", s0.purged / KiB, s1.purged / KiB);
+    } else {
+        CHECKF(r1 + MiB > r0, "hollow_kb=0: resident %zu -> %zu KiB", r0 / KiB, r1 / KiB);
+    }
+    for (size_t i = 0; i < N; i += 8)
+        for (size_t j = 0; j < SIZE; j++)
+            CHECKF(blocks[i][j] == (i & 0xff), "kept block %zu byte %zu is %d", i, j, blocks[i][j]);
+    for (size_t i = 0; i < N; i++) {
+        if (i % 8 == 0)
+            continue;
+        blocks[i] = i % 2 ? mapalloc_calloc(1, SIZE) : mapalloc_malloc(SIZE);
+        CHECK(blocks[i] != NULL);
+        if (i % 2)
+            for (size_t j = 0; j < SIZE; j++)
+                CHECKF(blocks[i][j] == 0, "calloc'd block %zu byte %zu is %d", i, j, blocks[i][j]);
+        memset(blocks[i], 0x5a, SIZE);
+    }
+    for (size_t i = 0; i < N; i++)
+        mapalloc_free(blocks[i]);
+}
+
 int main(int argc, char **argv)
 {
     if (TEST_ASAN) {
@@ -457,6 +518,8 @@ int main(int argc, char **argv)
         part_thread();
     else if (strcmp(argv[1], "large_unmap") == 0)
         part_large_unmap();
+    else if (strcmp(argv[1], "hollow") == 0)
+        part_hollow();
     else
         CHECKF(false, "no part %s", argv[1]);
     return 0;
