@@ -289,7 +289,7 @@ static void hollow_page(ma_heap *heap, ma_page *page)
 static void heap_maybe_hollow(ma_heap *heap)
 {
     size_t min = (size_t)ma_option(MA_OPT_HOLLOW_KB) << 10;
-    if (min == 0)
+    if (min == 0 || prof_counts(heap)) /* the profiler's pages keep their lists as handed out */
         return;
     uint64_t now = ma_clock_ms();
     if (now < heap->next_hollow_ms)
