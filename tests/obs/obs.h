@@ -30,6 +30,7 @@
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
+#define REGION (4 * MiB) /* mapalloc maps its regions aligned to their size */
 #define GiB ((size_t)1 << 30)
 
 static inline void obs_sleep_ms(unsigned ms)

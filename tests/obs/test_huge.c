@@ -17,8 +17,6 @@
 #include "mapalloc.h"
 #include "obs.h"
 
-#define REGION (4 * MiB) /* regions are mapped aligned to their size */
-
 static struct mapalloc_stats stats(void)
 {
     struct mapalloc_stats s;

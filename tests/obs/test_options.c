@@ -192,7 +192,7 @@ static int child_effect(const char *name, long value)
         uintptr_t region = 0;
         size_t kept = 0;
         for (size_t i = 0; i < N; i++) {
-            uintptr_t r = (uintptr_t)blocks[i] >> 22;
+            uintptr_t r = (uintptr_t)blocks[i] / REGION;
             if (r != region) {
                 region = r;
                 blocks[kept++] = blocks[i];
