@@ -158,7 +158,7 @@ enum {
 #define MA_OWNER_CHECKED ((const void *)1)
 
 typedef struct ma_page {
-    /* The fast paths touch only this first cache line (64 bytes). */
+    /* Written by the owner's every malloc and free. */
     ma_block *free;          /* allocation list */
     int16_t over;            /* the blocks out (handed out and not yet back with the
                               * owner) less free_trigger: an owner free whose decrement
@@ -169,23 +169,15 @@ typedef struct ma_page {
                               * while retained (never), MA_TRIGGER_FULL while full
                               * (every free) */
     uint8_t unused[2];
-    uintptr_t link_key;      /* secret for the links in this page */
-    uintptr_t tag_key;       /* secret for the free tags in this page */
     ma_block *local_free;    /* freed by the owner, not yet reusable */
-    _Atomic(const void *) owner; /* its heap's thread (ma_thread_id), compared by free;
-                              * NULL while free or abandoned; MA_OWNER_CHECKED */
-    uint8_t *carved_end;     /* past the blocks carved or handed out fresh */
-    uint64_t block_div;      /* ceil(2^64 / block_size) + 1: see ma_page_has_block */
-
-    _Atomic uintptr_t thread_free; /* remote frees | MA_TF_* state */
     struct ma_page *next, *prev;  /* in its heap's queue or full list, or its arena's
                                    * abandoned list */
     struct ma_page *notify_next;  /* link in its heap's notice stack */
-    _Atomic(struct ma_heap *) heap; /* its heap; NULL while free or abandoned */
-    uint32_t block_size;
-    uint16_t reserved;       /* blocks that fit */
-    uint8_t class_idx;
-    uint8_t slices;          /* length in slices; 0 for a free page */
+    union {                  /* the head of its free list at a moment of an owner's
+                              * pass; if it moved, the page was used since */
+        ma_block *retired_free; /* retained: when it was last seen empty and idle */
+        ma_block *hollow_free;  /* in use: when its free blocks were last hollowed */
+    };
     uint8_t first_slice;     /* index of its first slice in the region */
     uint8_t in_full : 1;     /* owner: full, out of its queue */
     uint8_t notify_pending : 1; /* owner: a remote freer took the FULL notice */
@@ -195,12 +187,29 @@ typedef struct ma_page {
     uint8_t abandoned : 1;   /* in its arena's abandoned list (under the arena lock) */
     uint8_t hollow : 1;      /* owner: its free blocks are hollow (hollow_free is its list) */
     uint32_t retired_ms;     /* owner: when it was last seen empty and idle */
-    union {                  /* the head of its free list at a moment of an owner's
-                              * pass; if it moved, the page was used since */
-        ma_block *retired_free; /* retained: when it was last seen empty and idle */
-        ma_block *hollow_free;  /* in use: when its free blocks were last hollowed */
-    };
-} __attribute__((aligned(128))) ma_page; /* a power of two: the page index is a shift */
+
+    /* Read by every free, the other threads' too: written when the page is
+     * set up, and carved_end while fresh blocks are handed out. Apart from
+     * the line above, so that a thread freeing into a page another thread
+     * allocates from does not take that line away at every block. */
+    uintptr_t link_key __attribute__((aligned(64))); /* secret for the links in this page */
+    uintptr_t tag_key;       /* secret for the free tags in this page */
+    _Atomic(const void *) owner; /* its heap's thread (ma_thread_id), compared by free;
+                              * NULL while free or abandoned; MA_OWNER_CHECKED */
+    uint8_t *carved_end;     /* past the blocks carved or handed out fresh */
+    uint64_t block_div;      /* ceil(2^64 / block_size) + 1: see ma_page_has_block */
+    _Atomic(struct ma_heap *) heap; /* its heap; NULL while free or abandoned */
+    uint32_t block_size;
+    uint16_t reserved;       /* blocks that fit */
+    uint8_t class_idx;
+    uint8_t slices;          /* length in slices; 0 for a free page */
+    uint32_t sized_min;      /* the smallest request its class serves */
+    uint32_t sized_span;     /* how many requests it serves from sized_min on;
+                              * 0 in the secure profile (free_sized checks more) */
+
+    /* Written by other threads' frees: their atomic pushes. */
+    _Atomic uintptr_t thread_free __attribute__((aligned(64))); /* remote frees | MA_TF_* state */
+} __attribute__((aligned(256))) ma_page; /* a power of two: the page index is a shift */
 _Static_assert((size_t)2 * MA_SLICE_SIZE / MA_SMALL_STEP < MA_TRIGGER_FULL,
                "a full page's count stays negative");
 
@@ -211,7 +220,7 @@ typedef struct ma_page_queue {
 /* ---- regions ---- */
 
 typedef struct ma_region {
-    /* First, so that a page's descriptor is region + index * 128. */
+    /* First, so that a page's descriptor is region + index * 256. */
     ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
     /* Read by other threads' frees: apart from what changes below. */
     struct ma_page **leaf;          /* its part of the page map (region.h) */

@@ -51,6 +51,8 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first, unsigned n, unsig
     page->reserved = (uint16_t)(span / bsize);
     page->fresh_left = page->reserved;
     page->class_idx = (uint8_t)c;
+    page->sized_min = c == 0 ? 0 : (uint32_t)ma_class_size(c - 1) + 1;
+    page->sized_span = ma_secure ? 0 : (uint32_t)bsize - page->sized_min + 1;
     page->slices = (uint8_t)n;
     page->first_slice = (uint8_t)first;
     page->in_full = page->notify_pending = page->retained = page->kept = page->abandoned = 0;

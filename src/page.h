@@ -62,6 +62,14 @@ static inline bool ma_page_has_block(const ma_page *page, uintptr_t u)
     return x >= (uint64_t)0 - MA_BLOCK_WINDOW;
 }
 
+/* True when a request of size bytes is served by page's class: a caller
+ * of free_sized names the block's class, with one subtract and one compare
+ * (never in the secure profile, whose sized_span is 0). */
+static inline bool ma_page_serves_size(const ma_page *page, size_t size)
+{
+    return size - page->sized_min < page->sized_span;
+}
+
 /* ---- the count of blocks out ---- */
 
 /* Blocks handed out and not back with the owner (remote frees not yet

@@ -7,7 +7,7 @@ ma_page ma_empty_page;
 
 _Static_assert(sizeof(ma_region) <= MA_SLICE_SIZE - MA_GUARD_SIZE,
                "the region header fits in slice 0, before the secure profile's guard");
-_Static_assert(sizeof(ma_page) == 128, "a page descriptor is 128 bytes: the page index is a shift");
+_Static_assert(sizeof(ma_page) == 256, "a page descriptor is 256 bytes: the page index is a shift");
 
 #define LEAF_BYTES (MA_LEAF_SLOTS * sizeof(ma_page *))
 

@@ -696,6 +696,24 @@ static void test_free_sized(void)
             mapalloc_free_aligned_sized(p, a, n);
         }
     }
+    /* Every size that malloc serves from a block's class fits it: the
+     * smallest (one past the class below) and the largest (the usable
+     * size), for every class up to 64 KiB. */
+    size_t lo = 0;
+    for (size_t n = 1; n <= 64 * KiB; n++) {
+        void *p = mapalloc_malloc(n);
+        CHECK(p != NULL);
+        size_t usable = mapalloc_usable_size(p);
+        mapalloc_free_sized(p, n);
+        if (usable != n)
+            continue;
+        p = mapalloc_malloc(n);
+        mapalloc_free_sized(p, lo + 1);
+        p = mapalloc_malloc(lo + 1);
+        CHECKF(mapalloc_usable_size(p) == n, "malloc(%zu) and malloc(%zu) share a class", lo + 1, n);
+        mapalloc_free_sized(p, n);
+        lo = n;
+    }
 }
 
 /* Statistics: live figures rise with allocation and fall with free. */

@@ -228,6 +228,22 @@ static void free_sized_wrong_large(void)
     mapalloc_free_sized(p, 100);
 }
 
+/* The sizes just outside a block's class: 100 bytes take a 112-byte block,
+ * whose class serves 97 to 112. */
+static void free_sized_below_class(void)
+{
+    void *p = mapalloc_malloc(100);
+    death_expect(p);
+    mapalloc_free_sized(p, 96);
+}
+
+static void free_sized_above_class(void)
+{
+    void *p = mapalloc_malloc(100);
+    death_expect(p);
+    mapalloc_free_sized(p, 113);
+}
+
 static void realloc_stack(void)
 {
     char local[64] __attribute__((aligned(16)));
@@ -277,6 +293,8 @@ static const struct death_case cases[] = {
     {"free_above_map", free_above_map, MSG_INVALID, NULL, 0},
     {"free_sized_wrong_small", free_sized_wrong_small, MSG_BAD_SIZE, NULL, 0},
     {"free_sized_wrong_large", free_sized_wrong_large, MSG_BAD_SIZE, NULL, 0},
+    {"free_sized_below_class", free_sized_below_class, MSG_BAD_SIZE, NULL, 0},
+    {"free_sized_above_class", free_sized_above_class, MSG_BAD_SIZE, NULL, 0},
     {"realloc_stack", realloc_stack, MSG_INVALID, NULL, 0},
     {"realloc_freed_large", realloc_freed_large, MSG_DOUBLE_FREE, NULL, 0},
 };
