@@ -860,11 +860,11 @@ static bool adopt_on_free(ma_page *page)
     return true;
 }
 
-/* The blocks head..tail into another thread's page, and the notice if
- * the push took one. */
-static void push_remote(ma_page *page, ma_block *head, ma_block *tail)
+/* The count blocks head..tail into another thread's page, and the notice
+ * if the push took one. */
+static void push_remote(ma_page *page, ma_block *head, ma_block *tail, unsigned count)
 {
-    if (ma_page_push_remote(page, head, tail)) {
+    if (ma_page_push_remote(page, head, tail, count)) {
         deliver_notice(atomic_load_explicit(&page->heap, memory_order_acquire), page);
         ma_page_notice_done(page);
     }
@@ -876,7 +876,7 @@ void ma_heap_flush_remote(void)
     if (page == NULL)
         return;
     batch.page = NULL;
-    push_remote(page, batch.head, batch.tail);
+    push_remote(page, batch.head, batch.tail, batch.count);
 }
 
 /* Counted as freed at once, in the thread's heap (plain counters); a
@@ -929,7 +929,7 @@ void ma_heap_free_remote(ma_page *page, ma_block *b)
     }
     if (!is_default(ma_page_region(page)->arena)) {
         count_remote_free(page);
-        push_remote(page, b, b);
+        push_remote(page, b, b, 1);
         return;
     }
     ma_heap_flush_remote();

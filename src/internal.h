@@ -149,6 +149,14 @@ enum {
     MA_TF_NEVER = 3,     /* abandoned: nobody to notify; a freer may adopt it */
 };
 #define MA_TF_STATE_MASK ((uintptr_t)3)
+/* Above the state, the list's first block (every block address of a region
+ * is below 2^MA_ADDRESS_BITS), and in the top 16 bits how many blocks the
+ * list holds: the owner takes list and count in one exchange and never
+ * walks the blocks that other threads freed (their lines stay where they
+ * are until malloc hands them out). A page holds fewer than 2^16 blocks
+ * (page->reserved). */
+#define MA_TF_COUNT_SHIFT 48
+#define MA_TF_LIST_MASK ((((uintptr_t)1 << MA_TF_COUNT_SHIFT) - 1) & ~MA_TF_STATE_MASK)
 
 /* free_trigger while the page is full: more than any page's blocks, so
  * that every owner free takes the slow path. */
@@ -208,7 +216,8 @@ typedef struct ma_page {
                               * 0 in the secure profile (free_sized checks more) */
 
     /* Written by other threads' frees: their atomic pushes. */
-    _Atomic uintptr_t thread_free __attribute__((aligned(64))); /* remote frees | MA_TF_* state */
+    _Atomic uintptr_t thread_free __attribute__((aligned(64))); /* remote frees: count << 48 | first
+                              * block | MA_TF_* state */
 } __attribute__((aligned(256))) ma_page; /* a power of two: the page index is a shift */
 _Static_assert((size_t)2 * MA_SLICE_SIZE / MA_SMALL_STEP < MA_TRIGGER_FULL,
                "a full page's count stays negative");

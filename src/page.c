@@ -62,15 +62,25 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first, unsigned n, unsig
     return true;
 }
 
-/* Remote frees nobody will collect now: as many as are in the list, at
+_Static_assert(MA_ADDRESS_BITS <= MA_TF_COUNT_SHIFT, "a block's address leaves the count's bits free");
+_Static_assert((UINTPTR_MAX >> MA_TF_COUNT_SHIFT) == UINT16_MAX, "the count has 16 bits, as page->reserved");
+
+static ma_block *tf_list(uintptr_t tf)
+{
+    return (ma_block *)(tf & MA_TF_LIST_MASK);
+}
+
+static unsigned tf_count(uintptr_t tf)
+{
+    return (unsigned)(tf >> MA_TF_COUNT_SHIFT);
+}
+
+/* Remote frees nobody will collect now: as many as the list holds, at
  * most the blocks out. */
 static size_t count_remote(const ma_page *page)
 {
-    size_t n = 0;
-    for (uintptr_t b = atomic_load(&page->thread_free) & ~MA_TF_STATE_MASK; b && n < ma_page_used(page);
-         b = (uintptr_t)ma_link_decode(page, ((ma_block *)b)->link))
-        n++;
-    return n;
+    size_t n = tf_count(atomic_load(&page->thread_free));
+    return n < ma_page_used(page) ? n : ma_page_used(page);
 }
 
 size_t ma_page_forget(ma_page *page)
@@ -165,33 +175,43 @@ static void collect_local(ma_page *page)
     page->free = local;
 }
 
+/* The list other threads freed, in one exchange with its count. Into an
+ * empty free list it goes as it is, unwalked: each of its links is checked
+ * when malloc pops the block before it, as every link is. Only where free
+ * still holds blocks is it walked, for its tail. */
 static size_t collect_thread(ma_page *page)
 {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     do {
-        if ((tf & ~MA_TF_STATE_MASK) == 0)
+        if (tf_list(tf) == NULL)
             return 0;
     } while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & MA_TF_STATE_MASK,
                                                     memory_order_acquire, memory_order_relaxed));
-    ma_block *head = (ma_block *)(tf & ~MA_TF_STATE_MASK);
-    if (!ma_page_has_block(page, (uintptr_t)head))
+    ma_block *head = tf_list(tf);
+    unsigned count = tf_count(tf);
+    if (!ma_page_has_block(page, (uintptr_t)head) || count == 0 || count > ma_page_used(page))
         ma_page_corrupt(page, head);
-    unsigned count = 1;
-    ma_block *tail = head;
-    for (ma_block *n; (n = ma_link_decode(page, tail->link)) != NULL; tail = n) {
-        if (!ma_page_has_block(page, (uintptr_t)n) || ++count > ma_page_used(page))
-            ma_page_corrupt(page, tail);
+    if (page->free != NULL) {
+        ma_block *tail = head;
+        for (ma_block *n; (n = ma_link_decode(page, tail->link)) != NULL; tail = n) {
+            if (!ma_page_has_block(page, (uintptr_t)n))
+                ma_page_corrupt(page, tail);
+        }
+        tail->link = ma_link_encode(page, page->free);
     }
-    tail->link = ma_link_encode(page, page->free);
     page->free = head;
     page->over = (int16_t)(page->over - count);
     return count;
 }
 
+/* The remote list first, so that it finds free empty (a malloc that ran
+ * dry) and is not walked; the owner's own frees, whose lines it wrote
+ * last, then go in front and are reused first. */
 size_t ma_page_collect(ma_page *page)
 {
+    size_t remote = collect_thread(page);
     collect_local(page);
-    return collect_thread(page);
+    return remote;
 }
 
 /* ---- the notice protocol ----
@@ -278,14 +298,17 @@ void ma_page_adopt(ma_page *page, struct ma_heap *heap, const void *owner)
     page->next = page->prev = NULL;
 }
 
-bool ma_page_push_remote(ma_page *page, ma_block *head, ma_block *tail)
+bool ma_page_push_remote(ma_page *page, ma_block *head, ma_block *tail, unsigned count)
 {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     for (;;) {
-        tail->link = ma_link_encode(page, (ma_block *)(tf & ~MA_TF_STATE_MASK));
+        unsigned total = tf_count(tf) + count;
+        if (total > page->reserved) /* more frees than blocks: double frees raced past the tags */
+            ma_page_corrupt(page, head);
+        uintptr_t list = (uintptr_t)total << MA_TF_COUNT_SHIFT | (uintptr_t)head;
+        tail->link = ma_link_encode(page, tf_list(tf));
         if ((tf & MA_TF_STATE_MASK) != MA_TF_FULL) {
-            if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf,
-                                                      (uintptr_t)head | (tf & MA_TF_STATE_MASK),
+            if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, list | (tf & MA_TF_STATE_MASK),
                                                       memory_order_release, memory_order_relaxed))
                 return false;
             continue;
@@ -295,7 +318,7 @@ bool ma_page_push_remote(ma_page *page, ma_block *head, ma_block *tail)
          * sees a count above zero (a fork's copy keeps each thread's stores
          * in order). */
         atomic_fetch_add_explicit(&notices_in_flight, 1, memory_order_relaxed);
-        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, (uintptr_t)head | MA_TF_NOTIFYING,
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, list | MA_TF_NOTIFYING,
                                                   memory_order_acq_rel, memory_order_relaxed))
             return true;
         atomic_fetch_sub_explicit(&notices_in_flight, 1, memory_order_relaxed);

@@ -218,11 +218,11 @@ bool ma_page_unfull(ma_page *page);         /* false: a notice is on its way ins
 void ma_page_set_never(ma_page *page);      /* abandonment: no more notices */
 void ma_page_adopt(ma_page *page, struct ma_heap *heap, const void *owner);
 
-/* Frees by a thread that does not own the page: the blocks head..tail,
- * tagged and linked (but tail's link), in one atomic push. True when the
+/* Frees by a thread that does not own the page: the count blocks
+ * head..tail, tagged and linked (but tail's link), in one atomic push. True when the
  * push took the page's notice: the caller delivers it (puts the page on its
  * owner's notice stack) and then calls ma_page_notice_done. */
-bool ma_page_push_remote(ma_page *page, ma_block *head, ma_block *tail);
+bool ma_page_push_remote(ma_page *page, ma_block *head, ma_block *tail, unsigned count);
 void ma_page_notice_done(ma_page *page);
 /* In a forked child: might a vanished thread have left a notice half
  * done? ma_page_notice_done finishes one; ma_page_fork_child_done says
