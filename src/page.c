@@ -158,27 +158,33 @@ void *ma_page_pop_last(ma_page *page, ma_block *b)
     return b;
 }
 
-static void collect_local(ma_page *page)
+/* The list from head goes in front of free: walked for its tail (each link
+ * checked on the way) only when free still holds blocks. */
+static void free_push_list(ma_page *page, ma_block *head)
 {
-    ma_block *local = page->local_free;
-    if (local == NULL)
-        return;
-    page->local_free = NULL;
     if (page->free != NULL) {
-        ma_block *tail = local;
+        ma_block *tail = head;
         for (ma_block *n; (n = ma_link_decode(page, tail->link)) != NULL; tail = n) {
             if (!ma_page_has_block(page, (uintptr_t)n))
                 ma_page_corrupt(page, tail);
         }
         tail->link = ma_link_encode(page, page->free);
     }
-    page->free = local;
+    page->free = head;
+}
+
+static void collect_local(ma_page *page)
+{
+    ma_block *local = page->local_free;
+    if (local == NULL)
+        return;
+    page->local_free = NULL;
+    free_push_list(page, local);
 }
 
 /* The list other threads freed, in one exchange with its count. Into an
  * empty free list it goes as it is, unwalked: each of its links is checked
- * when malloc pops the block before it, as every link is. Only where free
- * still holds blocks is it walked, for its tail. */
+ * when malloc pops the block before it, as every link is. */
 static size_t collect_thread(ma_page *page)
 {
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
@@ -191,15 +197,7 @@ static size_t collect_thread(ma_page *page)
     unsigned count = tf_count(tf);
     if (!ma_page_has_block(page, (uintptr_t)head) || count == 0 || count > ma_page_used(page))
         ma_page_corrupt(page, head);
-    if (page->free != NULL) {
-        ma_block *tail = head;
-        for (ma_block *n; (n = ma_link_decode(page, tail->link)) != NULL; tail = n) {
-            if (!ma_page_has_block(page, (uintptr_t)n))
-                ma_page_corrupt(page, tail);
-        }
-        tail->link = ma_link_encode(page, page->free);
-    }
-    page->free = head;
+    free_push_list(page, head);
     page->over = (int16_t)(page->over - count);
     return count;
 }
