@@ -437,7 +437,7 @@ void *ma_arena_large_malloc(ma_arena *a, size_t size, size_t alignment, bool zer
 
 void *ma_arena_large_malloc_room(ma_arena *a, size_t size, size_t room, size_t alignment, bool zero)
 {
-    size_t map_size = ma_large_map_size(room);
+    size_t map_size = ma_large_set_map_size(&a->large, room);
     if (map_size == 0 || !ma_arena_commit(a, map_size))
         return NULL;
     void *p = ma_large_malloc(size, map_size, alignment, zero, &a->large, large_flags(a));

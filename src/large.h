@@ -10,11 +10,15 @@
 
 #include "internal.h"
 
-/* The mapping a block of size bytes gets (0: too large for any). */
+/* The pages a block of size bytes needs (0: too large for any). */
 size_t ma_large_map_size(size_t size);
+/* The mapping a new block of size bytes gets in set: those pages, rounded up
+ * to 2 MiB when they are to be huge ones in the default arena (and that
+ * adds at most 1 MiB). */
+size_t ma_large_set_map_size(const ma_large_set *set, size_t size);
 
 /* A new block of size bytes in a mapping of map_size bytes (from
- * ma_large_map_size), recorded in set; a freed mapping from the cache when
+ * ma_large_set_map_size), recorded in set; a freed mapping from the cache when
  * the set uses it. NULL: the kernel refused. */
 void *ma_large_malloc(size_t size, size_t map_size, size_t alignment, bool zero, ma_large_set *set,
                       unsigned map_flags);

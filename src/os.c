@@ -262,13 +262,45 @@ bool ma_os_unmap(void *addr, size_t size)
     return ok;
 }
 
-void *ma_os_remap(void *addr, size_t old_size, size_t new_size, bool may_move)
+/* A move to an address of our choosing: the kernel's own choice is a
+ * multiple of the page only, and a block of huge pages moved off a 2 MiB
+ * boundary is split into small pages, and takes small faults where it
+ * grows. The destination is reserved by an aligned mapping that the move
+ * replaces. NULL (nothing changed) when either call is refused. */
+static void *move_aligned(void *addr, size_t old_size, size_t new_size, size_t align)
+{
+    void *dest = map_aligned(new_size, align, MA_HAVE_ANON ? 0 : MA_MAP_DEVZERO);
+    if (dest == NULL)
+        return NULL;
+    COUNT(mremap_calls);
+    void *p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+    if (p != MAP_FAILED)
+        return p;
+    unmap_raw(dest, new_size);
+    return NULL;
+}
+
+static void *remap_impl(void *addr, size_t old_size, size_t new_size, size_t move_align)
+{
+    COUNT(mremap_calls);
+    void *p = mremap(addr, old_size, new_size, 0);
+    if (p != MAP_FAILED)
+        return p;
+    if (move_align == 0)
+        return NULL;
+    if (move_align > MA_OS_PAGE && (p = move_aligned(addr, old_size, new_size, move_align)) != NULL)
+        return p;
+    COUNT(mremap_calls);
+    p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *ma_os_remap(void *addr, size_t old_size, size_t new_size, size_t move_align)
 {
     int saved = errno;
-    COUNT(mremap_calls);
-    void *p = mremap(addr, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
+    void *p = remap_impl(addr, old_size, new_size, move_align);
     errno = saved;
-    if (p == MAP_FAILED)
+    if (p == NULL)
         return NULL;
     if (new_size > old_size)
         note_mapped(new_size - old_size);

@@ -159,6 +159,22 @@ static void test_map_lazy(void)
 }
 
 /* Growing and shrinking keeps the contents; the new tail reads zero. */
+/* A 1 MiB mapping that cannot grow in place: a page is mapped right after
+ * it (*blocker). NULL where the kernel would not place the page there. */
+static unsigned char *blocked_mib(unsigned char **blocker)
+{
+    unsigned char *a = ma_os_map(2 * MiB, 2 * MiB, 0);
+    CHECK(a != NULL);
+    CHECK(ma_os_unmap(a + MiB, MiB)); /* keep the first half */
+    *blocker = mmap(a + MiB, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (*blocker == a + MiB)
+        return a;
+    if (*blocker != MAP_FAILED)
+        munmap(*blocker, page);
+    CHECK(ma_os_unmap(a, MiB));
+    return NULL;
+}
+
 static void test_remap(void)
 {
     size_t small = 1 * MiB, big = 16 * MiB, tiny = 256 * KiB;
@@ -169,7 +185,7 @@ static void test_remap(void)
     struct ma_os_counters before;
     ma_os_counters(&before);
     errno = 4242;
-    unsigned char *q = ma_os_remap(p, small, big, true);
+    unsigned char *q = ma_os_remap(p, small, big, page);
     CHECK(q != NULL);
     CHECK(errno == 4242);
     CHECKF(check_fill(q, small) == small, "grown block differs at %zu", check_fill(q, small));
@@ -184,13 +200,13 @@ static void test_remap(void)
     memset(q + small, 0x5a, big - small);
 
     /* Shrink in place: always possible. */
-    unsigned char *r = ma_os_remap(q, big, tiny, false);
+    unsigned char *r = ma_os_remap(q, big, tiny, 0);
     CHECK(r == q);
     CHECK(check_fill(r, tiny) == tiny);
 
     /* Grow without moving: may fail when the next pages are taken, and then
      * the old mapping is intact. */
-    unsigned char *s = ma_os_remap(r, tiny, 2 * tiny, false);
+    unsigned char *s = ma_os_remap(r, tiny, 2 * tiny, 0);
     if (s == NULL) {
         CHECK(check_fill(r, tiny) == tiny);
         s = r;
@@ -202,28 +218,35 @@ static void test_remap(void)
         CHECK(ma_os_unmap(s, 2 * tiny));
     }
 
-    /* Forced failure of an in-place grow: put a mapping right after. */
-    unsigned char *a = ma_os_map(2 * MiB, 2 * MiB, 0);
-    CHECK(a != NULL);
-    CHECK(ma_os_unmap(a + MiB, MiB)); /* keep the first half */
-    unsigned char *blocker = mmap(a + MiB, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    if (blocker == a + MiB) {
+    /* Forced failure of an in-place grow: a mapping right after. */
+    unsigned char *blocker;
+    unsigned char *a = blocked_mib(&blocker);
+    if (a != NULL) {
         fill(a, MiB);
         errno = 4242;
-        CHECK(ma_os_remap(a, MiB, 2 * MiB, false) == NULL);
+        CHECK(ma_os_remap(a, MiB, 2 * MiB, 0) == NULL);
         CHECK(errno == 4242);
         CHECK(check_fill(a, MiB) == MiB);
-        /* With may_move it moves, page tables and all. */
-        unsigned char *moved = ma_os_remap(a, MiB, 4 * MiB, true);
+        /* Allowed to move, it moves, page tables and all. */
+        unsigned char *moved = ma_os_remap(a, MiB, 4 * MiB, page);
         CHECK(moved != NULL && moved != a);
         CHECK(check_fill(moved, MiB) == MiB);
         CHECK(all_zero(moved + MiB, 3 * MiB));
         CHECK(ma_os_unmap(moved, 4 * MiB));
         munmap(blocker, page);
-    } else {
-        if (blocker != MAP_FAILED)
-            munmap(blocker, page);
-        CHECK(ma_os_unmap(a, MiB));
+    }
+    /* A move with an alignment lands on it, whatever the new size (the
+     * kernel's own choice is page-aligned only). */
+    a = blocked_mib(&blocker);
+    if (a != NULL) {
+        fill(a, MiB);
+        unsigned char *moved = ma_os_remap(a, MiB, 3 * MiB + page, 2 * MiB);
+        CHECKF(moved != NULL && moved != a && ((uintptr_t)moved & (2 * MiB - 1)) == 0,
+               "moved to %p", (void *)moved);
+        CHECK(check_fill(moved, MiB) == MiB);
+        CHECK(all_zero(moved + MiB, 2 * MiB + page));
+        CHECK(ma_os_unmap(moved, 3 * MiB + page));
+        munmap(blocker, page);
     }
 }
 
@@ -281,7 +304,7 @@ static void test_devzero(void)
     CHECK(check_fill(a, size) == size);
 
     /* Remap and purge work on it too. */
-    unsigned char *g = ma_os_remap(a, size, 2 * size, true);
+    unsigned char *g = ma_os_remap(a, size, 2 * size, page);
     CHECK(g != NULL);
     CHECK(check_fill(g, size) == size);
     CHECK(all_zero(g + size, size));
@@ -351,7 +374,7 @@ static void test_failure(void)
     unsigned char *p = ma_os_map(MiB, page, 0);
     CHECK(p != NULL);
     fill(p, MiB);
-    CHECK(ma_os_remap(p, MiB, huge, true) == NULL);
+    CHECK(ma_os_remap(p, MiB, huge, page) == NULL);
     CHECK(errno == 4242);
     CHECK(check_fill(p, MiB) == MiB);
     CHECK(ma_os_unmap(p, MiB));

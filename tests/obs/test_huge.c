@@ -154,32 +154,44 @@ static bool advised_huge(const void *p)
 }
 
 /* large_thp (on by default): a large block of 2 MiB or more is mapped 2 MiB
- * aligned and madvised MADV_HUGEPAGE, one under 2 MiB is not, and one that
- * grows past 2 MiB gets the advice then, its contents kept. */
+ * aligned, its mapping rounded up to 2 MiB (usable to its end) where that
+ * adds at most 1 MiB, and madvised MADV_HUGEPAGE; one under 2 MiB is not; one that grows past 2 MiB
+ * gets the advice then, its contents kept, and lands 2 MiB aligned where it
+ * must move (a 1 MiB block is placed by the kernel, top down, just below
+ * the one mapped before it, so it cannot grow in place). */
 static void part_large_thp(void)
 {
     mapalloc_free(mapalloc_malloc(1)); /* the options are read */
     long on = mapalloc_option_get("large_thp");
-    uint8_t *big = mapalloc_malloc(8 * MiB + 100);
+    uint8_t *big = mapalloc_malloc(9 * MiB + 100);
+    uint8_t *table = mapalloc_malloc(8 * MiB + 100); /* rounding would add 2 MiB less a page */
     uint8_t *small = mapalloc_malloc(MiB);
     uint8_t *grown = mapalloc_malloc(MiB);
-    CHECK(big != NULL && small != NULL && grown != NULL);
+    CHECK(big != NULL && table != NULL && small != NULL && grown != NULL);
     memset(grown, 0x5a, MiB);
     grown = mapalloc_realloc(grown, 16 * MiB);
     CHECK(grown != NULL);
     for (size_t i = 0; i < MiB; i += 4096)
         CHECK(grown[i] == 0x5a && grown[i + 4095] == 0x5a);
-    memset(big, 1, 8 * MiB + 100);
+    memset(big, 1, 9 * MiB + 100);
     CHECKF(!on || ((uintptr_t)big & (2 * MiB - 1)) == 0, "large_thp=1: block %p not 2 MiB aligned",
            (void *)big);
-    CHECKF(advised_huge(big) == (on != 0), "large_thp=%ld: 8 MiB block %p", on, (void *)big);
+    CHECKF(advised_huge(big) == (on != 0), "large_thp=%ld: 9 MiB block %p", on, (void *)big);
+    size_t usable = mapalloc_usable_size(big);
+    CHECKF(on ? usable == 10 * MiB : usable == 9 * MiB + 4096, "large_thp=%ld: 9 MiB + 100 block usable to %zu",
+           on, usable);
+    usable = mapalloc_usable_size(table);
+    CHECKF(usable == 8 * MiB + 4096, "large_thp=%ld: 8 MiB + 100 block usable to %zu", on, usable);
+    CHECKF(!on || ((uintptr_t)grown & (2 * MiB - 1)) == 0, "large_thp=1: grown block %p not 2 MiB aligned",
+           (void *)grown);
     CHECKF(advised_huge(grown) == (on != 0), "large_thp=%ld: block grown to 16 MiB %p", on,
            (void *)grown);
     CHECKF(!advised_huge(small), "large_thp=%ld: 1 MiB block %p advised", on, (void *)small);
-    printf("large_thp=%ld: 8 MiB block at %p, grown block at %p, 1 MiB block at %p; "
+    printf("large_thp=%ld: 9 MiB block at %p, grown block at %p, 1 MiB block at %p; "
            "process AnonHugePages %ld kB\n", on, (void *)big, (void *)grown, (void *)small,
            wl_proc_field("/proc/self/smaps_rollup", "AnonHugePages"));
     mapalloc_free(big);
+    mapalloc_free(table);
     mapalloc_free(small);
     mapalloc_free(grown);
 }

@@ -136,6 +136,16 @@ static size_t page_round(size_t n)
     return (n + page - 1) & ~(page - 1);
 }
 
+/* A large block's mapping in the default arena: its pages, rounded up to
+ * 2 MiB when they are to be huge ones and that adds at most 1 MiB (an
+ * explicit arena's are not). */
+static size_t default_map_size(size_t size)
+{
+    size_t map = page_round(size);
+    size_t rounded = (map + 2 * MiB - 1) & ~(2 * MiB - 1);
+    return map >= 2 * MiB && mapalloc_option_get("large_thp") && rounded - map <= MiB ? rounded : map;
+}
+
 static int snapshot_main(const char *dir)
 {
     mapalloc_arena *arena = mapalloc_arena_create(NULL);
@@ -162,7 +172,7 @@ static int snapshot_main(const char *dir)
         large[i] = i < 2 ? mapalloc_malloc(large_sizes[i]) : mapalloc_arena_malloc(arena, large_sizes[i]);
         CHECK(large[i] != NULL);
         memset(large[i], 9, large_sizes[i]);
-        large_bytes += page_round(large_sizes[i]);
+        large_bytes += i < 2 ? default_map_size(large_sizes[i]) : page_round(large_sizes[i]);
     }
     struct mapalloc_stats s2 = snapshot(dir, "stats2.json", "stats2.txt");
 
