@@ -19,7 +19,8 @@
  * request: mremap fits it to the size, and only what it lacks is faulted in
  * (an explicit arena's blocks skip the cache: they count against its limit
  * and go at its reset). Blocks of 2 MiB and more get transparent huge pages
- * (wants_thp). System calls are never made under the lock. */
+ * (wants_thp). System calls are never made under the lock, but for the
+ * move of a block that realloc cannot grow in place (remap). */
 #include <string.h>
 
 #include "large.h"
@@ -521,9 +522,11 @@ size_t ma_large_resized(const ma_large_set *set, size_t old_map, size_t size)
 }
 
 /* Remaps p from old to new_map bytes: in place when the kernel can, else
- * by moving its page tables (no bytes are copied), the table following it.
- * A move needs the lock: the old address is free for any thread's mmap the
- * moment mremap returns, and the table must not name it by then. */
+ * by moving its page tables (no bytes are copied; for a block of huge
+ * pages, onto an aligned reservation: a mapping and the move), the table
+ * following it. A move needs the lock: the old address is free for any
+ * thread's mmap the moment mremap returns, and the table must not name it
+ * by then. */
 static void *remap(void *p, size_t old, size_t new_map, size_t size)
 {
     void *q = ma_os_remap(p, old, new_map, 0);

@@ -32,8 +32,10 @@ void *ma_os_map(size_t size, size_t alignment, unsigned flags);
 bool ma_os_unmap(void *addr, size_t size);
 
 /* Grows or shrinks a mapping, in place when the kernel can, else (when
- * move_align is not 0) by moving its page tables to an address that is a
- * multiple of move_align: no bytes are copied. NULL on failure, with the old
+ * move_align is not 0) by moving its page tables: no bytes are copied. A
+ * move_align above the page asks for an address that is a multiple of it
+ * (a reservation mapped there, and the move onto it), and takes the
+ * kernel's choice when that is refused. NULL on failure, with the old
  * mapping intact. */
 void *ma_os_remap(void *addr, size_t old_size, size_t new_size, size_t move_align);
 
