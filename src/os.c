@@ -262,6 +262,14 @@ bool ma_os_unmap(void *addr, size_t size)
     return ok;
 }
 
+/* One mremap call; NULL (not MAP_FAILED) on failure. */
+static void *remap_call(void *addr, size_t old_size, size_t new_size, int flags, void *dest)
+{
+    COUNT(mremap_calls);
+    void *p = mremap(addr, old_size, new_size, flags, dest);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 /* A move to an address of our choosing: the kernel's own choice is a
  * multiple of the page only, and a block of huge pages moved off a 2 MiB
  * boundary is split into small pages, and takes small faults where it
@@ -272,27 +280,23 @@ static void *move_aligned(void *addr, size_t old_size, size_t new_size, size_t a
     void *dest = map_aligned(new_size, align, MA_HAVE_ANON ? 0 : MA_MAP_DEVZERO);
     if (dest == NULL)
         return NULL;
-    COUNT(mremap_calls);
-    void *p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
-    if (p != MAP_FAILED)
-        return p;
-    unmap_raw(dest, new_size);
-    return NULL;
+    void *p = remap_call(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+    if (p == NULL)
+        unmap_raw(dest, new_size);
+    return p;
 }
 
+/* In place first, in each case: a mapping that grows in place keeps its
+ * alignment (MREMAP_MAYMOVE tries in place itself). */
 static void *remap_impl(void *addr, size_t old_size, size_t new_size, size_t move_align)
 {
-    COUNT(mremap_calls);
-    void *p = mremap(addr, old_size, new_size, 0);
-    if (p != MAP_FAILED)
+    if (move_align != 0 && move_align <= MA_OS_PAGE)
+        return remap_call(addr, old_size, new_size, MREMAP_MAYMOVE, NULL);
+    void *p = remap_call(addr, old_size, new_size, 0, NULL);
+    if (p != NULL || move_align == 0)
         return p;
-    if (move_align == 0)
-        return NULL;
-    if (move_align > MA_OS_PAGE && (p = move_aligned(addr, old_size, new_size, move_align)) != NULL)
-        return p;
-    COUNT(mremap_calls);
-    p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE);
-    return p == MAP_FAILED ? NULL : p;
+    p = move_aligned(addr, old_size, new_size, move_align);
+    return p != NULL ? p : remap_call(addr, old_size, new_size, MREMAP_MAYMOVE, NULL);
 }
 
 void *ma_os_remap(void *addr, size_t old_size, size_t new_size, size_t move_align)
