@@ -532,7 +532,7 @@ static void *remap(void *p, size_t old, size_t new_map, size_t size)
     void *q = ma_os_remap(p, old, new_map, 0);
     ma_lock(&ma_large_lock);
     if (q == NULL)
-        q = ma_os_remap(p, old, new_map, move_align(new_map));
+        q = ma_os_move(p, old, new_map, move_align(new_map));
     if (q != NULL)
         rekey((uintptr_t)p, (uintptr_t)q, new_map, size);
     ma_unlock(&ma_large_lock);

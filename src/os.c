@@ -286,6 +286,14 @@ static void *move_aligned(void *addr, size_t old_size, size_t new_size, size_t a
     return p;
 }
 
+/* A move, wherever the kernel puts it (it tries in place first), or for
+ * an alignment above the page onto an aligned reservation. */
+static void *move_impl(void *addr, size_t old_size, size_t new_size, size_t align)
+{
+    void *p = align > MA_OS_PAGE ? move_aligned(addr, old_size, new_size, align) : NULL;
+    return p != NULL ? p : remap_call(addr, old_size, new_size, MREMAP_MAYMOVE, NULL);
+}
+
 /* In place first, in each case: a mapping that grows in place keeps its
  * alignment (MREMAP_MAYMOVE tries in place itself). */
 static void *remap_impl(void *addr, size_t old_size, size_t new_size, size_t move_align)
@@ -295,15 +303,12 @@ static void *remap_impl(void *addr, size_t old_size, size_t new_size, size_t mov
     void *p = remap_call(addr, old_size, new_size, 0, NULL);
     if (p != NULL || move_align == 0)
         return p;
-    p = move_aligned(addr, old_size, new_size, move_align);
-    return p != NULL ? p : remap_call(addr, old_size, new_size, MREMAP_MAYMOVE, NULL);
+    return move_impl(addr, old_size, new_size, move_align);
 }
 
-void *ma_os_remap(void *addr, size_t old_size, size_t new_size, size_t move_align)
+/* The mapped bytes follow a remap that took place. */
+static void *remapped(void *p, size_t old_size, size_t new_size)
 {
-    int saved = errno;
-    void *p = remap_impl(addr, old_size, new_size, move_align);
-    errno = saved;
     if (p == NULL)
         return NULL;
     if (new_size > old_size)
@@ -311,6 +316,22 @@ void *ma_os_remap(void *addr, size_t old_size, size_t new_size, size_t move_alig
     else
         note_unmapped(old_size - new_size);
     return p;
+}
+
+void *ma_os_remap(void *addr, size_t old_size, size_t new_size, size_t move_align)
+{
+    int saved = errno;
+    void *p = remap_impl(addr, old_size, new_size, move_align);
+    errno = saved;
+    return remapped(p, old_size, new_size);
+}
+
+void *ma_os_move(void *addr, size_t old_size, size_t new_size, size_t align)
+{
+    int saved = errno;
+    void *p = move_impl(addr, old_size, new_size, align);
+    errno = saved;
+    return remapped(p, old_size, new_size);
 }
 
 static bool advise(void *addr, size_t size, int advice)

@@ -38,6 +38,9 @@ bool ma_os_unmap(void *addr, size_t size);
  * kernel's choice when that is refused. NULL on failure, with the old
  * mapping intact. */
 void *ma_os_remap(void *addr, size_t old_size, size_t new_size, size_t move_align);
+/* The move alone, for a caller that has tried in place already (with
+ * move_align 0): one call fewer. */
+void *ma_os_move(void *addr, size_t old_size, size_t new_size, size_t align);
 
 /* Gives the pages back to the kernel; the range stays mapped and reads as
  * zero after (MADV_DONTNEED) or as zero or old contents until written
