@@ -2,14 +2,15 @@
  * (first use, an exhausted page, a remote owner, a large block, a misuse)
  * leaves through one predictable branch into a noinline function.
  *
- * malloc(small): one TLS load, one table load, pop the page's free list
- * (decode the link, check it stays in the region), clear the free tag,
- * count. free: two loads of the page map give the block's page (or no
- * page: a large block, or not ours); check the address is a block of the
+ * malloc(small): one TLS load, one table load, one test that the head of
+ * the page's free list is a block of the page's region (an empty list
+ * fails it too), pop it (decode its link), clear its free tag, count.
+ * free: two loads of the page map give the block's page (or no page: a
+ * large block, or not ours); check the address is a block of the
  * page and is not already free (its tag); if the page's owner is this
  * thread, push on its local list and count down, else leave for the remote
- * path (heap.c). About 55 instructions for a pair, counted by
- * bench/run.py --instructions. */
+ * path (heap.c). About 53 instructions for a pair (20 of them malloc's),
+ * counted by bench/run.py --instructions. */
 #ifndef MA_ALLOC_H
 #define MA_ALLOC_H
 

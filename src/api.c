@@ -571,11 +571,7 @@ static MA_NOINLINE void *arena_malloc_slow(ma_arena *a, ma_heap *heap, size_t si
  * slow path decides. */
 static inline void *arena_heap_pop(ma_heap *heap, size_t size)
 {
-    ma_page *page = ma_heap_page_for(heap, size);
-    void *p = ma_page_pop(page);
-    if (ma_likely(p != NULL))
-        return p;
-    return ma_page_bump(page);
+    return ma_page_take_checked(ma_heap_page_for(heap, size));
 }
 
 static MA_NOINLINE void *arena_malloc_miss(ma_arena *a, size_t size)

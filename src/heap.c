@@ -535,7 +535,7 @@ void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
         return NULL;
     if (prof)
         return prof_handout(heap, page);
-    return ma_page_take(page);
+    return ma_page_take_checked(page);
 }
 
 /* ---- heaps: the pool, creation ---- */

@@ -130,6 +130,16 @@ _Static_assert(MA_REGION_SIZE % MA_HUGE_PAGE == 0, "a region is whole huge pages
 
 /* ---- blocks and pages ---- */
 
+/* The default checks (-Dchecks=false removes them, only to measure them). */
+#ifndef MAPALLOC_CHECKS
+#define MAPALLOC_CHECKS 1
+#endif
+
+/* The free list of the empty page (region.c): with the checks, an address
+ * in no region, so that malloc's one test of a list's head turns it away
+ * wherever the empty page itself lies (page.h, ma_page_head_ok). */
+#define MA_NO_BLOCKS ((struct ma_block *)(MAPALLOC_CHECKS ? (uintptr_t)1 << 63 : 0))
+
 /* A free block holds its (encoded) list link and its tag. */
 typedef struct ma_block {
     uintptr_t link; /* encoded next pointer */

@@ -148,14 +148,21 @@ void ma_page_corrupt(const ma_page *page, const void *at)
     ma_fatal("corrupted free list (use after free or overflow) at", at);
 }
 
-void *ma_page_pop_last(ma_page *page, ma_block *b)
+/* The block whose link decodes to bad, the one written over; found by a
+ * walk of the page's blocks, on a path that ends the process. */
+static const void *written_over(const ma_page *page, const ma_block *bad)
 {
-    if (ma_link_decode(page, b->link) != NULL)
-        ma_page_corrupt(page, b);
-    page->free = NULL;
-    b->tag = 0;
-    page->over++;
-    return b;
+    for (const uint8_t *b = ma_page_start(page); b < page->carved_end; b += page->block_size)
+        if (ma_link_decode(page, ((const ma_block *)b)->link) == bad)
+            return b;
+    return bad;
+}
+
+void *ma_page_head_bad(const ma_page *page, const ma_block *b)
+{
+    if (page != &ma_empty_page)
+        ma_page_corrupt(page, written_over(page, b));
+    return NULL;
 }
 
 /* The list from head goes in front of free: walked for its tail (each link

@@ -13,11 +13,6 @@
 #include "internal.h"
 #include "region.h"
 
-/* The default checks (-Dchecks=false removes them, only to measure them). */
-#ifndef MAPALLOC_CHECKS
-#define MAPALLOC_CHECKS 1
-#endif
-
 /* ---- free-list links and free tags ---- */
 
 /* Links are stored encoded with the page's secret, so an overflow or a
@@ -97,51 +92,85 @@ static inline void ma_page_own(ma_page *page, struct ma_heap *heap, const void *
 /* ---- taking a block ---- */
 
 MA_NORETURN MA_COLD void ma_page_corrupt(const ma_page *page, const void *at);
-/* The pop of b when its link leads out of the page's region: the list's
- * last block (its link is NULL), or a link not written by us. */
-MA_NOINLINE __attribute__((returns_nonnull)) void *ma_page_pop_last(ma_page *page, ma_block *b);
 
-static inline void *ma_page_pop(ma_page *page)
+/* The head b of page's free list may be popped: it lies in the page's
+ * region. One test turns away an empty list (NULL is in no region), a head
+ * decoded from a link that we did not write (the link of the block popped
+ * before it), and the empty page's list, MA_NO_BLOCKS. A link is checked
+ * here, before the block it names is read, rather than when it is decoded:
+ * that saves a separate test for NULL. */
+static inline bool ma_page_head_ok(const ma_page *page, const ma_block *b)
 {
-    ma_block *b = page->free;
-    if (ma_unlikely(b == NULL))
-        return NULL;
-    ma_block *next = ma_link_decode(page, b->link);
-    /* A decoded link that leaves the page's region was not written by us:
-     * stop before following it (the end of the list, NULL, leaves too: it
-     * is told apart off the fast path). */
-    if (MAPALLOC_CHECKS && ma_unlikely((((uintptr_t)next ^ (uintptr_t)b) >> MA_REGION_SHIFT) != 0))
-        return ma_page_pop_last(page, b);
-    page->free = next;
+    if (!MAPALLOC_CHECKS)
+        return b != NULL;
+    return (((uintptr_t)b ^ (uintptr_t)page) >> MA_REGION_SHIFT) == 0;
+}
+
+/* A head that failed ma_page_head_ok and is not NULL: the empty page's
+ * (returns NULL), or a corrupted list (never returns). */
+MA_NOINLINE void *ma_page_head_bad(const ma_page *page, const ma_block *b);
+
+static inline void *ma_page_pop_head(ma_page *page, ma_block *b)
+{
+    page->free = ma_link_decode(page, b->link);
     if (MAPALLOC_CHECKS)
         b->tag = 0;
     page->over++;
     return b;
 }
 
-/* The page's next never-used block, when its free list is empty, handed
- * out as it is: no free-list link is written or read, so the block is first
- * touched by its caller, and a run of fresh allocations costs no carving.
- * Only while nothing the owner freed waits in the page (those are reused
- * first, through the slow path). No free tag needs clearing: blocks past
- * carved_end never had one under the page's current keys. A kept page has
- * no fresh blocks until it is committed again. NULL: the slow path. */
+/* A block from the free list; NULL when it is empty. */
+static inline void *ma_page_pop(ma_page *page)
+{
+    ma_block *b = page->free;
+    if (ma_likely(ma_page_head_ok(page, b)))
+        return ma_page_pop_head(page, b);
+    return b == NULL ? NULL : ma_page_head_bad(page, b);
+}
+
+/* The page's next never-used blocks, when its free list is empty, are
+ * handed out as they are: no free-list link is written or read, so a block
+ * is first touched by its caller, and a run of fresh allocations costs no
+ * carving. Only while nothing the owner freed waits in the page (those are
+ * reused first, through the slow path). No free tag needs clearing: blocks
+ * past carved_end never had one under the page's current keys. A kept page
+ * has no fresh blocks until it is committed again. */
+static inline bool ma_page_can_bump(const ma_page *page)
+{
+    return page->fresh_left != 0 && page->local_free == NULL;
+}
+
 static inline void *ma_page_bump(ma_page *page)
 {
-    if (page->fresh_left == 0 || page->local_free != NULL)
-        return NULL;
-    void *b = page->carved_end;
+    uint8_t *b = page->carved_end;
+    if (b == NULL)
+        __builtin_unreachable(); /* a page with fresh blocks has its slices: no test of the result */
     page->carved_end += page->block_size;
     page->fresh_left--;
     page->over++;
     return b;
 }
 
-/* A block from the free list, or fresh; NULL: the slow path. */
+/* A block from the free list, or fresh; NULL: the slow path, which takes
+ * from the page with ma_page_take_checked. A head that fails the test and
+ * is not NULL (a corrupted list: nothing on it can be reached) is left
+ * where it is, for the slow path to find, so that malloc's fast path tests
+ * the head once and makes no call that is not its last. */
 static inline void *ma_page_take(ma_page *page)
 {
-    void *b = ma_page_pop(page);
-    return b ? b : ma_page_bump(page);
+    ma_block *b = page->free;
+    if (ma_likely(ma_page_head_ok(page, b)))
+        return ma_page_pop_head(page, b);
+    return ma_page_can_bump(page) ? ma_page_bump(page) : NULL;
+}
+
+/* As ma_page_take, for the slow path: a corrupted list stops here. */
+static inline void *ma_page_take_checked(ma_page *page)
+{
+    void *b = ma_page_take(page);
+    if (b == NULL && page->free != NULL)
+        return ma_page_head_bad(page, page->free);
+    return b;
 }
 
 /* Blocks carved or handed out fresh. */

@@ -455,8 +455,13 @@ static unsigned limit_page(ma_page *page, int64_t left)
         page->free = NULL;
     } else {
         ma_block *last = page->free;
-        for (uint64_t i = 1; i < k; i++)
+        for (uint64_t i = 1;; i++) {
+            if (!ma_page_has_block(page, (uintptr_t)last)) /* a link not written by us */
+                ma_page_corrupt(page, last);
+            if (i == k)
+                break;
             last = ma_link_decode(page, last->link);
+        }
         rest = ma_link_decode(page, last->link);
         last->link = ma_link_encode(page, NULL);
     }
@@ -479,7 +484,7 @@ void *ma_prof_handout(ma_heap *heap, ma_page *page)
         st->left = draw_gap(&ph->rng);
         b = MA_PROF_DUE;
     } else {
-        b = ma_page_take(page);
+        b = ma_page_take_checked(page);
     }
     st->listed = limit_page(page, st->left);
     st->fresh = page->fresh_left;

@@ -3,7 +3,7 @@
 #include "region.h"
 
 uintptr_t ma_page_map[MA_PAGE_MAP_SIZE];
-ma_page ma_empty_page;
+ma_page ma_empty_page = {.free = MA_NO_BLOCKS};
 
 _Static_assert(sizeof(ma_region) <= MA_SLICE_SIZE - MA_GUARD_SIZE,
                "the region header fits in slice 0, before the secure profile's guard");

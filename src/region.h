@@ -37,7 +37,7 @@ static inline uintptr_t ma_leaf_bias(uintptr_t top)
 }
 
 /* No page: the slices of a leaf outside any page, and the empty heap's
- * every table entry (its free list is empty, so every pop fails). */
+ * every table entry (its free list, MA_NO_BLOCKS, fails every pop). */
 extern ma_page ma_empty_page;
 
 /* An address the page map covers. */
