@@ -911,7 +911,7 @@ void ma_heap_free_remote(ma_page *page, ma_block *b)
      * block looked up (abandoned? which arena?) holds for it, and nothing of
      * the page but its keys is read, so the owner's cache lines stay put. */
     if (ma_likely(batch.page == page)) {
-        b->link = ma_link_encode(page, batch.head);
+        b->link = ma_link_encode_shared(page, batch.head);
         batch.head = b;
         count_batched(batch.block_size);
         if (++batch.count == REMOTE_BATCH)

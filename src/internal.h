@@ -190,7 +190,8 @@ typedef struct ma_page {
     ma_block *local_free;    /* freed by the owner, not yet reusable */
     struct ma_page *next, *prev;  /* in its heap's queue or full list, or its arena's
                                    * abandoned list */
-    struct ma_page *notify_next;  /* link in its heap's notice stack */
+    uintptr_t link_key;      /* secret for the links in this page: here, where the
+                              * owner's malloc pops, which then reads no other line */
     union {                  /* the head of its free list at a moment of an owner's
                               * pass; if it moved, the page was used since */
         ma_block *retired_free; /* retained: when it was last seen empty and idle */
@@ -210,24 +211,32 @@ typedef struct ma_page {
      * set up, and carved_end while fresh blocks are handed out. Apart from
      * the line above, so that a thread freeing into a page another thread
      * allocates from does not take that line away at every block. */
-    uintptr_t link_key __attribute__((aligned(64))); /* secret for the links in this page */
+    uintptr_t shared_link_key __attribute__((aligned(64))); /* link_key again, for the
+                              * links of other threads' frees */
     uintptr_t tag_key;       /* secret for the free tags in this page */
     _Atomic(const void *) owner; /* its heap's thread (ma_thread_id), compared by free;
                               * NULL while free or abandoned; MA_OWNER_CHECKED */
     uint8_t *carved_end;     /* past the blocks carved or handed out fresh */
     uint64_t block_div;      /* ceil(2^64 / block_size) + 1: see ma_page_has_block */
-    _Atomic(struct ma_heap *) heap; /* its heap; NULL while free or abandoned */
     uint32_t block_size;
     uint16_t reserved;       /* blocks that fit */
     uint8_t class_idx;
     uint8_t slices;          /* length in slices; 0 for a free page */
-    uint32_t sized_min;      /* the smallest request its class serves */
-    uint32_t sized_span;     /* how many requests it serves from sized_min on;
+    /* Full words, so that free_sized compares the size with each straight
+     * from memory (two instructions fewer than with 32-bit fields). */
+    uint64_t sized_min;      /* the smallest request its class serves */
+    uint64_t sized_span;     /* how many requests it serves from sized_min on;
                               * 0 in the secure profile (free_sized checks more) */
 
     /* Written by other threads' frees: their atomic pushes. */
     _Atomic uintptr_t thread_free __attribute__((aligned(64))); /* remote frees: count << 48 | first
                               * block | MA_TF_* state */
+    /* Its heap; NULL while free or abandoned. Read when a remote free
+     * delivers a notice, and by the owner only when the page empties or
+     * fills: off the line that every free reads. */
+    _Atomic(struct ma_heap *) heap;
+    struct ma_page *notify_next;  /* link in its heap's notice stack, written by the
+                              * remote free that takes the notice */
 } __attribute__((aligned(256))) ma_page; /* a power of two: the page index is a shift */
 _Static_assert((size_t)2 * MA_SLICE_SIZE / MA_SMALL_STEP < MA_TRIGGER_FULL,
                "a full page's count stays negative");

@@ -23,6 +23,7 @@ void ma_page_set_divisor(ma_page *page, size_t block_size)
 static void page_new_keys(ma_page *page, const uint8_t *start)
 {
     page->link_key = mix64(ma_secret[0] ^ (uintptr_t)start ^ page->link_key) | 1;
+    page->shared_link_key = page->link_key;
     page->tag_key = mix64(ma_secret[1] ^ (uintptr_t)start ^ page->tag_key);
 }
 
@@ -51,8 +52,8 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first, unsigned n, unsig
     page->reserved = (uint16_t)(span / bsize);
     page->fresh_left = page->reserved;
     page->class_idx = (uint8_t)c;
-    page->sized_min = c == 0 ? 0 : (uint32_t)ma_class_size(c - 1) + 1;
-    page->sized_span = ma_secure ? 0 : (uint32_t)bsize - page->sized_min + 1;
+    page->sized_min = c == 0 ? 0 : ma_class_size(c - 1) + 1;
+    page->sized_span = ma_secure ? 0 : bsize - page->sized_min + 1;
     page->slices = (uint8_t)n;
     page->first_slice = (uint8_t)first;
     page->in_full = page->notify_pending = page->retained = page->kept = page->abandoned = 0;
@@ -311,7 +312,7 @@ bool ma_page_push_remote(ma_page *page, ma_block *head, ma_block *tail, unsigned
         if (total > page->reserved) /* more frees than blocks: double frees raced past the tags */
             ma_page_corrupt(page, head);
         uintptr_t list = (uintptr_t)total << MA_TF_COUNT_SHIFT | (uintptr_t)head;
-        tail->link = ma_link_encode(page, tf_list(tf));
+        tail->link = ma_link_encode_shared(page, tf_list(tf));
         if ((tf & MA_TF_STATE_MASK) != MA_TF_FULL) {
             if (atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, list | (tf & MA_TF_STATE_MASK),
                                                       memory_order_release, memory_order_relaxed))

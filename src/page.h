@@ -21,10 +21,22 @@
  * (a short overflow) lands in the high bits of the decoded pointer, far
  * outside the region, where malloc's check stops it. Two instructions each
  * way. */
+static inline uintptr_t ma_link_seal(uintptr_t key, const ma_block *next)
+{
+    uintptr_t x = (uintptr_t)next ^ key;
+    return (x << 23) | (x >> 41);
+}
+
 static inline uintptr_t ma_link_encode(const ma_page *page, const ma_block *next)
 {
-    uintptr_t x = (uintptr_t)next ^ page->link_key;
-    return (x << 23) | (x >> 41);
+    return ma_link_seal(page->link_key, next);
+}
+
+/* The same, by a thread that does not own the page, from the key's copy on
+ * the line that every free reads: the owner's line stays where it is. */
+static inline uintptr_t ma_link_encode_shared(const ma_page *page, const ma_block *next)
+{
+    return ma_link_seal(page->shared_link_key, next);
 }
 
 static inline ma_block *ma_link_decode(const ma_page *page, uintptr_t enc)
