@@ -32,7 +32,7 @@ static ma_page *page_of_live_block(void *p)
     ma_page *page = ma_page_lookup(u);
     if (ma_unlikely(!ma_page_has_block(page, u)))
         free_invalid(p);
-    if (MAPALLOC_CHECKS && ma_unlikely(((ma_block *)p)->tag == ma_block_tag(page, p)))
+    if (MAPALLOC_CHECKS && ma_unlikely(((ma_block *)p)->tag == ma_block_tag(page)))
         ma_fatal("double free of", p);
     return page;
 }
@@ -149,7 +149,7 @@ static void *ma_malloc_large_path(size_t size)
  * it on the remote path, heap.c, before it goes on a list). */
 static void free_block(ma_page *page, void *p)
 {
-    ma_free_tagged(page, p, ma_block_tag(page, p));
+    ma_free_tagged(page, p, ma_block_tag(page));
 }
 
 /* No block of a page at p: a large block, or not ours (an address in a
@@ -225,7 +225,7 @@ MA_API void mapalloc_free_sized(void *ptr, size_t size)
     uintptr_t u = (uintptr_t)ptr;
     ma_page *page = ma_page_lookup(u);
     if (ma_likely(ma_page_has_block(page, u) && ma_page_serves_size(page, size))) {
-        uintptr_t tag = ma_block_tag(page, ptr);
+        uintptr_t tag = ma_block_tag(page);
         if (!MAPALLOC_CHECKS || ma_likely(((ma_block *)ptr)->tag != tag)) {
             ma_free_tagged(page, ptr, tag);
             return;

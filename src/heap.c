@@ -895,7 +895,7 @@ static void count_batched(size_t bytes)
 
 void ma_heap_free_remote(ma_page *page, ma_block *b)
 {
-    uintptr_t tag = ma_block_tag(page, b);
+    uintptr_t tag = ma_block_tag(page);
     if (ma_secure) {
         /* The profile's pages have no owner for the fast path to match:
          * every free comes here, checked before it goes on a list. */

@@ -51,7 +51,7 @@
  *            ordinary allocations use the default arena; an explicit arena
  *            (mapalloc_arena_*) differs only in its options.
  *  large     a block above MA_LARGE_THRESHOLD, with a mapping of its own.
- *  tag       the keyed mark a free block carries (block address ^ page key):
+ *  tag       the mark a free block carries (its page's secret tag_key):
  *            free writes it, malloc erases it, free of a block whose tag is
  *            intact is a double free.
  *  link      a free block's encoded pointer to the next free block.
@@ -143,7 +143,7 @@ _Static_assert(MA_REGION_SIZE % MA_HUGE_PAGE == 0, "a region is whole huge pages
 /* A free block holds its (encoded) list link and its tag. */
 typedef struct ma_block {
     uintptr_t link; /* encoded next pointer */
-    uintptr_t tag;  /* ma_block_tag(page, block) while free, 0 while live */
+    uintptr_t tag;  /* ma_block_tag(page) while free, 0 while live */
 } ma_block;
 
 struct ma_heap;
@@ -213,7 +213,7 @@ typedef struct ma_page {
      * allocates from does not take that line away at every block. */
     uintptr_t shared_link_key __attribute__((aligned(64))); /* link_key again, for the
                               * links of other threads' frees */
-    uintptr_t tag_key;       /* secret for the free tags in this page */
+    uintptr_t tag_key;       /* secret: the free tag of every block of this page */
     _Atomic(const void *) owner; /* its heap's thread (ma_thread_id), compared by free;
                               * NULL while free or abandoned; MA_OWNER_CHECKED */
     uint8_t *carved_end;     /* past the blocks carved or handed out fresh */

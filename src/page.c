@@ -137,7 +137,7 @@ void ma_page_extend(ma_page *page)
     for (unsigned i = count; i-- > 0;) {
         ma_block *b = (ma_block *)(first + (size_t)i * bsize);
         b->link = ma_link_encode(page, next);
-        b->tag = ma_block_tag(page, b);
+        b->tag = ma_block_tag(page);
         next = b;
     }
     page->free = next;

@@ -128,7 +128,7 @@ void ma_secure_carve(ma_page *page, uint8_t *first, unsigned count)
     for (unsigned i = n; i-- > 0;) {
         ma_block *b = (ma_block *)(first + (size_t)order[i] * bsize);
         b->link = ma_link_encode(page, next);
-        b->tag = ma_block_tag(page, b);
+        b->tag = ma_block_tag(page);
         next = b;
     }
     page->free = next;
