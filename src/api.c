@@ -571,7 +571,7 @@ static MA_NOINLINE void *arena_malloc_slow(ma_arena *a, ma_heap *heap, size_t si
  * slow path decides. */
 static inline void *arena_heap_pop(ma_heap *heap, size_t size)
 {
-    return ma_page_take_checked(ma_heap_page_for(heap, size));
+    return ma_page_take(ma_heap_page_for(heap, size));
 }
 
 static MA_NOINLINE void *arena_malloc_miss(ma_arena *a, size_t size)
