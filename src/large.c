@@ -566,7 +566,13 @@ void *ma_large_realloc(void *p, size_t size, size_t new_map)
     if (new_map < old) {
         if (!ma_os_guard((uint8_t *)p + new_map - guard, guard))
             return NULL;
-        return remap(p, old, new_map, size);
+        void *q = remap(p, old, new_map, size);
+        if (q != NULL)
+            return q;
+        /* Refused: the block must be as it was, with no guard inside it. */
+        if (ma_os_unguard((uint8_t *)p + new_map - guard, guard))
+            return NULL;
+        ma_fatal("could not open the guard inside large block", p);
     }
     if (!ma_os_unguard((uint8_t *)p + old - guard, guard))
         return NULL;
