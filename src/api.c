@@ -312,23 +312,23 @@ static void *realloc_in(ma_arena *a, void *ptr, size_t size)
             return ptr;
         else
             old_usable = page->block_size;
-    } else if (size > MA_LARGE_THRESHOLD) {
-        void *q = ma_arena_large_realloc(ptr, size);
-        if (q == NULL && ma_large_map_size(size) != 0 && give_back())
-            q = ma_arena_large_realloc(ptr, size);
-        if (q != NULL) {
-            if (ma_unlikely(ma_prof_on) && a == &ma_default_arena) {
-                ma_prof_free(ptr); /* as a free and a new allocation, for the profile */
-                ma_prof_large(q, size);
-            }
-            return q;
-        }
-        /* mremap refused, the old block as it was: a new block and a copy,
-         * as below. A shrink then still succeeds where a guard page or a
-         * tool's emulation of mremap is in the way (valgrind refuses to
-         * shrink a mapping that a guard has split). */
-        old_usable = ma_secure ? ma_large_requested_size(ptr) : ma_large_usable_size(ptr);
     } else {
+        if (size > MA_LARGE_THRESHOLD) {
+            void *q = ma_arena_large_realloc(ptr, size);
+            if (q == NULL && ma_large_map_size(size) != 0 && give_back())
+                q = ma_arena_large_realloc(ptr, size);
+            if (q != NULL) {
+                if (ma_unlikely(ma_prof_on) && a == &ma_default_arena) {
+                    ma_prof_free(ptr); /* as a free and a new allocation, for the profile */
+                    ma_prof_large(q, size);
+                }
+                return q;
+            }
+            /* mremap refused, the old block as it was: a new block and a
+             * copy, as below. A shrink then still succeeds where a guard
+             * page or a tool's emulation of mremap is in the way (valgrind
+             * refuses to shrink a mapping that a guard has split). */
+        }
         old_usable = ma_secure ? ma_large_requested_size(ptr) : ma_large_usable_size(ptr);
         if (!ma_secure && large_keeps_place(ptr, size, old_usable))
             return ptr;
