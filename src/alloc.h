@@ -9,7 +9,7 @@
  * large block, or not ours); check the address is a block of the
  * page and is not already free (its tag); if the page's owner is this
  * thread, push on its local list and count down, else leave for the remote
- * path (heap.c). About 52 instructions for a pair (malloc's 20, free's 31),
+ * path (heap.c). About 50 instructions for a pair (malloc's 19, free's 30),
  * counted by bench/run.py --instructions. */
 #ifndef MA_ALLOC_H
 #define MA_ALLOC_H

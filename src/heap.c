@@ -169,6 +169,7 @@ static bool page_to_full(ma_heap *heap, ma_page *page)
         collect(heap, page);
         return false;
     }
+    ma_page_check_full(page);
     queue_remove(heap, page);
     page->in_full = 1;
     ma_page_set_trigger(page, page->notify_pending ? 1 : MA_TRIGGER_FULL);

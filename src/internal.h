@@ -190,13 +190,10 @@ typedef struct ma_page {
     ma_block *local_free;    /* freed by the owner, not yet reusable */
     struct ma_page *next, *prev;  /* in its heap's queue or full list, or its arena's
                                    * abandoned list */
-    uintptr_t link_key;      /* secret for the links in this page: here, where the
-                              * owner's malloc pops, which then reads no other line */
-    union {                  /* the head of its free list at a moment of an owner's
-                              * pass; if it moved, the page was used since */
-        ma_block *retired_free; /* retained: when it was last seen empty and idle */
-        ma_block *hollow_free;  /* in use: when its free blocks were last hollowed */
-    };
+    uintptr_t link_key;      /* secret for the links in this page (odd): here, where
+                              * the owner's free pushes and malloc pops, which then
+                              * read no other line */
+    uintptr_t link_unkey;    /* its inverse modulo 2^64, which decodes them */
     uint8_t first_slice;     /* index of its first slice in the region */
     uint8_t in_full : 1;     /* owner: full, out of its queue */
     uint8_t notify_pending : 1; /* owner: a remote freer took the FULL notice */
@@ -237,6 +234,14 @@ typedef struct ma_page {
     _Atomic(struct ma_heap *) heap;
     struct ma_page *notify_next;  /* link in its heap's notice stack, written by the
                               * remote free that takes the notice */
+
+    /* The owner's, at its passes over its pages: a line apart, as the
+     * owner's line is full. */
+    union {                  /* the head of its free list at a moment of an owner's
+                              * pass; if it moved, the page was used since */
+        ma_block *retired_free; /* retained: when it was last seen empty and idle */
+        ma_block *hollow_free;  /* in use: when its free blocks were last hollowed */
+    } __attribute__((aligned(64)));
 } __attribute__((aligned(256))) ma_page; /* a power of two: the page index is a shift */
 _Static_assert((size_t)2 * MA_SLICE_SIZE / MA_SMALL_STEP < MA_TRIGGER_FULL,
                "a full page's count stays negative");

@@ -12,6 +12,16 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 33);
 }
 
+/* The inverse of odd k modulo 2^64, by Newton's iteration: k is its own
+ * inverse modulo 8, and each step doubles the bits that are right. */
+static uint64_t inverse64(uint64_t k)
+{
+    uint64_t x = k;
+    for (int i = 0; i < 5; i++)
+        x *= 2 - k * x;
+    return x;
+}
+
 /* block_div for ma_page_has_block: ceil(2^64 / block_size) + 1. */
 void ma_page_set_divisor(ma_page *page, size_t block_size)
 {
@@ -24,6 +34,7 @@ static void page_new_keys(ma_page *page, const uint8_t *start)
 {
     page->link_key = mix64(ma_secret[0] ^ (uintptr_t)start ^ page->link_key) | 1;
     page->shared_link_key = page->link_key;
+    page->link_unkey = inverse64(page->link_key);
     page->tag_key = mix64(ma_secret[1] ^ (uintptr_t)start ^ page->tag_key);
 }
 
@@ -164,6 +175,19 @@ void *ma_page_head_bad(const ma_page *page, const ma_block *b)
     if (page != &ma_empty_page)
         ma_page_corrupt(page, written_over(page, b));
     return NULL;
+}
+
+void ma_page_check_full(const ma_page *page)
+{
+    if (!MAPALLOC_CHECKS || ma_page_used(page) == ma_page_capacity(page))
+        return;
+    const void *lost = ma_page_start(page);
+    for (const uint8_t *b = lost; b < page->carved_end; b += page->block_size)
+        if (((const ma_block *)b)->tag == ma_block_tag(page)) {
+            lost = b;
+            break;
+        }
+    ma_page_corrupt(page, lost);
 }
 
 /* The list from head goes in front of free: walked for its tail (each link

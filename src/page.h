@@ -17,14 +17,17 @@
 
 /* Links are stored encoded with the page's secret, so an overflow or a
  * use-after-free write cannot forge a pointer the allocator will follow:
- * xor with the key, then a rotation, so that an overwrite of the low bytes
- * (a short overflow) lands in the high bits of the decoded pointer, far
- * outside the region, where malloc's check stops it. Two instructions each
- * way. */
+ * the pointer times the key, an odd number, and back times its inverse (one
+ * multiply each way). A write over any of a link's bytes changes the decoded
+ * pointer by that change times the inverse: in the high bits always (far
+ * outside the region, where malloc's check stops it), and when the change
+ * reaches below bit 22, in bits scrambled across the word. Where lists end,
+ * a link is 0: it tells nothing of the key. A link written over with 0
+ * ends the list there; the blocks after it are missed when the page fills
+ * (ma_page_check_full). */
 static inline uintptr_t ma_link_seal(uintptr_t key, const ma_block *next)
 {
-    uintptr_t x = (uintptr_t)next ^ key;
-    return (x << 23) | (x >> 41);
+    return (uintptr_t)next * key;
 }
 
 static inline uintptr_t ma_link_encode(const ma_page *page, const ma_block *next)
@@ -41,7 +44,7 @@ static inline uintptr_t ma_link_encode_shared(const ma_page *page, const ma_bloc
 
 static inline ma_block *ma_link_decode(const ma_page *page, uintptr_t enc)
 {
-    return (ma_block *)(((enc >> 23) | (enc << 41)) ^ page->link_key);
+    return (ma_block *)(enc * page->link_unkey);
 }
 
 /* The mark of a free block of page: only the allocator writes it, malloc
@@ -259,6 +262,9 @@ size_t ma_page_collect(ma_page *page);
 
 /* The notice protocol (owner side). */
 bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */
+/* A page with no block to hand out has every block out; if not, a link
+ * written over with 0 cut some off its lists: stops naming one of them. */
+void ma_page_check_full(const ma_page *page);
 bool ma_page_unfull(ma_page *page);         /* false: a notice is on its way instead */
 void ma_page_set_never(ma_page *page);      /* abandonment: no more notices */
 void ma_page_adopt(ma_page *page, struct ma_heap *heap, const void *owner);

@@ -164,6 +164,34 @@ static void link_overwrite_medium(void)
     link_overwrite(6000);
 }
 
+/* A use-after-free write of 0 over a freed block's link: the list ends
+ * there, and the blocks after it are missed. The page must stop when it
+ * fills, naming the first of them, rather than leak them. */
+static void link_zeroed(size_t size)
+{
+    enum { N = 64 };
+    char *keep[N];
+    for (int i = 0; i < N; i++)
+        keep[i] = mapalloc_malloc(size);
+    mapalloc_free(keep[10]);
+    mapalloc_free(keep[20]); /* the owner's list: keep[20], then keep[10] */
+    death_expect(keep[10]);
+    memset(opaque(keep[20]), 0, 8);
+    for (long i = 0; i < 1000000; i++)
+        if (mapalloc_malloc(size) == NULL)
+            break;
+}
+
+static void link_zeroed_small(void)
+{
+    link_zeroed(48);
+}
+
+static void link_zeroed_medium(void)
+{
+    link_zeroed(6000);
+}
+
 static void *free_in_thread(void *p)
 {
     mapalloc_free(p);
@@ -384,6 +412,8 @@ static const struct death_case cases[] = {
     {"link_overwrite_small", link_overwrite_small, LINK, NULL, DEATH_NOT_SECURE},
     {"link_overwrite_medium", link_overwrite_medium, LINK, NULL, DEATH_NOT_SECURE},
     {"link_overwrite_remote", link_overwrite_remote, LINK, NULL, DEATH_NOT_SECURE},
+    {"link_zeroed_small", link_zeroed_small, LINK, NULL, DEATH_NOT_SECURE},
+    {"link_zeroed_medium", link_zeroed_medium, LINK, NULL, DEATH_NOT_SECURE},
     {"double_free_churn_small", double_free_churn_small, DOUBLE, NULL, DEATH_NOT_SECURE},
     {"double_free_churn_medium", double_free_churn_medium, DOUBLE, NULL, DEATH_NOT_SECURE},
     {"double_free_churn_emptied", double_free_churn_emptied, DOUBLE, INVALID, DEATH_NOT_SECURE},
