@@ -225,8 +225,8 @@ MA_API void mapalloc_free_sized(void *ptr, size_t size)
     uintptr_t u = (uintptr_t)ptr;
     ma_page *page = ma_page_lookup(u);
     /* The size's test first: the empty page serves no size, so an address
-     * in no page fails it too, and the address needs one copy fewer (35
-     * instructions to a local free, against free's 31). */
+     * in no page fails it too, and the address needs one copy fewer (34
+     * instructions to a local free, against free's 30). */
     if (ma_likely(ma_page_serves_size(page, size) && ma_page_has_block(page, u))) {
         uintptr_t tag = ma_block_tag(page);
         if (!MAPALLOC_CHECKS || ma_likely(((ma_block *)ptr)->tag != tag)) {
