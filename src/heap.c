@@ -473,8 +473,14 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
             collect(heap, page);
         /* Carve more while the page is small, even when frees came back: a
          * loop that frees what it allocates would otherwise cycle through
-         * the first few blocks and land here every few calls. */
-        if (page->free == NULL || ma_page_capacity(page) < 256)
+         * the first few blocks and land here every few calls. And when
+         * fewer than 8 blocks came back: where blocks come back about as
+         * fast as they go out, the list keeps the length it had at the last
+         * collection, and once that has drifted down to a few, every few
+         * mallocs end here (strhash: 278,000 slow paths in 1.6 million
+         * mallocs, 37,000 with this). */
+        if (page->free == NULL || ma_page_capacity(page) < 256 ||
+            ma_page_capacity(page) - ma_page_used(page) < 8)
             ma_page_extend(page);
         if (page->free != NULL) {
             if (heap->queues[c].first != page) {
