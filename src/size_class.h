@@ -60,9 +60,17 @@
 #define MA_CLASS_SIZE_EXPR(c)                                                   \
     ((c) < MA_LINEAR_CLASSES ? ((size_t)(c) + 1) * MA_SMALL_STEP : MA_STEP_SIZE_EXPR(MA_DOUBLING_EXPR(c), (c)))
 
+/* The sizes as a table, from the formula at compile time: the formula
+ * itself takes a dozen compares and shifts when c is not a constant. */
+#define MA_CS(c) ((uint32_t)MA_CLASS_SIZE_EXPR(c)) /* the cast: the untaken arm of a small class */
+#define MA_CS4(c) MA_CS(c), MA_CS((c) + 1), MA_CS((c) + 2), MA_CS((c) + 3)
+#define MA_CS16(c) MA_CS4(c), MA_CS4((c) + 4), MA_CS4((c) + 8), MA_CS4((c) + 12)
+static const uint32_t ma_class_sizes[] = {MA_CS16(0), MA_CS16(16), MA_CS16(32), MA_CS16(48)};
+_Static_assert(sizeof ma_class_sizes / sizeof ma_class_sizes[0] == MA_CLASS_COUNT, "one size per class");
+
 static inline size_t ma_class_size(unsigned c)
 {
-    return MA_CLASS_SIZE_EXPR(c);
+    return ma_class_sizes[c];
 }
 
 /* The class that serves a request of size bytes (size <= MA_LARGE_THRESHOLD).
