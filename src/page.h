@@ -19,11 +19,12 @@
  * use-after-free write cannot forge a pointer the allocator will follow:
  * the pointer times the key, an odd number, and back times its inverse (one
  * multiply each way). A write over any of a link's bytes changes the decoded
- * pointer by that change times the inverse: in the high bits always (far
- * outside the region, where malloc's check stops it), and when the change
- * reaches below bit 22, in bits scrambled across the word. Where lists end,
- * a link is 0: it tells nothing of the key. A link written over with 0
- * ends the list there; the blocks after it are missed when the page fills
+ * pointer by that change times the inverse, which keeps the change's lowest
+ * bit and scrambles every bit above it: a change from bit 22 up lands in
+ * another region, and one from below stays in the block's region once in
+ * about 2^42 (malloc's check stops the rest). Where lists end, a link is 0:
+ * it tells nothing of the key. A link written over with 0 ends the list
+ * there; the blocks after it are missed when the page fills
  * (ma_page_check_full). */
 static inline uintptr_t ma_link_seal(uintptr_t key, const ma_block *next)
 {
