@@ -900,7 +900,25 @@ static void count_batched(size_t bytes)
     }
 }
 
-void ma_heap_free_remote(ma_page *page, ma_block *b)
+/* The next block of the batch: what its first block looked up (abandoned?
+ * which arena?) holds for it, and nothing of the page but its keys is read,
+ * so the owner's cache lines stay put. */
+static MA_NOINLINE void flush_full_batch(void)
+{
+    ma_heap_flush_remote();
+}
+
+static inline void batch_append(ma_page *page, ma_block *b)
+{
+    b->link = ma_link_encode_shared(page, batch.head);
+    batch.head = b;
+    count_batched(batch.block_size);
+    if (++batch.count == REMOTE_BATCH)
+        flush_full_batch(); /* a call, not in line: the common case saves no register */
+}
+
+/* A remote free that starts a batch, or one of the secure profile. */
+static MA_NOINLINE void free_remote_first(ma_page *page, ma_block *b)
 {
     uintptr_t tag = ma_block_tag(page);
     if (ma_secure) {
@@ -914,15 +932,8 @@ void ma_heap_free_remote(ma_page *page, ma_block *b)
         }
     }
     b->tag = tag;
-    /* More of the batch already started for this page: what its first
-     * block looked up (abandoned? which arena?) holds for it, and nothing of
-     * the page but its keys is read, so the owner's cache lines stay put. */
-    if (ma_likely(batch.page == page)) {
-        b->link = ma_link_encode_shared(page, batch.head);
-        batch.head = b;
-        count_batched(batch.block_size);
-        if (++batch.count == REMOTE_BATCH)
-            ma_heap_flush_remote();
+    if (batch.page == page) {
+        batch_append(page, b);
         return;
     }
     /* Nobody owns the page: take it over, or blocks freed into it would
@@ -953,6 +964,19 @@ void ma_heap_free_remote(ma_page *page, ma_block *b)
     batch.count = 1;
     batch.block_size = page->block_size;
     count_batched(batch.block_size);
+}
+
+/* The common case, a block of the page the batch is for, takes no stack
+ * frame: with the rest in line it took 42 instructions, 20 of them saving
+ * registers that only the rest needs (prodcons under callgrind). */
+void ma_heap_free_remote(ma_page *page, ma_block *b)
+{
+    if (ma_likely(batch.page == page && !ma_secure)) {
+        b->tag = ma_block_tag(page);
+        batch_append(page, b);
+        return;
+    }
+    free_remote_first(page, b);
 }
 
 /* ---- trim ---- */
