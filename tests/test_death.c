@@ -110,6 +110,28 @@ static void double_free_remote_twice(void)
     mapalloc_free(keep);
 }
 
+static void *free_two_then_second_again(void *arg)
+{
+    void **b = arg;
+    mapalloc_free(b[0]);
+    mapalloc_free(b[1]); /* joins the list that b[0] began, still the thread's */
+    mapalloc_free(b[1]);
+    return NULL;
+}
+
+/* Freed twice by another thread while the first free still waits, with
+ * another block of its page, to be pushed to the owner. */
+static void double_free_remote_batched(void)
+{
+    void *b[2] = {mapalloc_malloc(64), mapalloc_malloc(64)};
+    void *keep = mapalloc_malloc(64);
+    death_expect(b[1]);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_two_then_second_again, b) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    mapalloc_free(keep);
+}
+
 /* The second free comes after the block's page emptied and went back to its
  * region: the block no longer exists, so either name is right. */
 static void double_free_emptied_page(void)
@@ -278,6 +300,7 @@ static const struct death_case cases[] = {
     {"double_free_large", double_free_large, MSG_DOUBLE_FREE, NULL, 0},
     {"double_free_remote", double_free_remote, MSG_DOUBLE_FREE, NULL, 0},
     {"double_free_remote_twice", double_free_remote_twice, MSG_DOUBLE_FREE, NULL, 0},
+    {"double_free_remote_batched", double_free_remote_batched, MSG_DOUBLE_FREE, NULL, 0},
     {"double_free_emptied_page", double_free_emptied_page, MSG_DOUBLE_FREE, MSG_INVALID, 0},
     {"double_free_after_trim", double_free_after_trim, MSG_DOUBLE_FREE, MSG_INVALID, 0},
     {"double_free_large_much_later", double_free_large_much_later, MSG_DOUBLE_FREE, MSG_INVALID, 0},
