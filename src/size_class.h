@@ -6,12 +6,15 @@
  * (256, 512], the size of a program's objects with a few fields and their
  * strings (jq's values ask for about 390 bytes, which took 448 and take
  * 416), and (4 KiB, 8 KiB], a page of 4 KiB with a small header (a
- * database's page cache, I/O buffers with their bookkeeping: 4 KiB + 272
- * bytes would take 5 KiB, and takes 4.5). Rounding a request up to its class
- * wastes at most 15 bytes below 128 bytes, less than 12% of the block in the
- * two fine doublings and less than 20% elsewhere (the worst case is 2^k+1
- * rounded to 2^k + 2^(k-2)). Each class more costs memory too, in pages
- * part full: eighths everywhere below 8 KiB cost the suite 4% of its peak.
+ * database's page cache, I/O buffers with their bookkeeping). That one's
+ * first quarter, (4 KiB, 5 KiB], is cut in 128-byte steps, where the headers
+ * are: sqlite asks for 4 KiB + 8 bytes and 4 KiB + 272, which took 4.5 KiB
+ * each and take 4,224 and 4,480 bytes. Rounding a request up to its class
+ * wastes at most 15 bytes below 128 bytes, less than 3% of the block just
+ * above 4 KiB, less than 12% in the two fine doublings and less than 20%
+ * elsewhere (the worst case is 2^k+1 rounded to 2^k + 2^(k-2)). Each class
+ * more costs memory too, in pages part full: eighths everywhere below 8 KiB
+ * cost the suite 4% of its peak.
  * Every power of two is a class, so a block of a power-of-two class in a page
  * aligned to that power is naturally aligned: aligned_alloc uses this.
  *
@@ -34,12 +37,21 @@
 /* The two doublings cut in eight: (2^k, 2^(k+1)] for these k. */
 #define MA_OBJECT_SHIFT 8
 #define MA_FINE_SHIFT 12
+/* The fine doubling's first quarter, (2^12, 2^12 + 2^10], in steps of
+ * 2^MA_HEADER_STEP_SHIFT: eight classes where eighths would have two, so
+ * that doubling has 14 classes (MA_FINE_CLASSES). */
+#define MA_HEADER_STEP_SHIFT 7
+#define MA_HEADER_CLASSES 8
+#define MA_HEADER_MAX (((size_t)1 << MA_FINE_SHIFT) + ((size_t)MA_HEADER_CLASSES << MA_HEADER_STEP_SHIFT))
+#define MA_FINE_CLASSES                                                         \
+    (MA_HEADER_CLASSES + (((1 << MA_FINE_SHIFT) - (MA_HEADER_CLASSES << MA_HEADER_STEP_SHIFT)) >> (MA_FINE_SHIFT - 3)))
 /* Whether doubling k is cut in eight, and the classes below doubling k
- * (k >= 7): four for each doubling from 2^7, four more for each fine one. */
+ * (k >= 7): four for each doubling from 2^7, and the fine doublings' more. */
 #define MA_IS_FINE(k) ((k) == MA_OBJECT_SHIFT || (k) == MA_FINE_SHIFT)
 #define MA_CLASSES_BELOW(k)                                                     \
-    (MA_LINEAR_CLASSES + 4 * ((k)-7) + 4 * ((k) > MA_OBJECT_SHIFT) + 4 * ((k) > MA_FINE_SHIFT))
-#define MA_CLASS_COUNT MA_CLASSES_BELOW(MA_LARGE_THRESHOLD_SHIFT) /* 64 */
+    (MA_LINEAR_CLASSES + 4 * ((k)-7) + 4 * ((k) > MA_OBJECT_SHIFT) +            \
+     (MA_FINE_CLASSES - 4) * ((k) > MA_FINE_SHIFT))
+#define MA_CLASS_COUNT MA_CLASSES_BELOW(MA_LARGE_THRESHOLD_SHIFT) /* 70 */
 
 /* Requests up to MA_DIRECT_MAX find their page through the heap's direct
  * table (one load), indexed by (size + 15) / 16. */
@@ -47,8 +59,10 @@
 #define MA_DIRECT_COUNT (MA_DIRECT_MAX / MA_SMALL_STEP + 1)
 
 /* Block size of class c, as a constant expression: the i-th class (from 0)
- * of doubling k, cut in 2^d, is 2^k + (i + 1) * 2^(k - d). Doubling k of
- * class c is the one whose first class is at most c: k counts them. */
+ * of doubling k, cut in 2^d, is 2^k + (i + 1) * 2^(k - d); in the fine
+ * doubling, the i-th is 2^12 + (i + 1) * 128 up to MA_HEADER_MAX and then
+ * MA_HEADER_MAX + (i - 7) * 512. Doubling k of class c is the one whose
+ * first class is at most c: k counts them. */
 #define MA_DOUBLING_EXPR(c)                                                     \
     (7 + ((c) >= MA_CLASSES_BELOW(8)) + ((c) >= MA_CLASSES_BELOW(9)) + ((c) >= MA_CLASSES_BELOW(10)) + \
      ((c) >= MA_CLASSES_BELOW(11)) + ((c) >= MA_CLASSES_BELOW(12)) + ((c) >= MA_CLASSES_BELOW(13)) +  \
@@ -57,15 +71,24 @@
 #define MA_STEP_SIZE_EXPR(k, c)                                                 \
     (((size_t)1 << (k)) +                                                       \
      ((size_t)((c)-MA_CLASSES_BELOW(k)) + 1) * ((size_t)1 << ((k) - (MA_IS_FINE(k) ? 3 : 2))))
+#define MA_FINE_SIZE_EXPR(c)                                                    \
+    ((c)-MA_CLASSES_BELOW(MA_FINE_SHIFT) < MA_HEADER_CLASSES                     \
+         ? ((size_t)1 << MA_FINE_SHIFT) +                                        \
+               ((size_t)((c)-MA_CLASSES_BELOW(MA_FINE_SHIFT)) + 1) * ((size_t)1 << MA_HEADER_STEP_SHIFT) \
+         : MA_HEADER_MAX + ((size_t)((c)-MA_CLASSES_BELOW(MA_FINE_SHIFT)) - MA_HEADER_CLASSES + 1) * \
+                               ((size_t)1 << (MA_FINE_SHIFT - 3)))
 #define MA_CLASS_SIZE_EXPR(c)                                                   \
-    ((c) < MA_LINEAR_CLASSES ? ((size_t)(c) + 1) * MA_SMALL_STEP : MA_STEP_SIZE_EXPR(MA_DOUBLING_EXPR(c), (c)))
+    ((c) < MA_LINEAR_CLASSES ? ((size_t)(c) + 1) * MA_SMALL_STEP                \
+     : MA_DOUBLING_EXPR(c) == MA_FINE_SHIFT ? MA_FINE_SIZE_EXPR(c)              \
+                                            : MA_STEP_SIZE_EXPR(MA_DOUBLING_EXPR(c), (c)))
 
 /* The sizes as a table, from the formula at compile time: the formula
  * itself takes a dozen compares and shifts when c is not a constant. */
 #define MA_CS(c) ((uint32_t)MA_CLASS_SIZE_EXPR(c)) /* the cast: the untaken arm of a small class */
 #define MA_CS4(c) MA_CS(c), MA_CS((c) + 1), MA_CS((c) + 2), MA_CS((c) + 3)
 #define MA_CS16(c) MA_CS4(c), MA_CS4((c) + 4), MA_CS4((c) + 8), MA_CS4((c) + 12)
-static const uint32_t ma_class_sizes[] = {MA_CS16(0), MA_CS16(16), MA_CS16(32), MA_CS16(48)};
+static const uint32_t ma_class_sizes[] = {MA_CS16(0),  MA_CS16(16), MA_CS16(32),
+                                           MA_CS16(48), MA_CS4(64),  MA_CS(68), MA_CS(69)};
 _Static_assert(sizeof ma_class_sizes / sizeof ma_class_sizes[0] == MA_CLASS_COUNT, "one size per class");
 
 static inline size_t ma_class_size(unsigned c)
@@ -81,14 +104,18 @@ static inline unsigned ma_size_class(size_t size)
         return size == 0 ? 0 : (unsigned)((size - 1) >> MA_SMALL_STEP_SHIFT);
     size_t s = size - 1;
     unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)s); /* 2^k <= s < 2^(k+1) */
+    if (k == MA_FINE_SHIFT)
+        return MA_CLASSES_BELOW(MA_FINE_SHIFT) +
+               (s < MA_HEADER_MAX ? (unsigned)((s - ((size_t)1 << k)) >> MA_HEADER_STEP_SHIFT)
+                                  : MA_HEADER_CLASSES + (unsigned)((s - MA_HEADER_MAX) >> (k - 3)));
     unsigned quarter = (unsigned)((s - ((size_t)1 << k)) >> (k - 2));
     unsigned c = MA_LINEAR_CLASSES + (k - 7) * 4 + quarter;
-    /* A fine doubling's eighth is twice the quarter plus the next bit; every
-     * doubling above one comes four classes later. */
+    /* The object doubling's eighth is twice the quarter plus the next bit;
+     * every doubling above a fine one comes its extra classes later. */
     if (k >= MA_OBJECT_SHIFT)
         c += k == MA_OBJECT_SHIFT ? quarter + (unsigned)((s >> (k - 3)) & 1) : 4;
-    if (k >= MA_FINE_SHIFT)
-        c += k == MA_FINE_SHIFT ? quarter + (unsigned)((s >> (k - 3)) & 1) : 4;
+    if (k > MA_FINE_SHIFT)
+        c += MA_FINE_CLASSES - 4;
     return c;
 }
 

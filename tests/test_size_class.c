@@ -69,9 +69,10 @@ static void test_every_size(void)
     CHECK(ma_size_class(17) == 1);
 }
 
-/* The doublings above 256 bytes and above 4 KiB are cut in eight: an
- * object of a few hundred bytes and a page of 4 KiB with a small header
- * waste at most an eighth; the rest in four. */
+/* The doublings above 256 bytes and above 4 KiB are cut in eight, the
+ * first quarter of the second in 128-byte steps: an object of a few hundred
+ * bytes wastes at most an eighth, a page of 4 KiB with a header of up to
+ * 1 KiB less than 128 bytes; the rest in four. */
 static void test_fine_doubling(void)
 {
     CHECK(ma_class_size(ma_size_class(390)) == 416);
@@ -79,10 +80,12 @@ static void test_fine_doubling(void)
     CHECK(ma_class_size(ma_size_class(129)) == 160);
     CHECK(ma_class_size(ma_size_class(513)) == 640);
     CHECK(ma_class_size(ma_size_class(1025)) == 1280);
-    CHECK(ma_class_size(ma_size_class(4096 + 272)) == 4608);
+    CHECK(ma_class_size(ma_size_class(4096 + 8)) == 4096 + 128);
+    CHECK(ma_class_size(ma_size_class(4096 + 272)) == 4096 + 384);
+    CHECK(ma_class_size(ma_size_class(5121)) == 5632);
     for (size_t size = 4097; size <= 8192; size++)
-        CHECKF(ma_class_size(ma_size_class(size)) - size < 512, "size %zu -> block %zu", size,
-               ma_class_size(ma_size_class(size)));
+        CHECKF(ma_class_size(ma_size_class(size)) - size < (size <= 5120 ? 128u : 512u), "size %zu -> block %zu",
+               size, ma_class_size(ma_size_class(size)));
     CHECK(ma_class_size(ma_size_class(2048 + 1)) == 2048 + 512);
     CHECK(ma_class_size(ma_size_class(8192 + 1)) == 8192 + 2048);
 }
