@@ -547,29 +547,43 @@ void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
 
 /* ---- heaps: the pool, creation ---- */
 
+#define HEAP_STRIDE ((sizeof(ma_heap) + 63) & ~(size_t)63)
+static uint8_t *chunk_next; /* the newest chunk's heaps not yet made */
+static size_t chunk_left;
+
+/* A heap from the pool, or else the next one of the newest chunk. A heap
+ * is more than 4 KiB, so a chunk's heaps are made one at a time, as they
+ * are needed: linking all of them into the pool at once put 256 KiB of
+ * them in every process's resident memory at its first malloc. */
 static ma_heap *heap_pool_take(void)
 {
     for (;;) {
         ma_lock(&ma_heap_lock);
         ma_heap *heap = heap_pool;
-        if (heap)
+        if (heap) {
             heap_pool = heap->pool_next;
+        } else if (chunk_left >= HEAP_STRIDE) {
+            heap = (ma_heap *)chunk_next;
+            chunk_next += HEAP_STRIDE;
+            chunk_left -= HEAP_STRIDE;
+            heap->all_next = all_heaps;
+            all_heaps = heap;
+        }
         ma_unlock(&ma_heap_lock);
         if (heap)
             return heap;
         uint8_t *chunk = ma_os_map(HEAP_CHUNK, MA_OS_PAGE, ma_os_default_flags() & ~(unsigned)MA_MAP_HUGE);
         if (chunk == NULL)
             return NULL;
-        size_t stride = (sizeof(ma_heap) + 63) & ~(size_t)63;
         ma_lock(&ma_heap_lock);
-        for (size_t off = 0; off + stride <= HEAP_CHUNK; off += stride) {
-            ma_heap *h = (ma_heap *)(chunk + off);
-            h->pool_next = heap_pool;
-            heap_pool = h;
-            h->all_next = all_heaps;
-            all_heaps = h;
+        bool used = chunk_left < HEAP_STRIDE;
+        if (used) {
+            chunk_next = chunk;
+            chunk_left = HEAP_CHUNK;
         }
         ma_unlock(&ma_heap_lock);
+        if (!used) /* another thread's chunk came first; no heap was made of this one */
+            ma_os_unmap(chunk, HEAP_CHUNK);
     }
 }
 

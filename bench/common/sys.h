@@ -144,16 +144,32 @@ static inline long wl_proc_number(const char *path)
     return end == line ? -1 : v;
 }
 
-/* Resident bytes of this process now (/proc/self/statm's second column, in
- * pages: the counters of status's VmRSS, to the page), or 0 when it cannot
- * be read. */
-static inline size_t wl_resident(void)
+/* Column col (from 0) of /proc/self/statm, in bytes (the file counts
+ * pages), or 0 when it cannot be read. */
+static inline size_t wl_statm(int col)
 {
-    char line[256], *p;
+    char line[256], *p = line;
     if (!wl_proc_head("/proc/self/statm", line, sizeof line))
         return 0;
-    (void)strtoul(line, &p, 10); /* the first column: the address space */
-    return (size_t)strtoul(p, NULL, 10) * (size_t)sysconf(_SC_PAGESIZE);
+    unsigned long pages = strtoul(p, &p, 10);
+    for (int i = 0; i < col; i++)
+        pages = strtoul(p, &p, 10);
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Resident bytes of this process now (statm's second column: the counters
+ * of status's VmRSS, to the page), or 0 when it cannot be read. */
+static inline size_t wl_resident(void)
+{
+    return wl_statm(1);
+}
+
+/* The anonymous part of it: resident less the file-backed and shared pages
+ * (statm's third column), so code that a call first runs is not counted. */
+static inline size_t wl_resident_anon(void)
+{
+    size_t resident = wl_statm(1), shared = wl_statm(2);
+    return resident > shared ? resident - shared : 0;
 }
 
 /* ---- mappings: /proc/self/maps and smaps ---- */
