@@ -45,9 +45,8 @@
 #define MA_HEADER_MAX (((size_t)1 << MA_FINE_SHIFT) + ((size_t)MA_HEADER_CLASSES << MA_HEADER_STEP_SHIFT))
 #define MA_FINE_CLASSES                                                         \
     (MA_HEADER_CLASSES + (((1 << MA_FINE_SHIFT) - (MA_HEADER_CLASSES << MA_HEADER_STEP_SHIFT)) >> (MA_FINE_SHIFT - 3)))
-/* Whether doubling k is cut in eight, and the classes below doubling k
- * (k >= 7): four for each doubling from 2^7, and the fine doublings' more. */
-#define MA_IS_FINE(k) ((k) == MA_OBJECT_SHIFT || (k) == MA_FINE_SHIFT)
+/* The classes below doubling k (k >= 7): four for each doubling from 2^7,
+ * and the fine doublings' more. */
 #define MA_CLASSES_BELOW(k)                                                     \
     (MA_LINEAR_CLASSES + 4 * ((k)-7) + 4 * ((k) > MA_OBJECT_SHIFT) +            \
      (MA_FINE_CLASSES - 4) * ((k) > MA_FINE_SHIFT))
@@ -70,7 +69,7 @@
      ((c) >= MA_CLASSES_BELOW(17)) + ((c) >= MA_CLASSES_BELOW(18)))
 #define MA_STEP_SIZE_EXPR(k, c)                                                 \
     (((size_t)1 << (k)) +                                                       \
-     ((size_t)((c)-MA_CLASSES_BELOW(k)) + 1) * ((size_t)1 << ((k) - (MA_IS_FINE(k) ? 3 : 2))))
+     ((size_t)((c)-MA_CLASSES_BELOW(k)) + 1) * ((size_t)1 << ((k) - ((k) == MA_OBJECT_SHIFT ? 3 : 2))))
 #define MA_FINE_SIZE_EXPR(c)                                                    \
     ((c)-MA_CLASSES_BELOW(MA_FINE_SHIFT) < MA_HEADER_CLASSES                     \
          ? ((size_t)1 << MA_FINE_SHIFT) +                                        \
