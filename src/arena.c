@@ -93,13 +93,13 @@ static void unlink_region(ma_arena *a, ma_region *r)
 
 static void dirty_add(ma_arena *a, unsigned slices)
 {
-    a->dirty_bytes += (size_t)slices << MA_SLICE_SHIFT;
+    ma_count_set(&a->dirty_bytes, a->dirty_bytes + ((size_t)slices << MA_SLICE_SHIFT));
 }
 
 static void dirty_sub(ma_arena *a, unsigned slices)
 {
     size_t bytes = (size_t)slices << MA_SLICE_SHIFT;
-    a->dirty_bytes = a->dirty_bytes > bytes ? a->dirty_bytes - bytes : 0;
+    ma_count_set(&a->dirty_bytes, a->dirty_bytes > bytes ? a->dirty_bytes - bytes : 0);
 }
 
 /* A new region, linked in; NULL when the kernel refuses. Called without
@@ -259,7 +259,7 @@ void ma_arena_abandon(ma_arena *a, ma_page *page)
     ma_lock(&a->lock);
     ma_queue_push_back(&a->abandoned[page->class_idx], page);
     page->abandoned = 1;
-    a->abandoned_count++;
+    ma_count_set(&a->abandoned_count, a->abandoned_count + 1);
     ma_unlock(&a->lock);
 }
 
@@ -268,12 +268,12 @@ static void unabandon(ma_arena *a, ma_page *page)
 {
     ma_queue_unlink(&a->abandoned[page->class_idx], page);
     page->abandoned = 0;
-    a->abandoned_count--;
+    ma_count_set(&a->abandoned_count, a->abandoned_count - 1);
 }
 
 ma_page *ma_arena_take_abandoned(ma_arena *a, unsigned c)
 {
-    if (atomic_load_explicit((_Atomic(ma_page *) *)&a->abandoned[c].first, memory_order_relaxed) == NULL)
+    if (__atomic_load_n(&a->abandoned[c].first, __ATOMIC_RELAXED) == NULL) /* a look without the lock */
         return NULL;
     ma_lock(&a->lock);
     ma_page *page = a->abandoned[c].first;
@@ -406,8 +406,8 @@ size_t ma_arena_purge(ma_arena *a, uint32_t min_age_ms, bool all)
  * everything past eight times that, at most once per clock tick. */
 void ma_arena_maybe_purge(ma_arena *a)
 {
-    size_t dirty = __atomic_load_n(&a->dirty_bytes, __ATOMIC_RELAXED);
-    if (dirty == 0 && a->abandoned_count == 0)
+    size_t dirty = ma_count_get(&a->dirty_bytes);
+    if (dirty == 0 && ma_count_get(&a->abandoned_count) == 0)
         return;
     uint64_t now = ma_clock_ms();
     uint64_t decay = (uint64_t)ma_option(MA_OPT_DECAY_MS);
@@ -656,7 +656,7 @@ void ma_arena_destroy(ma_arena *a)
     a->region_count = 0;
     a->region_epoch++;
     take_all_abandoned(a);
-    a->dirty_bytes = 0;
+    ma_count_set(&a->dirty_bytes, 0);
     ma_unlock(&a->lock);
     for (ma_region *r = regions, *next; r; r = next) {
         next = r->next;

@@ -77,8 +77,8 @@ static void count_collected(ma_heap *heap, const ma_page *page, size_t count)
     if (count == 0)
         return;
     size_t bytes = count * page->block_size;
-    heap->collected += count;
-    heap->collected_bytes += bytes;
+    ma_count_set(&heap->collected, heap->collected + count);
+    ma_count_set(&heap->collected_bytes, heap->collected_bytes + bytes);
     if (!is_default(heap->arena)) {
         atomic_fetch_sub_explicit(&heap->arena->pending_frees, count, memory_order_relaxed);
         atomic_fetch_sub_explicit(&heap->arena->pending_bytes, bytes, memory_order_relaxed);
@@ -593,7 +593,10 @@ static void fold_counts(ma_heap *heap)
     atomic_fetch_add_explicit(&folded_free_bytes, heap->remote_free_bytes, memory_order_relaxed);
     atomic_fetch_add_explicit(&folded_collected, heap->collected, memory_order_relaxed);
     atomic_fetch_add_explicit(&folded_collected_bytes, heap->collected_bytes, memory_order_relaxed);
-    heap->remote_frees = heap->remote_free_bytes = heap->collected = heap->collected_bytes = 0;
+    ma_count_set(&heap->remote_frees, 0);
+    ma_count_set(&heap->remote_free_bytes, 0);
+    ma_count_set(&heap->collected, 0);
+    ma_count_set(&heap->collected_bytes, 0);
 }
 
 static void heap_to_pool(ma_heap *heap)
@@ -906,8 +909,8 @@ static void count_batched(size_t bytes)
 {
     ma_heap *me = ma_tls_heap;
     if (ma_likely(me != &ma_empty_heap)) {
-        me->remote_frees++;
-        me->remote_free_bytes += bytes;
+        ma_count_set(&me->remote_frees, me->remote_frees + 1);
+        ma_count_set(&me->remote_free_bytes, me->remote_free_bytes + bytes);
     } else {
         atomic_fetch_add_explicit(&folded_frees, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&folded_free_bytes, bytes, memory_order_relaxed);
@@ -1100,10 +1103,10 @@ void ma_heaps_pending(size_t *blocks, size_t *bytes)
     size_t collected = atomic_load(&folded_collected), collected_bytes = atomic_load(&folded_collected_bytes);
     ma_lock(&ma_heap_lock);
     for (ma_heap *h = all_heaps; h; h = h->all_next) {
-        frees += __atomic_load_n(&h->remote_frees, __ATOMIC_RELAXED);
-        free_bytes += __atomic_load_n(&h->remote_free_bytes, __ATOMIC_RELAXED);
-        collected += __atomic_load_n(&h->collected, __ATOMIC_RELAXED);
-        collected_bytes += __atomic_load_n(&h->collected_bytes, __ATOMIC_RELAXED);
+        frees += ma_count_get(&h->remote_frees);
+        free_bytes += ma_count_get(&h->remote_free_bytes);
+        collected += ma_count_get(&h->collected);
+        collected_bytes += ma_count_get(&h->collected_bytes);
     }
     ma_unlock(&ma_heap_lock);
     size_t arena_collected, arena_collected_bytes;

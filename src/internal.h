@@ -99,6 +99,19 @@
 #define MA_NORETURN __attribute__((noreturn))
 #define MA_API __attribute__((visibility("default"))) /* the public mapalloc_ names */
 
+/* A count that one thread (or the holder of one lock) writes and others read
+ * without it, for statistics and for a look before taking the lock: a
+ * relaxed store of the new value, not a locked add. */
+static inline void ma_count_set(size_t *count, size_t value)
+{
+    __atomic_store_n(count, value, __ATOMIC_RELAXED);
+}
+
+static inline size_t ma_count_get(const size_t *count)
+{
+    return __atomic_load_n(count, __ATOMIC_RELAXED);
+}
+
 /* Thread-local state. The preload and the static library use the
  * initial-exec model (glibc's rule for a replacement malloc, and one
  * instruction per access); the shared library, which may be loaded with
@@ -200,8 +213,10 @@ typedef struct ma_page {
     uint8_t retained : 1;    /* owner: empty, kept as its class's page */
     uint8_t kept : 1;        /* emptied in place by an arena reset, not used since:
                               * not counted in the arena's committed bytes */
-    uint8_t abandoned : 1;   /* in its arena's abandoned list (under the arena lock) */
     uint8_t hollow : 1;      /* owner: its free blocks are hollow (hollow_free is its list) */
+    uint8_t abandoned;       /* in its arena's abandoned list: read and written under
+                              * the arena lock only, so a byte apart from the owner's
+                              * bits, which an exiting owner writes without it */
     uint32_t retired_ms;     /* owner: when it was last seen empty and idle */
 
     /* Read by every free, the other threads' too: written when the page is
@@ -214,7 +229,7 @@ typedef struct ma_page {
     _Atomic(const void *) owner; /* its heap's thread (ma_thread_id), compared by free;
                               * NULL while free or abandoned; MA_OWNER_CHECKED */
     uint8_t *carved_end;     /* past the blocks carved or handed out fresh */
-    uint64_t block_div;      /* ceil(2^64 / block_size) + 1: see ma_page_has_block */
+    uint64_t block_div;      /* -(ceil(2^64 / block_size) + 1): see ma_page_has_block */
     uint32_t block_size;
     uint16_t reserved;       /* blocks that fit */
     uint8_t class_idx;

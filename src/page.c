@@ -22,10 +22,10 @@ static uint64_t inverse64(uint64_t k)
     return x;
 }
 
-/* block_div for ma_page_has_block: ceil(2^64 / block_size) + 1. */
+/* block_div for ma_page_has_block: -(ceil(2^64 / block_size) + 1). */
 void ma_page_set_divisor(ma_page *page, size_t block_size)
 {
-    page->block_div = UINT64_MAX / block_size + 2;
+    page->block_div = 0 - (UINT64_MAX / block_size + 2);
 }
 
 /* Mixing in the old keys gives a reused descriptor new ones, so the links
@@ -54,7 +54,7 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first, unsigned n, unsig
     page->free = NULL;
     page->free_trigger = 1;
     page->over = -1; /* none out */
-    page->carved_end = start;
+    ma_page_set_carved_end(page, start);
     ma_page_set_divisor(page, bsize);
     page->local_free = NULL;
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
@@ -139,7 +139,7 @@ void ma_page_extend(ma_page *page)
         count = avail;
     uint8_t *first = page->carved_end;
     page->fresh_left = (uint16_t)(page->fresh_left - count);
-    page->carved_end += (size_t)count * bsize;
+    ma_page_set_carved_end(page, first + (size_t)count * bsize);
     if (ma_secure) {
         ma_secure_carve(page, first, count);
         return;
@@ -323,7 +323,7 @@ void ma_page_adopt(ma_page *page, struct ma_heap *heap, const void *owner)
     while (!atomic_compare_exchange_weak_explicit(&page->thread_free, &tf, tf & ~MA_TF_STATE_MASK,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
     }
-    page->in_full = page->notify_pending = page->retained = page->abandoned = page->hollow = 0;
+    page->in_full = page->notify_pending = page->retained = page->hollow = 0; /* not abandoned: the arena cleared it */
     ma_page_set_trigger(page, 1);
     page->next = page->prev = NULL;
 }

@@ -58,22 +58,38 @@ static inline uintptr_t ma_block_tag(const ma_page *page)
     return page->tag_key;
 }
 
+/* Other threads' frees read carved_end (ma_page_has_block) while the owner
+ * moves it on: a relaxed atomic, the same single load and store on x86-64 as
+ * a plain field. */
+static inline uint8_t *ma_page_carved_end(const ma_page *page)
+{
+    return __atomic_load_n(&page->carved_end, __ATOMIC_RELAXED);
+}
+
+static inline void ma_page_set_carved_end(ma_page *page, uint8_t *end)
+{
+    __atomic_store_n(&page->carved_end, end, __ATOMIC_RELAXED);
+}
+
 /* True when u is the start of a carved block of page, with one subtract,
  * one multiply and one compare. u is never below the page's start (its
  * slice belongs to the page, or to pages[0], whose block_div is 0), so
  * u - carved_end lies within a page's span S of 0. Let c = ceil(2^64 /
- * size) (the divisor of Lemire, Kaser and Kurz), r = size * c - 2^64 < size,
- * and block_div = c + 1. The block k blocks below carved_end gives
+ * size) (the divisor of Lemire, Kaser and Kurz), r = size * c - 2^64 < size;
+ * block_div is -(c + 1), so that (carved_end - u) * block_div is
+ * (u - carved_end) * (c + 1). The block k blocks below carved_end gives
  * 2^64 - k * (size + r), within 2S of 2^64. Any other address gives at
  * most 2^64 - c + 2S (off a block boundary) or at most 2S (at or past
  * carved_end on one): far below, since c is at least 2^64 / 512 KiB.
+ * (carved_end - u, not u - carved_end: the loaded carved_end is the
+ * subtract's destination, and the atomic load costs no extra move.)
  * tests/test_page_index.c checks every offset of every class. */
 #define MA_BLOCK_WINDOW ((uint64_t)1 << 24)
 _Static_assert(2 * MA_REGION_SIZE <= MA_BLOCK_WINDOW, "a page's blocks fit the window");
 _Static_assert(UINT64_MAX / MA_LARGE_THRESHOLD > 4 * MA_BLOCK_WINDOW, "no other address fits it");
 static inline bool ma_page_has_block(const ma_page *page, uintptr_t u)
 {
-    uint64_t x = (uint64_t)(u - (uintptr_t)page->carved_end) * page->block_div;
+    uint64_t x = (uint64_t)((uintptr_t)ma_page_carved_end(page) - u) * page->block_div;
     return x >= (uint64_t)0 - MA_BLOCK_WINDOW;
 }
 
@@ -165,7 +181,7 @@ static inline void *ma_page_bump(ma_page *page)
     uint8_t *b = page->carved_end;
     if (b == NULL)
         __builtin_unreachable(); /* a page with fresh blocks has its slices: no test of the result */
-    page->carved_end += page->block_size;
+    ma_page_set_carved_end(page, b + page->block_size);
     page->fresh_left--;
     page->over++;
     return b;
@@ -204,17 +220,24 @@ static inline unsigned ma_page_capacity(const ma_page *page)
 static inline void ma_page_uncarve(ma_page *page)
 {
     page->fresh_left = page->reserved;
-    page->carved_end = ma_page_start(page);
+    ma_page_set_carved_end(page, ma_page_start(page));
 }
 
 /* ---- queues of pages (a heap's, an arena's abandoned ones) ---- */
+
+/* A queue's first page is stored atomically: an arena's abandoned queues
+ * are looked at without the lock (ma_arena_take_abandoned). */
+static inline void ma_queue_set_first(ma_page_queue *q, ma_page *page)
+{
+    __atomic_store_n(&q->first, page, __ATOMIC_RELAXED);
+}
 
 static inline void ma_queue_unlink(ma_page_queue *q, ma_page *page)
 {
     if (page->prev)
         page->prev->next = page->next;
     else
-        q->first = page->next;
+        ma_queue_set_first(q, page->next);
     if (page->next)
         page->next->prev = page->prev;
     else
@@ -229,7 +252,7 @@ static inline void ma_queue_push_back(ma_page_queue *q, ma_page *page)
     if (q->last)
         q->last->next = page;
     else
-        q->first = page;
+        ma_queue_set_first(q, page);
     q->last = page;
 }
 
@@ -241,7 +264,7 @@ static inline void ma_queue_push_front(ma_page_queue *q, ma_page *page)
         q->first->prev = page;
     else
         q->last = page;
-    q->first = page;
+    ma_queue_set_first(q, page);
 }
 
 /* ---- page.c ---- */

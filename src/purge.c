@@ -33,7 +33,7 @@ static _Atomic uint64_t next_try_ms; /* after a refused thread */
 /* The bytes held for reuse that the purger gives back. */
 static size_t held(void)
 {
-    return __atomic_load_n(&ma_default_arena.dirty_bytes, __ATOMIC_RELAXED) + ma_large_cached_bytes();
+    return ma_count_get(&ma_default_arena.dirty_bytes) + ma_large_cached_bytes();
 }
 
 static void sleep_ms(uint64_t ms)

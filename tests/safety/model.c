@@ -12,7 +12,7 @@
 #include <string.h>
 
 char model_context[128];
-static int trace = -1; /* MODEL_TRACE=1 in the environment: every operation on stderr */
+static int trace; /* MODEL_TRACE=1 in the environment: every operation on stderr */
 
 /* ---- operations and their weights (out of 256) ---- */
 
@@ -37,10 +37,12 @@ static const uint8_t op_weight[OP_COUNT] = {
 };
 
 static uint8_t op_table[256];
-static pthread_once_t op_table_once = PTHREAD_ONCE_INIT;
+static pthread_once_t model_once = PTHREAD_ONCE_INIT;
 
-static void op_table_build(void)
+/* Once per process: the trace switch and the table of operations by weight. */
+static void model_setup(void)
 {
+    trace = getenv("MODEL_TRACE") != NULL;
     unsigned n = 0;
     for (unsigned op = 0; op < OP_COUNT; op++)
         for (unsigned k = 0; k < op_weight[op]; k++)
@@ -575,9 +577,7 @@ static void check_stats(struct model *m, unsigned a)
 
 void model_init(struct model *m, int thread, bool handoff)
 {
-    pthread_once(&op_table_once, op_table_build);
-    if (trace < 0)
-        trace = getenv("MODEL_TRACE") != NULL;
+    pthread_once(&model_once, model_setup);
     memset(m, 0, sizeof *m);
     m->thread = thread;
     m->handoff = handoff;
