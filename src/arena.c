@@ -548,12 +548,16 @@ ma_arena *ma_arena_new(unsigned flags, size_t limit, size_t reserve)
     if (flags & MAPALLOC_ARENA_DEVZERO)
         map_flags |= MA_MAP_DEVZERO;
     /* What follows the identity (magic, generation, hot heap) starts over;
-     * the pool links stay. */
+     * the pool links stay. Under the pool lock: a walk of every arena (the
+     * statistics', fork's locking of each) must not find this one's link
+     * cleared or its lock wiped on the way. */
+    ma_lock(&ma_arena_pool_lock);
     ma_arena *pool_next = a->pool_next, *all_next = a->all_next;
     size_t from = offsetof(ma_arena, map_flags);
     memset((char *)a + from, 0, sizeof *a - from);
     a->pool_next = pool_next;
     a->all_next = all_next;
+    ma_unlock(&ma_arena_pool_lock);
     a->map_flags = map_flags;
     a->kind = MA_ARENA_KEEPS_REGIONS | MA_ARENA_NO_LARGE_CACHE;
     a->flags = flags;

@@ -16,6 +16,8 @@
  * The misuse aborts are in test_arena_death.c. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1088,6 +1090,60 @@ static void test_stats_remote(void)
     mapalloc_arena_destroy(a);
 }
 
+/* Statistics walk every arena while other arenas are made and destroyed:
+ * an arena being made again out of a destroyed one's structure must not cut
+ * the walk short, so the live blocks of an arena made after it are always
+ * counted. (Under ThreadSanitizer the walk and the remaking race at once if
+ * they are not both under the pool lock.) */
+enum { W_BLOCKS = 256, W_SIZE = 1024 };
+static _Atomic int walk_stop;
+static _Atomic long walk_cycles;
+
+static void *arena_cycler(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&walk_stop)) {
+        mapalloc_arena *a = mapalloc_arena_create(NULL);
+        CHECK(a != NULL);
+        mapalloc_arena_free(a, mapalloc_arena_malloc(a, 64));
+        mapalloc_arena_destroy(a);
+        atomic_fetch_add(&walk_cycles, 1);
+    }
+    return NULL;
+}
+
+static void test_create_walk(void)
+{
+    pthread_t cycler;
+    CHECK(pthread_create(&cycler, NULL, arena_cycler, NULL) == 0);
+    /* Past the destroyed arenas that wait before reuse: from now on the
+     * cycler remakes structures that the walk meets before the one below. */
+    while (atomic_load(&walk_cycles) < 200)
+        sched_yield();
+    mapalloc_arena *kept = mapalloc_arena_create(NULL);
+    CHECK(kept != NULL);
+    void *blocks[W_BLOCKS];
+    for (int i = 0; i < W_BLOCKS; i++)
+        CHECK((blocks[i] = mapalloc_arena_malloc(kept, W_SIZE)) != NULL);
+    long walks = 0, short_walks = 0;
+    double end = wl_now() + 2.0;
+    while (wl_now() < end) {
+        struct mapalloc_stats st;
+        mapalloc_stats_get(&st);
+        short_walks += st.live < (size_t)W_BLOCKS * W_SIZE;
+        walks++;
+    }
+    atomic_store(&walk_stop, 1);
+    pthread_join(cycler, NULL);
+    fprintf(stderr, "create_walk: %ld walks, %ld arenas made and destroyed meanwhile, %ld walks short\n",
+            walks, atomic_load(&walk_cycles), short_walks);
+    CHECK(short_walks == 0);
+    CHECK(atomic_load(&walk_cycles) > 300);
+    for (int i = 0; i < W_BLOCKS; i++)
+        mapalloc_arena_free(kept, blocks[i]);
+    mapalloc_arena_destroy(kept);
+}
+
 static void test_limit_remote(void)
 {
     struct mapalloc_arena_options o = {0, 8 * MiB, 0};
@@ -1230,7 +1286,7 @@ static const struct {
     {"free", test_free},       {"threads", test_threads}, {"limit", test_limit},
     {"reset", test_reset},     {"reset_keep", test_reset_keep}, {"reset_time", test_reset_time},
     {"destroy", test_destroy}, {"stats_remote", test_stats_remote},
-    {"limit_remote", test_limit_remote},
+    {"limit_remote", test_limit_remote}, {"create_walk", test_create_walk},
 };
 
 int main(int argc, char **argv)
