@@ -11,7 +11,7 @@
 
 ma_arena ma_default_arena = {.magic = MA_ARENA_LIVE, .large = {.cache = true}};
 static ma_spinlock ma_arena_pool_lock;
-static ma_arena *fresh;                  /* never used */
+static ma_carver arena_chunk;            /* structures never used */
 static ma_arena *dead_first, *dead_last; /* destroyed, oldest first */
 static size_t dead_count;
 static ma_arena *all_arenas;             /* every explicit arena structure */
@@ -486,8 +486,12 @@ ma_arena *ma_arena_of_large(const void *p)
 
 /* ---- explicit arenas: structures ---- */
 
+#define ARENA_STRIDE ((sizeof(ma_arena) + 63) & ~(size_t)63)
+
 /* A destroyed arena's structure is reused only after ARENA_REUSE_AFTER
- * others, so that a stale handle keeps reading as destroyed for a while. */
+ * others, so that a stale handle keeps reading as destroyed for a while;
+ * else the next one of the newest chunk is made (the first arena of a
+ * process touches one, not the chunk's 46). */
 static ma_arena *arena_struct_take(void)
 {
     for (;;) {
@@ -499,9 +503,9 @@ static ma_arena *arena_struct_take(void)
             if (dead_first == NULL)
                 dead_last = NULL;
             dead_count--;
-        } else if (fresh) {
-            a = fresh;
-            fresh = a->pool_next;
+        } else if ((a = ma_carve(&arena_chunk, ARENA_STRIDE)) != NULL) {
+            a->all_next = all_arenas;
+            all_arenas = a;
         }
         ma_unlock(&ma_arena_pool_lock);
         if (a)
@@ -509,16 +513,11 @@ static ma_arena *arena_struct_take(void)
         uint8_t *chunk = ma_os_map(ARENA_CHUNK, MA_OS_PAGE, 0);
         if (chunk == NULL)
             return NULL;
-        size_t stride = (sizeof(ma_arena) + 63) & ~(size_t)63;
         ma_lock(&ma_arena_pool_lock);
-        for (size_t off = 0; off + stride <= ARENA_CHUNK; off += stride) {
-            ma_arena *n = (ma_arena *)(chunk + off);
-            n->all_next = all_arenas;
-            all_arenas = n;
-            n->pool_next = fresh;
-            fresh = n;
-        }
+        bool used = ma_carver_refill(&arena_chunk, chunk, ARENA_CHUNK, ARENA_STRIDE);
         ma_unlock(&ma_arena_pool_lock);
+        if (!used)
+            ma_os_unmap(chunk, ARENA_CHUNK);
     }
 }
 

@@ -548,8 +548,7 @@ void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
 /* ---- heaps: the pool, creation ---- */
 
 #define HEAP_STRIDE ((sizeof(ma_heap) + 63) & ~(size_t)63)
-static uint8_t *chunk_next; /* the newest chunk's heaps not yet made */
-static size_t chunk_left;
+static ma_carver heap_chunk;
 
 /* A heap from the pool, or else the next one of the newest chunk. A heap
  * is more than 4 KiB, so a chunk's heaps are made one at a time, as they
@@ -562,10 +561,7 @@ static ma_heap *heap_pool_take(void)
         ma_heap *heap = heap_pool;
         if (heap) {
             heap_pool = heap->pool_next;
-        } else if (chunk_left >= HEAP_STRIDE) {
-            heap = (ma_heap *)chunk_next;
-            chunk_next += HEAP_STRIDE;
-            chunk_left -= HEAP_STRIDE;
+        } else if ((heap = ma_carve(&heap_chunk, HEAP_STRIDE)) != NULL) {
             heap->all_next = all_heaps;
             all_heaps = heap;
         }
@@ -576,13 +572,9 @@ static ma_heap *heap_pool_take(void)
         if (chunk == NULL)
             return NULL;
         ma_lock(&ma_heap_lock);
-        bool used = chunk_left < HEAP_STRIDE;
-        if (used) {
-            chunk_next = chunk;
-            chunk_left = HEAP_CHUNK;
-        }
+        bool used = ma_carver_refill(&heap_chunk, chunk, HEAP_CHUNK, HEAP_STRIDE);
         ma_unlock(&ma_heap_lock);
-        if (!used) /* another thread's chunk came first; no heap was made of this one */
+        if (!used)
             ma_os_unmap(chunk, HEAP_CHUNK);
     }
 }

@@ -112,6 +112,37 @@ static inline size_t ma_count_get(const size_t *count)
     return __atomic_load_n(count, __ATOMIC_RELAXED);
 }
 
+/* Structures made one at a time, as they are needed, out of a chunk mapped
+ * for them and never unmapped (heaps, explicit arenas): only those made are
+ * ever touched, so a process holds the pages of what it uses. Under the
+ * owner's lock. */
+typedef struct ma_carver {
+    uint8_t *next; /* the newest chunk's first structure not yet made */
+    size_t left;
+} ma_carver;
+
+/* The next structure of stride bytes; NULL when the chunk is used up. */
+static inline void *ma_carve(ma_carver *c, size_t stride)
+{
+    if (c->left < stride)
+        return NULL;
+    void *p = c->next;
+    c->next += stride;
+    c->left -= stride;
+    return p;
+}
+
+/* A new chunk of size bytes, mapped without the lock; false when another
+ * thread's came first (the caller unmaps this one: nothing was made of it). */
+static inline bool ma_carver_refill(ma_carver *c, void *chunk, size_t size, size_t stride)
+{
+    if (c->left >= stride)
+        return false;
+    c->next = chunk;
+    c->left = size;
+    return true;
+}
+
 /* Thread-local state. The preload and the static library use the
  * initial-exec model (glibc's rule for a replacement malloc, and one
  * instruction per access); the shared library, which may be loaded with

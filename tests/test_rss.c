@@ -104,6 +104,22 @@ int main(void)
     else
         CHECKF(start_cost <= 160 * KiB, "the first malloc and free made %zu KiB of anonymous memory resident",
                start_cost / KiB);
+    /* The first explicit arena and its first block: its structure, its
+     * heap, the header of its region and a page of blocks, not the other
+     * structures of the chunk that arenas are made from. */
+    before = wl_resident_anon();
+    mapalloc_arena *arena = mapalloc_arena_create(NULL);
+    CHECK(arena != NULL);
+    void *ablock = mapalloc_arena_malloc(arena, 64);
+    CHECK(ablock != NULL);
+    size_t arena_cost = wl_resident_anon() - before;
+    printf("rss: the first arena and its first block made %zu KiB of anonymous memory resident\n",
+           arena_cost / KiB);
+    if (!thp_always)
+        CHECKF(arena_cost <= 48 * KiB, "the first arena and its first block made %zu KiB of anonymous memory resident",
+               arena_cost / KiB);
+    mapalloc_arena_free(arena, ablock);
+    mapalloc_arena_destroy(arena);
     struct burst b;
     burst_init(&b, 4 * 1024 * 1024);
     size_t base = wl_resident();
