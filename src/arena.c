@@ -11,7 +11,7 @@
 
 ma_arena ma_default_arena = {.magic = MA_ARENA_LIVE, .large = {.cache = true}};
 static ma_spinlock ma_arena_pool_lock;
-static ma_carver arena_chunk;            /* structures never used */
+static ma_carver arena_chunk = MA_CARVER(ma_arena); /* structures never used */
 static ma_arena *dead_first, *dead_last; /* destroyed, oldest first */
 static size_t dead_count;
 static ma_arena *all_arenas;             /* every explicit arena structure */
@@ -486,8 +486,6 @@ ma_arena *ma_arena_of_large(const void *p)
 
 /* ---- explicit arenas: structures ---- */
 
-#define ARENA_STRIDE ((sizeof(ma_arena) + 63) & ~(size_t)63)
-
 /* A destroyed arena's structure is reused only after ARENA_REUSE_AFTER
  * others, so that a stale handle keeps reading as destroyed for a while;
  * else the next one of the newest chunk is made (the first arena of a
@@ -503,7 +501,7 @@ static ma_arena *arena_struct_take(void)
             if (dead_first == NULL)
                 dead_last = NULL;
             dead_count--;
-        } else if ((a = ma_carve(&arena_chunk, ARENA_STRIDE)) != NULL) {
+        } else if ((a = ma_carve(&arena_chunk)) != NULL) {
             a->all_next = all_arenas;
             all_arenas = a;
         }
@@ -514,7 +512,7 @@ static ma_arena *arena_struct_take(void)
         if (chunk == NULL)
             return NULL;
         ma_lock(&ma_arena_pool_lock);
-        bool used = ma_carver_refill(&arena_chunk, chunk, ARENA_CHUNK, ARENA_STRIDE);
+        bool used = ma_carver_refill(&arena_chunk, chunk, ARENA_CHUNK);
         ma_unlock(&ma_arena_pool_lock);
         if (!used)
             ma_os_unmap(chunk, ARENA_CHUNK);

@@ -547,8 +547,7 @@ void *ma_heap_malloc_generic(ma_heap *heap, unsigned class_idx)
 
 /* ---- heaps: the pool, creation ---- */
 
-#define HEAP_STRIDE ((sizeof(ma_heap) + 63) & ~(size_t)63)
-static ma_carver heap_chunk;
+static ma_carver heap_chunk = MA_CARVER(ma_heap);
 
 /* A heap from the pool, or else the next one of the newest chunk. A heap
  * is more than 4 KiB, so a chunk's heaps are made one at a time, as they
@@ -561,7 +560,7 @@ static ma_heap *heap_pool_take(void)
         ma_heap *heap = heap_pool;
         if (heap) {
             heap_pool = heap->pool_next;
-        } else if ((heap = ma_carve(&heap_chunk, HEAP_STRIDE)) != NULL) {
+        } else if ((heap = ma_carve(&heap_chunk)) != NULL) {
             heap->all_next = all_heaps;
             all_heaps = heap;
         }
@@ -572,7 +571,7 @@ static ma_heap *heap_pool_take(void)
         if (chunk == NULL)
             return NULL;
         ma_lock(&ma_heap_lock);
-        bool used = ma_carver_refill(&heap_chunk, chunk, HEAP_CHUNK, HEAP_STRIDE);
+        bool used = ma_carver_refill(&heap_chunk, chunk, HEAP_CHUNK);
         ma_unlock(&ma_heap_lock);
         if (!used)
             ma_os_unmap(chunk, HEAP_CHUNK);

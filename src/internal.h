@@ -117,26 +117,28 @@ static inline size_t ma_count_get(const size_t *count)
  * ever touched, so a process holds the pages of what it uses. Under the
  * owner's lock. */
 typedef struct ma_carver {
+    size_t stride; /* a structure's size, rounded to a cache line */
     uint8_t *next; /* the newest chunk's first structure not yet made */
     size_t left;
 } ma_carver;
+#define MA_CARVER(type) {.stride = (sizeof(type) + 63) & ~(size_t)63}
 
-/* The next structure of stride bytes; NULL when the chunk is used up. */
-static inline void *ma_carve(ma_carver *c, size_t stride)
+/* The next structure; NULL when the chunk is used up. */
+static inline void *ma_carve(ma_carver *c)
 {
-    if (c->left < stride)
+    if (c->left < c->stride)
         return NULL;
     void *p = c->next;
-    c->next += stride;
-    c->left -= stride;
+    c->next += c->stride;
+    c->left -= c->stride;
     return p;
 }
 
 /* A new chunk of size bytes, mapped without the lock; false when another
  * thread's came first (the caller unmaps this one: nothing was made of it). */
-static inline bool ma_carver_refill(ma_carver *c, void *chunk, size_t size, size_t stride)
+static inline bool ma_carver_refill(ma_carver *c, void *chunk, size_t size)
 {
-    if (c->left >= stride)
+    if (c->left >= c->stride)
         return false;
     c->next = chunk;
     c->left = size;

@@ -258,7 +258,7 @@ static uintptr_t cache_take(size_t size, size_t *got)
         return 0;
     uintptr_t addr = cache[best].addr;
     *got = cache[best].size;
-    __atomic_store_n(&cache_bytes, cache_bytes - cache[best].size, __ATOMIC_RELAXED);
+    ma_count_set(&cache_bytes, cache_bytes - cache[best].size);
     cache[best] = cache[--cache_count];
     mapped_bytes -= *got; /* record() counts it again */
     return addr;
@@ -273,7 +273,7 @@ static unsigned cache_expire(struct cached *out, bool force)
     for (unsigned i = 0; i < cache_count;) {
         if (force || now - cache[i].since_ms >= (uint64_t)ma_option(MA_OPT_DECAY_MS)) {
             out[n++] = cache[i];
-            __atomic_store_n(&cache_bytes, cache_bytes - cache[i].size, __ATOMIC_RELAXED);
+            ma_count_set(&cache_bytes, cache_bytes - cache[i].size);
             mapped_bytes -= cache[i].size;
             cache[i] = cache[--cache_count];
         } else {
@@ -461,7 +461,7 @@ size_t ma_large_free(void *p, size_t expect_size, size_t expect_align, ma_large_
                 if (cache[i].since_ms < cache[oldest].since_ms)
                     oldest = i;
             expired[n++] = cache[oldest];
-            __atomic_store_n(&cache_bytes, cache_bytes - cache[oldest].size, __ATOMIC_RELAXED);
+            ma_count_set(&cache_bytes, cache_bytes - cache[oldest].size);
             mapped_bytes -= cache[oldest].size;
             cache[oldest] = cache[--cache_count];
             if (n == CACHE_MAX + 1)
@@ -469,7 +469,7 @@ size_t ma_large_free(void *p, size_t expect_size, size_t expect_align, ma_large_
         }
         if (cache_bytes + size <= cache_limit) {
             cache[cache_count++] = (struct cached){(uintptr_t)p, size, ma_clock_ms()};
-            __atomic_store_n(&cache_bytes, cache_bytes + size, __ATOMIC_RELAXED);
+            ma_count_set(&cache_bytes, cache_bytes + size);
             ma_unlock(&ma_large_lock);
             unmap_all(expired, n);
             return size;
@@ -655,7 +655,7 @@ size_t ma_large_trim(bool all)
 
 size_t ma_large_cached_bytes(void)
 {
-    return __atomic_load_n(&cache_bytes, __ATOMIC_RELAXED);
+    return ma_count_get(&cache_bytes);
 }
 
 void ma_large_stats(size_t *mapped, size_t *blocks, size_t *live)
