@@ -158,7 +158,6 @@ static inline bool ma_carver_refill(ma_carver *c, void *chunk, size_t size)
 
 /* ---- layout constants, named once ---- */
 
-#define MA_OS_PAGE ((size_t)4096)
 #define MA_REGION_SHIFT 22
 #define MA_REGION_SIZE ((size_t)1 << MA_REGION_SHIFT) /* 4 MiB */
 #define MA_REGION_SLICES ((unsigned)(MA_REGION_SIZE >> MA_SLICE_SHIFT)) /* 64 */

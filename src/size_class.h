@@ -121,11 +121,16 @@ static inline unsigned ma_size_class(size_t size)
 /* A page is a run of 64 KiB slices holding blocks of one class. Its length
  * is, of the lengths from the fewest slices that hold eight blocks (four of
  * 32 KiB or more: a page that one live block keeps resident holds half as
- * many free ones) up to twice that, the one that wastes the smallest share at its tail (the
- * shortest of equals); for the classes where eight blocks need more than 31
- * slices, the fewest that hold as many blocks as 31 slices do (three to
- * seven of the largest classes). So a page ends close after its last
- * block, and a region (63 slices for pages) holds two pages even of the
+ * many free ones) up to twice that, the shortest whose tail keeps at most
+ * 1/64 of it resident, or else the one whose tail keeps the smallest share
+ * (the shortest of equals). What is resident of a tail is the rest of the
+ * kernel page the last block ends in: the kernel pages past it are never
+ * touched. Short pages cost less where live blocks keep pages part used:
+ * each class of each thread keeps a page or two part used, and fewer
+ * blocks to a page leave fewer free ones in them. For the classes where
+ * eight blocks need more than 31 slices, the length is the fewest slices
+ * that hold as many blocks as 31 slices do (three to seven of the largest
+ * classes). A region (63 slices for pages) holds two pages even of the
  * largest classes. A page starts at a multiple of the largest power of two
  * that divides its block size, in slices (at least one): every block of a
  * power-of-two class is then aligned to its size, which aligned_alloc
@@ -133,6 +138,8 @@ static inline unsigned ma_size_class(size_t size)
  * shorter (arena.c): page->slices and page->reserved say. */
 #define MA_SLICE_SHIFT 16
 #define MA_SLICE_SIZE ((size_t)1 << MA_SLICE_SHIFT)
+#define MA_OS_PAGE ((size_t)4096) /* the kernel's page */
+#define MA_PAGE_TAIL_SHARE 64 /* a page's tail may keep 1/64 of it resident */
 #define MA_PAGE_MIN_BLOCKS 8
 #define MA_BIG_BLOCK ((size_t)32 << 10)
 #define MA_BIG_PAGE_MIN_BLOCKS 4
@@ -145,6 +152,14 @@ static inline size_t ma_page_min_blocks(size_t size)
     return size >= MA_BIG_BLOCK ? MA_BIG_PAGE_MIN_BLOCKS : MA_PAGE_MIN_BLOCKS;
 }
 
+/* The resident bytes at the tail of a page of n slices of blocks of size
+ * bytes: from its last block's end to the end of that kernel page. */
+static inline size_t ma_page_tail_waste(size_t n, size_t size)
+{
+    size_t end = n * MA_SLICE_SIZE / size * size;
+    return MA_CEIL_DIV(end, MA_OS_PAGE) * MA_OS_PAGE - end;
+}
+
 static inline unsigned ma_class_slices(unsigned c)
 {
     size_t size = ma_class_size(c);
@@ -153,9 +168,11 @@ static inline unsigned ma_class_slices(unsigned c)
         size_t blocks = MA_MAX_PAGE_SLICES * MA_SLICE_SIZE / size;
         return (unsigned)MA_CEIL_DIV(blocks * size, MA_SLICE_SIZE);
     }
-    size_t best = least, best_waste = (least * MA_SLICE_SIZE) % size;
+    size_t best = least, best_waste = ma_page_tail_waste(least, size);
     for (size_t n = least + 1; n <= 2 * least && n <= MA_MAX_PAGE_SLICES; n++) {
-        size_t waste = (n * MA_SLICE_SIZE) % size;
+        if (best_waste * MA_PAGE_TAIL_SHARE <= best * MA_SLICE_SIZE)
+            break; /* short enough, and its tail costs little */
+        size_t waste = ma_page_tail_waste(n, size);
         if (waste * best < best_waste * n) { /* waste / n < best_waste / best */
             best = n;
             best_waste = waste;

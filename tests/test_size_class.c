@@ -133,10 +133,19 @@ static void test_aligned_class(void)
     CHECK(ma_aligned_class(16, 2 * MA_LARGE_THRESHOLD) == MA_CLASS_COUNT);
 }
 
+/* What a page of span bytes keeps resident past its last block: the rest of
+ * that block's last 4 KiB. */
+static size_t resident_tail(size_t span, size_t block)
+{
+    size_t end = span / block * block;
+    return (4096 - end % 4096) % 4096;
+}
+
 /* Page spans: at least the fewest slices that hold eight blocks (or, where
  * that is more than MA_MAX_PAGE_SLICES, exactly the fewest that hold as
  * many blocks as MA_MAX_PAGE_SLICES do, three at least), at most twice
- * that, no length in between wasting a smaller share at its tail; two
+ * that: the shortest whose tail keeps at most 1/64 of it resident, or, where
+ * none does, the one whose tail keeps the smallest share; two
  * such pages fit the 63 slices a region has for pages. A page starts at a
  * multiple of its alignment, the largest power of two dividing the block
  * size: every block of a power-of-two class is then aligned to its size,
@@ -161,9 +170,16 @@ static void test_class_slices(void)
                least, want);
         for (unsigned m = least; m <= 2 * least && m <= MA_MAX_PAGE_SLICES && want == min_blocks;
              m++) {
-            size_t w_n = page % block, w_m = ((size_t)m * MA_SLICE_SIZE) % block;
-            CHECKF(w_m * n >= w_n * m, "class %u (%zu): %u slices waste %zu, %u waste %zu", c, block,
-                   n, w_n, m, w_m);
+            size_t w_n = resident_tail(page, block), w_m = resident_tail((size_t)m * MA_SLICE_SIZE, block);
+            bool small_n = w_n * 64 <= page, small_m = w_m * 64 <= (size_t)m * MA_SLICE_SIZE;
+            /* The shortest length whose tail keeps at most 1/64 resident... */
+            CHECKF(m >= n || !small_m, "class %u (%zu): %u slices, but %u keep %zu of their tail",
+                   c, block, n, m, w_m);
+            /* ...or, where none does, the smallest share, the shortest of equals. */
+            CHECKF(small_n || w_m * n >= w_n * m, "class %u (%zu): %u slices waste %zu, %u waste %zu",
+                   c, block, n, w_n, m, w_m);
+            CHECKF(small_n || m >= n || w_m * n > w_n * m,
+                   "class %u (%zu): %u slices waste no more than %u", c, block, m, n);
         }
         CHECKF(2 * n <= 63, "class %u: %u slices, two pages do not fit a region", c, n);
         CHECKF(is_pow2(align) && (block % (align * MA_SLICE_SIZE) == 0 || align == 1),

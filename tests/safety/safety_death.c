@@ -173,10 +173,16 @@ static void link_zeroed(size_t size)
     char *keep[N];
     for (int i = 0; i < N; i++)
         keep[i] = mapalloc_malloc(size);
-    mapalloc_free(keep[10]);
-    mapalloc_free(keep[20]); /* the owner's list: keep[20], then keep[10] */
-    death_expect(keep[10]);
-    memset(opaque(keep[20]), 0, 8);
+    /* Two blocks of one page: handed out one after the other, adjacent. */
+    int a = 10;
+    while (a < N - 1 && keep[a + 1] != keep[a] + mapalloc_usable_size(keep[a]))
+        a++;
+    if (a == N - 1)
+        _exit(8);
+    mapalloc_free(keep[a]);
+    mapalloc_free(keep[a + 1]); /* the owner's list: keep[a + 1], then keep[a] */
+    death_expect(keep[a]);
+    memset(opaque(keep[a + 1]), 0, 8);
     for (long i = 0; i < 1000000; i++)
         if (mapalloc_malloc(size) == NULL)
             break;
