@@ -253,12 +253,12 @@ static void release_retained(ma_heap *heap, uint32_t min_age_ms)
 
 static void page_empty(ma_heap *heap, ma_page *page);
 
-/* A page is hollowed once no block came or went between two passes (its
- * lists are as the last pass left them), so that blocks in use again soon
- * are not purged: a page in use at every pass (a program's working set)
- * costs a compare. Its free blocks then give back their whole OS pages past
- * each one's first. */
-static void hollow_page(ma_heap *heap, ma_page *page)
+/* A page is hollowed or made sparse once no block came or went between two
+ * passes (its lists are as the last pass left them), so that blocks in use
+ * again soon are not purged: a page in use at every pass (a program's
+ * working set) costs a compare. True: the page is due, once per idle
+ * period. */
+static bool page_idle(ma_heap *heap, ma_page *page)
 {
     bool idle = page->free == page->hollow_free && page->local_free == NULL &&
                 (atomic_load_explicit(&page->thread_free, memory_order_relaxed) & ~MA_TF_STATE_MASK) == 0;
@@ -268,11 +268,17 @@ static void hollow_page(ma_heap *heap, ma_page *page)
         page->hollow = 0;
         if (ma_page_used(page) == 0) /* other threads' frees emptied it */
             page_empty(heap, page);
-        return;
+        return false;
     }
     if (page->hollow)
-        return;
+        return false;
     page->hollow = 1;
+    return true;
+}
+
+/* Its free blocks give back their whole OS pages past each one's first. */
+static void hollow_page(ma_page *page)
+{
     unsigned n = 0;
     for (ma_block *b = page->free; b != NULL; b = ma_link_decode(page, b->link)) {
         if (!ma_page_has_block(page, (uintptr_t)b) || ++n > page->reserved)
@@ -284,9 +290,18 @@ static void hollow_page(ma_heap *heap, ma_page *page)
     }
 }
 
-/* At most every decay_ms: every queued page of the hollowed classes that
- * holds live blocks (an empty one goes back whole, through retention and
- * the arena's purge). */
+/* Its sparse blocks go back on its free list, which ran dry; its frees
+ * take the fast path again. */
+static void page_unsparsify(ma_heap *heap, ma_page *page)
+{
+    ma_page_unsparsify(page);
+    ma_page_own(page, heap, heap->owner);
+}
+
+/* At most every decay_ms: every queued page that holds live blocks (an
+ * empty one goes back whole, through retention and the arena's purge), if
+ * it is idle: those of the hollowed classes are hollowed, those of the
+ * classes below made sparse (page.c; never in the secure profile). */
 static void heap_maybe_hollow(ma_heap *heap)
 {
     size_t min = (size_t)ma_option(MA_OPT_HOLLOW_KB) << 10;
@@ -297,12 +312,18 @@ static void heap_maybe_hollow(ma_heap *heap)
         return;
     heap->next_hollow_ms = now + (uint64_t)ma_option(MA_OPT_DECAY_MS);
     unsigned first = min > MA_LARGE_THRESHOLD ? MA_CLASS_COUNT : ma_size_class(min);
-    for (unsigned c = first; c < MA_CLASS_COUNT; c++)
+    for (unsigned c = ma_secure ? first : 0; c < MA_CLASS_COUNT; c++)
         for (ma_page *page = heap->queues[c].first, *next; page; page = next) {
             next = page->next; /* page may leave the queue */
-            if (ma_page_used(page) != 0 && !page->kept && !page->retained &&
-                (ma_page_region(page)->map_flags & MA_MAP_HUGE) == 0)
-                hollow_page(heap, page);
+            if (ma_page_used(page) == 0 || page->kept || page->retained ||
+                (ma_page_region(page)->map_flags & MA_MAP_HUGE) != 0 || !page_idle(heap, page))
+                continue;
+            if (c >= first) {
+                hollow_page(page);
+            } else {
+                ma_page_sparsify(page);
+                page->hollow_free = page->free; /* the list it left: idle still */
+            }
         }
 }
 
@@ -411,6 +432,8 @@ static bool adopt(ma_heap *heap, ma_page *page)
         return false;
     }
     queue_push_front(heap, page);
+    if (page->free == NULL && page->sparse_mask != 0)
+        page_unsparsify(heap, page);
     if (page->free != NULL || page->fresh_left != 0)
         return true;
     return !page_to_full(heap, page);
@@ -471,6 +494,8 @@ static ma_page *heap_find_page(ma_heap *heap, unsigned c)
             unretain(heap, page);
         if (page->free == NULL)
             collect(heap, page);
+        if (page->free == NULL && page->sparse_mask != 0)
+            page_unsparsify(heap, page);
         /* Carve more while the page is small, even when frees came back: a
          * loop that frees what it allocates would otherwise cycle through
          * the first few blocks and land here every few calls. And when
@@ -925,19 +950,29 @@ static inline void batch_append(ma_page *page, ma_block *b)
         flush_full_batch(); /* a call, not in line: the common case saves no register */
 }
 
-/* A remote free that starts a batch, or one of the secure profile. */
+/* A free into a page of the calling thread's that the fast path did not
+ * take: a free of one of its sparse blocks is a double free. */
+static void free_own(ma_page *page, ma_block *b, uintptr_t tag)
+{
+    if (page->sparse_mask != 0 && ma_page_block_sparse(page, b))
+        ma_fatal("double free of", b);
+    ma_heap_free_local(page, b, tag);
+}
+
+/* A remote free that starts a batch, one of the secure profile, or one
+ * into a sparse page. */
 static MA_NOINLINE void free_remote_first(ma_page *page, ma_block *b)
 {
     uintptr_t tag = ma_block_tag(page);
-    if (ma_secure) {
-        /* The profile's pages have no owner for the fast path to match:
-         * every free comes here, checked before it goes on a list. */
+    /* The secure profile's pages and sparse pages have no owner for the
+     * fast path to match: their owner's frees come here too, checked
+     * before they go on a list. */
+    if (ma_secure)
         ma_secure_check_free(page, b);
-        ma_heap *owner = atomic_load_explicit(&page->heap, memory_order_relaxed);
-        if (owner != NULL && owner->owner == ma_thread_id()) {
-            ma_heap_free_local(page, b, tag);
-            return;
-        }
+    ma_heap *owner = atomic_load_explicit(&page->heap, memory_order_relaxed);
+    if (owner != NULL && __atomic_load_n(&owner->owner, __ATOMIC_RELAXED) == ma_thread_id()) {
+        free_own(page, b, tag);
+        return;
     }
     b->tag = tag;
     if (batch.page == page) {
@@ -950,7 +985,7 @@ static MA_NOINLINE void free_remote_first(ma_page *page, ma_block *b)
      * by another adopter meanwhile. */
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     if ((tf & MA_TF_STATE_MASK) == MA_TF_NEVER && adopt_on_free(page)) {
-        ma_heap_free_local(page, b, tag);
+        free_own(page, b, tag);
         return;
     }
     if (!is_default(ma_page_region(page)->arena)) {
@@ -1042,6 +1077,7 @@ static void heap_keep_pages(ma_heap *heap, ma_page **unused)
             continue;
         }
         size_t pending = ma_page_restart(page);
+        ma_page_own(page, heap, heap->owner); /* no longer sparse */
         atomic_fetch_add_explicit(&a->collected, pending, memory_order_relaxed);
         atomic_fetch_add_explicit(&a->collected_bytes, pending * page->block_size, memory_order_relaxed);
         page->kept = 1;

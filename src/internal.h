@@ -65,6 +65,10 @@
  *  hollow    a free block of a big class in a page that still holds live
  *            blocks, whose whole OS pages past its first were purged: its
  *            link and tag stay, so it is on its free list as before.
+ *  sparse    a page of small blocks that still holds live ones, whose OS
+ *            pages holding only free blocks were purged: those blocks (its
+ *            sparse blocks) are off its lists until the lists run dry, and
+ *            every free into the page is checked against them.
  *  unmap     give a mapping back (munmap): regions, large blocks.
  *  forget    drop every block of a page at once (arena reset): nothing is
  *            freed one by one.
@@ -216,8 +220,9 @@ enum {
 /* free_trigger while the page is full: more than any page's blocks, so
  * that every owner free takes the slow path. */
 #define MA_TRIGGER_FULL 0x4000
-/* The owner of a page of the secure profile: no thread, so that every free
- * leaves the fast path for the checks of secure.c. */
+/* The owner of a page of the secure profile, or of a sparse page: no
+ * thread, so that every free leaves the fast path for the checks of
+ * secure.c, or for the check against the sparse blocks (heap.c). */
 #define MA_OWNER_CHECKED ((const void *)1)
 
 typedef struct ma_page {
@@ -245,7 +250,8 @@ typedef struct ma_page {
     uint8_t retained : 1;    /* owner: empty, kept as its class's page */
     uint8_t kept : 1;        /* emptied in place by an arena reset, not used since:
                               * not counted in the arena's committed bytes */
-    uint8_t hollow : 1;      /* owner: its free blocks are hollow (hollow_free is its list) */
+    uint8_t hollow : 1;      /* owner: hollowed or made sparse since it was last used
+                              * (hollow_free is its list then) */
     uint8_t abandoned;       /* in its arena's abandoned list: read and written under
                               * the arena lock only, so a byte apart from the owner's
                               * bits, which an exiting owner writes without it */
@@ -281,6 +287,9 @@ typedef struct ma_page {
     _Atomic(struct ma_heap *) heap;
     struct ma_page *notify_next;  /* link in its heap's notice stack, written by the
                               * remote free that takes the notice */
+    uint64_t sparse_mask;    /* owner: bit j, its j-th OS page was purged and its
+                              * blocks are off the lists (sparse); nonzero, the
+                              * owner is MA_OWNER_CHECKED */
 
     /* The owner's, at its passes over its pages: a line apart, as the
      * owner's line is full. */

@@ -35,7 +35,8 @@ static const struct option_desc table[MA_OPT_COUNT] = {
                           "madvise(MADV_HUGEPAGE) on large blocks of 2 MiB and more, mapped 2 MiB-aligned"},
     [MA_OPT_HOLLOW_KB] = {"hollow_kb", 16, 0, 512, true,
                           "free blocks of this many KiB or more in pages still in use give back their "
-                          "whole OS pages after decay_ms (0: never)"},
+                          "whole OS pages after decay_ms, pages of smaller ones the OS pages that hold "
+                          "only free blocks (0: neither)"},
     [MA_OPT_BACKGROUND] = {"background", 1, 0, 1, true,
                            "a thread gives back what is held for reuse while the program is idle"},
     [MA_OPT_STATS] = {"stats", 0, 0, 2, true, "print statistics at exit (1 text, 2 JSON)"},

@@ -70,6 +70,7 @@ bool ma_page_init(ma_page *page, ma_region *r, unsigned first, unsigned n, unsig
     page->in_full = page->notify_pending = page->retained = page->kept = page->abandoned = 0;
     page->hollow_free = NULL;
     page->hollow = 0;
+    page->sparse_mask = 0;
     ma_region_set_page(r, first, n);
     return true;
 }
@@ -104,6 +105,7 @@ size_t ma_page_forget(ma_page *page)
     page->free = page->local_free = NULL;
     atomic_store_explicit(&page->thread_free, MA_TF_NONE, memory_order_relaxed);
     page->in_full = page->notify_pending = page->retained = page->hollow = 0;
+    page->sparse_mask = 0;
     return pending;
 }
 
@@ -214,6 +216,20 @@ static void collect_local(ma_page *page)
     free_push_list(page, local);
 }
 
+/* Other threads' frees into a sparse page pass no check on their way (a
+ * batch's blocks after its first): a sparse block among them was free
+ * already. */
+static void check_not_sparse(const ma_page *page, ma_block *head, unsigned count)
+{
+    unsigned n = 0;
+    for (ma_block *b = head; b != NULL; b = ma_link_decode(page, b->link)) {
+        if (++n > count || !ma_page_has_block(page, (uintptr_t)b))
+            ma_page_corrupt(page, b);
+        if (ma_page_block_sparse(page, b))
+            ma_fatal("double free of", b);
+    }
+}
+
 /* The list other threads freed, in one exchange with its count. Into an
  * empty free list it goes as it is, unwalked: each of its links is checked
  * when malloc pops the block before it, as every link is. */
@@ -229,6 +245,8 @@ static size_t collect_thread(ma_page *page)
     unsigned count = tf_count(tf);
     if (!ma_page_has_block(page, (uintptr_t)head) || count == 0 || count > ma_page_used(page))
         ma_page_corrupt(page, head);
+    if (page->sparse_mask != 0)
+        check_not_sparse(page, head, count);
     free_push_list(page, head);
     page->over = (int16_t)(page->over - count);
     return count;
@@ -242,6 +260,122 @@ size_t ma_page_collect(ma_page *page)
     size_t remote = collect_thread(page);
     collect_local(page);
     return remote;
+}
+
+/* ---- sparse pages ----
+ *
+ * A page of small blocks that a few live blocks keep part used stays
+ * resident whole: each of a thread's classes keeps such a page, and a
+ * program whose threads once used many classes holds tens of KiB in each
+ * (git's pack-objects held 3 MiB so at its peak, bench/real/probe.py,
+ * though most of those pages were in use within the last decay). Its
+ * OS pages that hold only free blocks can go back; but a free block keeps
+ * its link in itself, so those blocks leave the free list first. While
+ * any is off it, the page's owner is MA_OWNER_CHECKED: every free into it
+ * leaves the fast path and is checked against the sparse blocks (heap.c),
+ * and other threads' frees are checked when they are collected. */
+
+#define SPARSE_MAX_BLOCKS (MA_SPARSE_OS_PAGES * MA_OS_PAGE / MA_SMALL_STEP)
+
+static bool bit_get(const uint64_t *bits, size_t i)
+{
+    return (bits[i / 64] >> (i % 64)) & 1;
+}
+
+/* Bit j of the result: every carved block that the page's j-th OS page
+ * holds a part of is free (its bit in free_bits), and no block will be
+ * carved there (a fresh block in a sparse OS page would count as sparse). */
+static uint64_t free_os_pages(const ma_page *page, const uint64_t *free_bits, size_t carved)
+{
+    size_t bsize = page->block_size, end = carved * bsize;
+    if (page->fresh_left != 0) /* only the OS pages below the next carve */
+        end &= ~(MA_OS_PAGE - 1);
+    uint64_t mask = 0;
+    for (size_t j = 0; j * MA_OS_PAGE < end; j++) {
+        size_t last = ((j + 1) * MA_OS_PAGE - 1) / bsize;
+        bool all = true;
+        for (size_t i = j * MA_OS_PAGE / bsize; i <= last && i < carved && all; i++)
+            all = bit_get(free_bits, i);
+        if (all)
+            mask |= 1ull << j;
+    }
+    return mask;
+}
+
+/* The free list without the blocks that span an OS page of mask, in its
+ * order. */
+static void free_list_drop(ma_page *page, uint64_t mask)
+{
+    const uint8_t *start = ma_page_start(page);
+    ma_block *last = NULL;
+    ma_block *b = page->free;
+    page->free = NULL;
+    while (b != NULL) {
+        ma_block *next = ma_link_decode(page, b->link);
+        if ((mask & ma_span_os_pages((size_t)((uint8_t *)b - start), page->block_size)) == 0) {
+            if (last != NULL)
+                last->link = ma_link_encode(page, b);
+            else
+                page->free = b;
+            last = b;
+        }
+        b = next;
+    }
+    if (last != NULL)
+        last->link = ma_link_encode(page, NULL);
+}
+
+size_t ma_page_sparsify(ma_page *page)
+{
+    size_t bsize = page->block_size;
+    size_t carved = (size_t)(page->carved_end - ma_page_start(page)) / bsize;
+    if ((size_t)page->slices * (MA_SLICE_SIZE / MA_OS_PAGE) > MA_SPARSE_OS_PAGES || carved == 0)
+        return 0;
+    uint64_t free_bits[SPARSE_MAX_BLOCKS / 64];
+    memset(free_bits, 0, (carved + 63) / 64 * sizeof free_bits[0]);
+    const uint8_t *start = ma_page_start(page);
+    size_t n = 0;
+    for (ma_block *b = page->free; b != NULL; b = ma_link_decode(page, b->link)) {
+        if (!ma_page_has_block(page, (uintptr_t)b) || ++n > page->reserved)
+            ma_page_corrupt(page, b);
+        size_t i = (size_t)((uint8_t *)b - start) / bsize;
+        free_bits[i / 64] |= 1ull << (i % 64);
+    }
+    for (size_t i = 0; page->sparse_mask != 0 && i < carved; i++)
+        if (page->sparse_mask & ma_span_os_pages(i * bsize, bsize))
+            free_bits[i / 64] |= 1ull << (i % 64);
+    uint64_t add = free_os_pages(page, free_bits, carved) & ~page->sparse_mask;
+    if (add == 0)
+        return 0;
+    free_list_drop(page, add);
+    size_t bytes = 0;
+    while (add != 0) { /* each run of OS pages in one call */
+        unsigned j = (unsigned)__builtin_ctzll(add);
+        unsigned len = (unsigned)__builtin_ctzll(~(add >> j));
+        uint64_t run = (len == 64 ? ~0ull : ((1ull << len) - 1)) << j;
+        ma_os_purge_now((uint8_t *)start + (size_t)j * MA_OS_PAGE, (size_t)len * MA_OS_PAGE);
+        bytes += (size_t)len * MA_OS_PAGE;
+        page->sparse_mask |= run;
+        add &= ~run;
+    }
+    atomic_store_explicit(&page->owner, MA_OWNER_CHECKED, memory_order_relaxed);
+    return bytes;
+}
+
+/* Lowest addresses first on the list: the page fills from its start. */
+void ma_page_unsparsify(ma_page *page)
+{
+    size_t bsize = page->block_size;
+    size_t carved = (size_t)(page->carved_end - ma_page_start(page)) / bsize;
+    uint8_t *start = ma_page_start(page);
+    for (size_t i = carved; i-- > 0;)
+        if (page->sparse_mask & ma_span_os_pages(i * bsize, bsize)) {
+            ma_block *b = (ma_block *)(start + i * bsize);
+            b->link = ma_link_encode(page, page->free);
+            b->tag = ma_block_tag(page);
+            page->free = b;
+        }
+    page->sparse_mask = 0;
 }
 
 /* ---- the notice protocol ----

@@ -117,12 +117,35 @@ static inline void ma_page_set_trigger(ma_page *page, unsigned trigger)
 }
 
 /* The page's heap, and its thread for free's compare (the secure profile's
- * pages have none: all their frees are checked first). */
+ * pages and sparse pages have none: all their frees are checked first). */
 static inline void ma_page_own(ma_page *page, struct ma_heap *heap, const void *owner)
 {
     atomic_store_explicit(&page->heap, heap, memory_order_relaxed);
-    atomic_store_explicit(&page->owner, heap == NULL ? NULL : ma_secure ? MA_OWNER_CHECKED : owner,
+    atomic_store_explicit(&page->owner,
+                          heap == NULL                          ? NULL
+                          : ma_secure || page->sparse_mask != 0 ? MA_OWNER_CHECKED
+                                                                : owner,
                           memory_order_relaxed);
+}
+
+/* ---- sparse pages ---- */
+
+/* Pages of at most this many OS pages may become sparse (a mask's bits). */
+#define MA_SPARSE_OS_PAGES 64
+
+/* The OS pages, as bits of sparse_mask, that a block of size bytes at
+ * offset off of its page spans. */
+static inline uint64_t ma_span_os_pages(size_t off, size_t size)
+{
+    unsigned lo = (unsigned)(off / MA_OS_PAGE), hi = (unsigned)((off + size - 1) / MA_OS_PAGE);
+    return ((2ull << hi) - 1) & ~((1ull << lo) - 1); /* 2 << 63 wraps to 0: all ones */
+}
+
+/* True when b, a block of page, is sparse: free, off the lists. */
+static inline bool ma_page_block_sparse(const ma_page *page, const void *b)
+{
+    size_t off = (size_t)((const uint8_t *)b - ma_page_start(page));
+    return (page->sparse_mask & ma_span_os_pages(off, page->block_size)) != 0;
 }
 
 /* ---- taking a block ---- */
@@ -281,8 +304,17 @@ size_t ma_page_forget(ma_page *page);
 /* As ma_page_forget, and new keys: the page starts again from its first
  * block, keeping its slices and class. */
 size_t ma_page_restart(ma_page *page);
-/* Local and remote frees into free; returns the remote blocks collected. */
+/* Local and remote frees into free; returns the remote blocks collected.
+ * A remote free of a sparse block ends the process: a double free. */
 size_t ma_page_collect(ma_page *page);
+/* The OS pages of an owned page of small blocks (not the secure profile's)
+ * that hold only free blocks are purged, and their blocks leave the free
+ * list; the page's owner becomes MA_OWNER_CHECKED. Its local and remote
+ * lists must be empty. Returns the bytes purged. */
+size_t ma_page_sparsify(ma_page *page);
+/* Every sparse block goes back on the free list; the caller owns the
+ * page anew (ma_page_own) for free's compare. */
+void ma_page_unsparsify(ma_page *page);
 
 /* The notice protocol (owner side). */
 bool ma_page_set_full(ma_page *page);       /* false: blocks arrived, page usable */

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -130,6 +131,63 @@ static void double_free_remote_batched(void)
     CHECK(pthread_create(&t, NULL, free_two_then_second_again, b) == 0);
     CHECK(pthread_join(t, NULL) == 0);
     mapalloc_free(keep);
+}
+
+/* 1,024 blocks of 256 bytes, all freed but one in 256, so that no page
+ * empties; then allocator activity until a freed block's OS page is no
+ * longer resident (its page went sparse, its free blocks off the free
+ * list): that block, whose free tag is gone with its memory. */
+static void *sparse_block(void)
+{
+    enum { N = 1024, SIZE = 256, KEEP = 256 };
+    static unsigned char *blocks[N];
+    CHECK(mapalloc_option_set("decay_ms", 5) == 0 || mapalloc_option_get("decay_ms") == 5);
+    for (int i = 0; i < N; i++) {
+        blocks[i] = mapalloc_malloc(SIZE);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], 1, SIZE);
+    }
+    for (int i = 0; i < N; i++)
+        if (i % KEEP != 0)
+            mapalloc_free(blocks[i]);
+    long page = sysconf(_SC_PAGESIZE);
+    for (int round = 0; round < 2000; round++) {
+        for (int i = 1; i < N; i++) {
+            unsigned char *os_page = (unsigned char *)((uintptr_t)blocks[i] & ~(uintptr_t)(page - 1));
+            unsigned char in = 1;
+            if (blocks[i] == os_page && mincore(os_page, (size_t)page, &in) == 0 && !(in & 1))
+                return blocks[i];
+        }
+        mapalloc_free(mapalloc_malloc(100 * KiB)); /* a page of another class empties */
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    CHECKF(false, "no freed block's page went back to the kernel in 2 s");
+    return NULL;
+}
+
+/* Freed again by its owner. */
+static void double_free_sparse(void)
+{
+    void *p = sparse_block();
+    death_expect(p);
+    mapalloc_free(p);
+}
+
+/* Freed again by another thread: its page's owner finds it when it collects
+ * the page's remote frees, at its next pass. */
+static void double_free_sparse_remote(void)
+{
+    void *p = sparse_block();
+    death_expect(p);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_and_return, p) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    for (int round = 0; round < 2000; round++) {
+        mapalloc_free(mapalloc_malloc(100 * KiB));
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
 }
 
 /* The second free comes after the block's page emptied and went back to its
@@ -301,6 +359,8 @@ static const struct death_case cases[] = {
     {"double_free_remote", double_free_remote, MSG_DOUBLE_FREE, NULL, 0},
     {"double_free_remote_twice", double_free_remote_twice, MSG_DOUBLE_FREE, NULL, 0},
     {"double_free_remote_batched", double_free_remote_batched, MSG_DOUBLE_FREE, NULL, 0},
+    {"double_free_sparse", double_free_sparse, MSG_DOUBLE_FREE, NULL, DEATH_NOT_SECURE},
+    {"double_free_sparse_remote", double_free_sparse_remote, MSG_DOUBLE_FREE, NULL, DEATH_NOT_SECURE},
     {"double_free_emptied_page", double_free_emptied_page, MSG_DOUBLE_FREE, MSG_INVALID, 0},
     {"double_free_after_trim", double_free_after_trim, MSG_DOUBLE_FREE, MSG_INVALID, 0},
     {"double_free_large_much_later", double_free_large_much_later, MSG_DOUBLE_FREE, MSG_INVALID, 0},

@@ -24,6 +24,9 @@
  *              allocator activity (a page is hollowed when a whole decay
  *              passed without a malloc or free in it); with hollow_kb=0
  *              they stay (the control)
+ *   sparse     the same for 256-byte blocks, one in 256 kept: the OS pages
+ *              that hold only free blocks go back (hollow_kb=0: they stay);
+ *              every freed block comes back once, usable
  * Skipped (77) under AddressSanitizer, whose shadow memory moves the
  * figures.
  */
@@ -443,6 +446,42 @@ static void part_large_unmap(void)
     printf("purge large_unmap: 64 MiB unmapped at its free; 2 MiB kept, then gone\n");
 }
 
+/* n blocks of size bytes, each written with its index's low byte, then
+ * all freed but one in keep, so that no page empties. */
+static void write_and_thin(unsigned char **blocks, size_t n, size_t size, size_t keep)
+{
+    for (size_t i = 0; i < n; i++) {
+        blocks[i] = mapalloc_malloc(size);
+        CHECK(blocks[i] != NULL);
+        memset(blocks[i], (int)(i & 0xff), size);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (i % keep != 0)
+            mapalloc_free(blocks[i]);
+}
+
+/* Allocator activity for three times the decay: a page of another class
+ * empties each time. */
+static void activity_three_decays(void)
+{
+    double t0 = wl_now(), wait = 3.0 * (double)mapalloc_option_get("decay_ms") / 1000;
+    while (wl_now() - t0 < wait) {
+        void *q = mapalloc_malloc(100 * 1024);
+        CHECK(q != NULL);
+        memset(q, 1, 4096);
+        mapalloc_free(q);
+        obs_sleep_ms(1);
+    }
+}
+
+/* The blocks write_and_thin kept still hold their bytes. */
+static void check_kept(unsigned char **blocks, size_t n, size_t size, size_t keep)
+{
+    for (size_t i = 0; i < n; i += keep)
+        for (size_t j = 0; j < size; j++)
+            CHECKF(blocks[i][j] == (i & 0xff), "kept block %zu byte %zu is %d", i, j, blocks[i][j]);
+}
+
 /* 12 MiB of 24 KiB blocks (eight to a page), written; all freed but one in
  * eight, so that no page empties. After allocator activity for three times
  * the decay, whole OS pages of the free blocks are back with the kernel: all
@@ -454,24 +493,10 @@ static void part_hollow(void)
     static unsigned char *blocks[N];
     mapalloc_free(mapalloc_malloc(16));
     bool on = mapalloc_option_get("hollow_kb") != 0;
-    for (size_t i = 0; i < N; i++) {
-        blocks[i] = mapalloc_malloc(SIZE);
-        CHECK(blocks[i] != NULL);
-        memset(blocks[i], (int)(i & 0xff), SIZE);
-    }
-    for (size_t i = 0; i < N; i++)
-        if (i % 8 != 0)
-            mapalloc_free(blocks[i]);
+    write_and_thin(blocks, N, SIZE, 8);
     size_t r0 = wl_resident();
     struct mapalloc_stats s0 = stats();
-    double t0 = wl_now(), wait = 3.0 * (double)mapalloc_option_get("decay_ms") / 1000;
-    while (wl_now() - t0 < wait) { /* a page of another class empties each time */
-        void *q = mapalloc_malloc(100 * 1024);
-        CHECK(q != NULL);
-        memset(q, 1, 4096);
-        mapalloc_free(q);
-        obs_sleep_ms(1);
-    }
+    activity_three_decays();
     size_t r1 = wl_resident();
     struct mapalloc_stats s1 = stats();
     printf("purge hollow (hollow_kb=%ld): resident %zu -> %zu KiB, purged %zu -> %zu KiB\n",
@@ -482,9 +507,7 @@ static void part_hollow(void)
     } else {
         CHECKF(r1 + MiB > r0, "hollow_kb=0: resident %zu -> %zu KiB", r0 / KiB, r1 / KiB);
     }
-    for (size_t i = 0; i < N; i += 8)
-        for (size_t j = 0; j < SIZE; j++)
-            CHECKF(blocks[i][j] == (i & 0xff), "kept block %zu byte %zu is %d", i, j, blocks[i][j]);
+    check_kept(blocks, N, SIZE, 8);
     for (size_t i = 0; i < N; i++) {
         if (i % 8 == 0)
             continue;
@@ -497,6 +520,49 @@ static void part_hollow(void)
     }
     for (size_t i = 0; i < N; i++)
         mapalloc_free(blocks[i]);
+}
+
+/* 12 MiB of 256-byte blocks, written; all freed but one in 256, so that
+ * no page (256 blocks of one slice) empties. After allocator activity for
+ * three times the decay, the OS pages holding only free blocks are back
+ * with the kernel: 15 of each page's 16, about 11 MiB. The kept blocks
+ * keep their contents, and every freed block comes back, each once (a
+ * block handed out twice would hold another's mark), calloc's zeroed. */
+static void part_sparse(void)
+{
+    enum { N = 48 * 1024, SIZE = 256, KEEP = 256 };
+    static unsigned char *blocks[N];
+    mapalloc_free(mapalloc_malloc(16));
+    bool on = mapalloc_option_get("hollow_kb") != 0;
+    write_and_thin(blocks, N, SIZE, KEEP);
+    size_t r0 = wl_resident();
+    activity_three_decays();
+    size_t r1 = wl_resident();
+    printf("purge sparse (hollow_kb=%ld): resident %zu -> %zu KiB\n", mapalloc_option_get("hollow_kb"),
+           r0 / KiB, r1 / KiB);
+    if (on)
+        CHECKF(r1 + 9 * MiB < r0, "resident %zu -> %zu KiB: free OS pages not given back", r0 / KiB, r1 / KiB);
+    else
+        CHECKF(r1 + MiB > r0, "hollow_kb=0: resident %zu -> %zu KiB", r0 / KiB, r1 / KiB);
+    check_kept(blocks, N, SIZE, KEEP);
+    for (size_t i = 0; i < N; i++) {
+        if (i % KEEP == 0)
+            continue;
+        blocks[i] = i % 2 ? mapalloc_calloc(1, SIZE) : mapalloc_malloc(SIZE);
+        CHECK(blocks[i] != NULL);
+        if (i % 2)
+            for (size_t j = 0; j < SIZE; j++)
+                CHECKF(blocks[i][j] == 0, "calloc'd block %zu byte %zu is %d", i, j, blocks[i][j]);
+        memcpy(blocks[i], &i, sizeof i);
+    }
+    for (size_t i = 0; i < N; i++) {
+        size_t mark;
+        memcpy(&mark, blocks[i], sizeof mark);
+        if (i % KEEP != 0)
+            CHECKF(mark == i, "block %zu at %p holds block %zu's mark: handed out twice", i, (void *)blocks[i],
+                   mark);
+        mapalloc_free(blocks[i]);
+    }
 }
 
 int main(int argc, char **argv)
@@ -520,6 +586,8 @@ int main(int argc, char **argv)
         part_large_unmap();
     else if (strcmp(argv[1], "hollow") == 0)
         part_hollow();
+    else if (strcmp(argv[1], "sparse") == 0)
+        part_sparse();
     else
         CHECKF(false, "no part %s", argv[1]);
     return 0;
