@@ -309,8 +309,9 @@ size_t ma_page_restart(ma_page *page);
 size_t ma_page_collect(ma_page *page);
 /* The OS pages of an owned page of small blocks (not the secure profile's)
  * that hold only free blocks are purged, and their blocks leave the free
- * list; the page's owner becomes MA_OWNER_CHECKED. Its local and remote
- * lists must be empty. Returns the bytes purged. */
+ * list; the page's owner becomes MA_OWNER_CHECKED. Its local list must be
+ * empty; blocks that other threads free meanwhile are live to it, and are
+ * checked when they are collected. Returns the bytes purged. */
 size_t ma_page_sparsify(ma_page *page);
 /* Every sparse block goes back on the free list; the caller owns the
  * page anew (ma_page_own) for free's compare. */
