@@ -966,13 +966,15 @@ static MA_NOINLINE void free_remote_first(ma_page *page, ma_block *b)
     uintptr_t tag = ma_block_tag(page);
     /* The secure profile's pages and sparse pages have no owner for the
      * fast path to match: their owner's frees come here too, checked
-     * before they go on a list. */
+     * before they go on a list. Only theirs read the owning heap. */
     if (ma_secure)
         ma_secure_check_free(page, b);
-    ma_heap *owner = atomic_load_explicit(&page->heap, memory_order_relaxed);
-    if (owner != NULL && __atomic_load_n(&owner->owner, __ATOMIC_RELAXED) == ma_thread_id()) {
-        free_own(page, b, tag);
-        return;
+    if (atomic_load_explicit(&page->owner, memory_order_relaxed) == MA_OWNER_CHECKED) {
+        ma_heap *owner = atomic_load_explicit(&page->heap, memory_order_relaxed);
+        if (owner != NULL && __atomic_load_n(&owner->owner, __ATOMIC_RELAXED) == ma_thread_id()) {
+            free_own(page, b, tag);
+            return;
+        }
     }
     b->tag = tag;
     if (batch.page == page) {

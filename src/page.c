@@ -282,6 +282,11 @@ static bool bit_get(const uint64_t *bits, size_t i)
     return (bits[i / 64] >> (i % 64)) & 1;
 }
 
+static void bit_set(uint64_t *bits, size_t i)
+{
+    bits[i / 64] |= 1ull << (i % 64);
+}
+
 /* Bit j of the result: every carved block that the page's j-th OS page
  * holds a part of is free (its bit in free_bits), and no block will be
  * carved there (a fresh block in a sparse OS page would count as sparse). */
@@ -339,11 +344,11 @@ size_t ma_page_sparsify(ma_page *page)
         if (!ma_page_has_block(page, (uintptr_t)b) || ++n > page->reserved)
             ma_page_corrupt(page, b);
         size_t i = (size_t)((uint8_t *)b - start) / bsize;
-        free_bits[i / 64] |= 1ull << (i % 64);
+        bit_set(free_bits, i);
     }
     for (size_t i = 0; page->sparse_mask != 0 && i < carved; i++)
         if (page->sparse_mask & ma_span_os_pages(i * bsize, bsize))
-            free_bits[i / 64] |= 1ull << (i % 64);
+            bit_set(free_bits, i);
     uint64_t add = free_os_pages(page, free_bits, carved) & ~page->sparse_mask;
     if (add == 0)
         return 0;

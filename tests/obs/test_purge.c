@@ -482,6 +482,21 @@ static void check_kept(unsigned char **blocks, size_t n, size_t size, size_t kee
             CHECKF(blocks[i][j] == (i & 0xff), "kept block %zu byte %zu is %d", i, j, blocks[i][j]);
 }
 
+/* The blocks write_and_thin freed are allocated again, every other one
+ * with calloc, which must read zero. */
+static void refill(unsigned char **blocks, size_t n, size_t size, size_t keep)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i % keep == 0)
+            continue;
+        blocks[i] = i % 2 ? mapalloc_calloc(1, size) : mapalloc_malloc(size);
+        CHECK(blocks[i] != NULL);
+        if (i % 2)
+            for (size_t j = 0; j < size; j++)
+                CHECKF(blocks[i][j] == 0, "calloc'd block %zu byte %zu is %d", i, j, blocks[i][j]);
+    }
+}
+
 /* 12 MiB of 24 KiB blocks (eight to a page), written; all freed but one in
  * eight, so that no page empties. After allocator activity for three times
  * the decay, whole OS pages of the free blocks are back with the kernel: all
@@ -508,16 +523,10 @@ static void part_hollow(void)
         CHECKF(r1 + MiB > r0, "hollow_kb=0: resident %zu -> %zu KiB", r0 / KiB, r1 / KiB);
     }
     check_kept(blocks, N, SIZE, 8);
-    for (size_t i = 0; i < N; i++) {
-        if (i % 8 == 0)
-            continue;
-        blocks[i] = i % 2 ? mapalloc_calloc(1, SIZE) : mapalloc_malloc(SIZE);
-        CHECK(blocks[i] != NULL);
-        if (i % 2)
-            for (size_t j = 0; j < SIZE; j++)
-                CHECKF(blocks[i][j] == 0, "calloc'd block %zu byte %zu is %d", i, j, blocks[i][j]);
-        memset(blocks[i], 0x5a, SIZE);
-    }
+    refill(blocks, N, SIZE, 8);
+    for (size_t i = 0; i < N; i++)
+        if (i % 8 != 0)
+            memset(blocks[i], 0x5a, SIZE);
     for (size_t i = 0; i < N; i++)
         mapalloc_free(blocks[i]);
 }
@@ -545,16 +554,10 @@ static void part_sparse(void)
     else
         CHECKF(r1 + MiB > r0, "hollow_kb=0: resident %zu -> %zu KiB", r0 / KiB, r1 / KiB);
     check_kept(blocks, N, SIZE, KEEP);
-    for (size_t i = 0; i < N; i++) {
-        if (i % KEEP == 0)
-            continue;
-        blocks[i] = i % 2 ? mapalloc_calloc(1, SIZE) : mapalloc_malloc(SIZE);
-        CHECK(blocks[i] != NULL);
-        if (i % 2)
-            for (size_t j = 0; j < SIZE; j++)
-                CHECKF(blocks[i][j] == 0, "calloc'd block %zu byte %zu is %d", i, j, blocks[i][j]);
-        memcpy(blocks[i], &i, sizeof i);
-    }
+    refill(blocks, N, SIZE, KEEP);
+    for (size_t i = 0; i < N; i++)
+        if (i % KEEP != 0)
+            memcpy(blocks[i], &i, sizeof i);
     for (size_t i = 0; i < N; i++) {
         size_t mark;
         memcpy(&mark, blocks[i], sizeof mark);
