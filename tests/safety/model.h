@@ -40,7 +40,7 @@ struct model {
 /* MODEL_TRACE=1 in the environment prints every operation on stderr. */
 
 /* What a failure report adds (set by the driver, e.g. "seed=42"). */
-extern char model_context[128];
+extern char model_context[192];
 
 void model_init(struct model *m, int thread, bool handoff);
 void model_step(struct model *m, const uint8_t rec[8]);

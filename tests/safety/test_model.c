@@ -4,9 +4,10 @@
  * blocks to the others and frees the rest), so regions are abandoned and
  * adopted while blocks in them are still handed around.
  *
- *   test_model [--seed N] [--seconds S] [--threads T]
+ *   test_model [--seed N] [--seconds S] [--threads T] [--life L]
  *
- * Defaults: a fresh seed, 5 seconds, 4 threads. The seed is printed at the
+ * Defaults: a fresh seed, 5 seconds, 4 threads, each living L to 6 L
+ * operations (L 20000). The seed is printed at the
  * start and with any failure, including an abort inside the allocator. A
  * thread's records depend only on the seed and its serial number; with more
  * than one thread the interleaving still differs from run to run. */
@@ -26,6 +27,7 @@
 #include "sys.h"
 
 static uint64_t seed;
+static uint64_t life_min = 20000;
 static atomic_bool stop;
 static atomic_ullong total_ops;
 
@@ -42,7 +44,7 @@ static void *worker_main(void *arg)
     uint64_t rng = wl_seed(seed, (uint64_t)w->serial);
     struct model m;
     model_init(&m, w->serial, true);
-    uint64_t life = 20000 + wl_rand(&rng) % 100000;
+    uint64_t life = life_min + wl_rand(&rng) % (5 * life_min);
     while (m.ops < life) {
         if ((m.ops & 1023) == 0 && atomic_load_explicit(&stop, memory_order_relaxed))
             break;
@@ -71,7 +73,7 @@ static void on_fatal(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: test_model [--seed N] [--seconds S] [--threads T]\n");
+    fprintf(stderr, "usage: test_model [--seed N] [--seconds S] [--threads T] [--life L]\n");
     exit(2);
 }
 
@@ -90,14 +92,16 @@ int main(int argc, char **argv)
             seconds = strtod(argv[++i], NULL);
         else if (strcmp(argv[i], "--threads") == 0)
             nthreads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--life") == 0)
+            life_min = strtoull(argv[++i], NULL, 0);
         else
             usage();
     }
-    if (nthreads < 1 || nthreads > 256 || !(seconds > 0))
+    if (nthreads < 1 || nthreads > 256 || !(seconds > 0) || life_min < 1)
         usage();
     snprintf(model_context, sizeof model_context, "seed %llu; rerun: test_model --seed %llu "
-             "--seconds %g --threads %d", (unsigned long long)seed, (unsigned long long)seed,
-             seconds, nthreads);
+             "--seconds %g --threads %d --life %llu", (unsigned long long)seed,
+             (unsigned long long)seed, seconds, nthreads, (unsigned long long)life_min);
     snprintf(crash_line, sizeof crash_line, "test_model: died; %s\n", model_context);
     signal(SIGABRT, on_fatal);
     signal(SIGSEGV, on_fatal);
