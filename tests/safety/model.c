@@ -470,23 +470,21 @@ static void forget_arena_blocks(struct model *m, unsigned a)
  * to read /dev/zero as an object file, never answers: the report's frames
  * are then left unnamed and tests/tsan.supp cannot match them. */
 #if defined(__SANITIZE_THREAD__)
-#define ARENA_FLAGS_TSAN 1
+#define MODEL_DEVZERO 0
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
-#define ARENA_FLAGS_TSAN 1
+#define MODEL_DEVZERO 0
 #endif
 #endif
-#ifdef ARENA_FLAGS_TSAN
-#define ARENA_FLAGS (MAPALLOC_ARENA_HUGE | MAPALLOC_ARENA_NORESERVE | MAPALLOC_ARENA_RESET_RETURNS)
-#else
-#define ARENA_FLAGS (MAPALLOC_ARENA_HUGE | MAPALLOC_ARENA_NORESERVE | MAPALLOC_ARENA_DEVZERO | \
-                     MAPALLOC_ARENA_RESET_RETURNS)
+#ifndef MODEL_DEVZERO
+#define MODEL_DEVZERO MAPALLOC_ARENA_DEVZERO
 #endif
 
 static void arena_create(struct model *m, unsigned a, const uint8_t *rec)
 {
     struct mapalloc_arena_options opt = {0};
-    opt.flags = rec[6] & ARENA_FLAGS;
+    opt.flags = rec[6] & (MAPALLOC_ARENA_HUGE | MAPALLOC_ARENA_NORESERVE | MODEL_DEVZERO |
+                          MAPALLOC_ARENA_RESET_RETURNS);
     opt.limit = (rec[7] & 3) == 0 ? (size_t)8 << 20 : 0;
     opt.reserve = (rec[7] & 4) ? (size_t)1 << 20 : 0;
     errno = SENTINEL;

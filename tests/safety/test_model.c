@@ -7,10 +7,10 @@
  *   test_model [--seed N] [--seconds S] [--threads T] [--life L]
  *
  * Defaults: a fresh seed, 5 seconds, 4 threads, each living L to 6 L
- * operations (L 20000). The seed is printed at the
- * start and with any failure, including an abort inside the allocator. A
- * thread's records depend only on the seed and its serial number; with more
- * than one thread the interleaving still differs from run to run. */
+ * operations (L 20000). The seed is printed at the start and with any
+ * failure, including an abort inside the allocator. A thread's records
+ * depend only on the seed and its serial number; with more than one thread
+ * the interleaving still differs from run to run. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
