@@ -66,4 +66,16 @@ static void check_fail(const char *file, int line, const char *expr, const char 
 #define TEST_ASAN 0
 #endif
 
+/* True when the test is built with ThreadSanitizer (gcc or clang). */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#ifndef TEST_TSAN
+#define TEST_TSAN 0
+#endif
+
 #endif

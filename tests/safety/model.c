@@ -2,6 +2,7 @@
  * programs link libmapalloc, which does not replace malloc). */
 #include "model.h"
 #include "rng.h"
+#include "../check.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -469,16 +470,7 @@ static void forget_arena_blocks(struct model *m, unsigned a)
  * mapping that holds the address as its module, and llvm-symbolizer, asked
  * to read /dev/zero as an object file, never answers: the report's frames
  * are then left unnamed and tests/tsan.supp cannot match them. */
-#if defined(__SANITIZE_THREAD__)
-#define MODEL_DEVZERO 0
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MODEL_DEVZERO 0
-#endif
-#endif
-#ifndef MODEL_DEVZERO
-#define MODEL_DEVZERO MAPALLOC_ARENA_DEVZERO
-#endif
+#define MODEL_DEVZERO (TEST_TSAN ? 0 : MAPALLOC_ARENA_DEVZERO)
 
 static void arena_create(struct model *m, unsigned a, const uint8_t *rec)
 {
