@@ -806,6 +806,37 @@ static void test_stats_cross_thread(void)
     CHECKF(s1.live == s0.live, "live %zu -> %zu after remote frees", s0.live, s1.live);
 }
 
+/* A loop that frees the block it allocated, beside one live block of its
+ * class, cycles through the page's first 16 KiB of blocks (and at most one
+ * more carve of 4 KiB), not through all 64 blocks of its page: the block
+ * malloc hands out was freed a few calls before, still in the cache. */
+static void test_carve_bound(void)
+{
+    enum { SIZE = 1024, ROUNDS = 10000, MAX_SEEN = 64 };
+    const unsigned bound = (16384 + 4096) / SIZE;
+    mapalloc_arena *a = mapalloc_arena_create(NULL);
+    CHECK(a != NULL);
+    void *keep = mapalloc_arena_malloc(a, SIZE);
+    CHECK(keep != NULL);
+    void *seen[MAX_SEEN];
+    unsigned nseen = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        void *p = mapalloc_arena_malloc(a, SIZE);
+        CHECK(p != NULL && p != keep);
+        unsigned i = 0;
+        while (i < nseen && seen[i] != p)
+            i++;
+        if (i == nseen && nseen < MAX_SEEN)
+            seen[nseen++] = p;
+        memset(p, r & 0xff, SIZE);
+        mapalloc_arena_free(a, p);
+    }
+    CHECKF(nseen >= 2 && nseen <= bound, "%u distinct blocks of %d bytes in %d rounds (at most %u)", nseen,
+           SIZE, ROUNDS, bound);
+    mapalloc_arena_free(a, keep);
+    mapalloc_arena_destroy(a);
+}
+
 static void test_trim(void)
 {
     enum { N = 2000 };
@@ -888,6 +919,7 @@ static const struct {
     {"stats", test_stats},
     {"stats_threads", test_stats_cross_thread},
     {"trim", test_trim},
+    {"carve_bound", test_carve_bound},
 };
 
 /* test_api [name...]: runs the named tests, or all of them. */
