@@ -75,15 +75,20 @@ static void *large_block(ma_arena *a, size_t size, size_t alignment, bool zero)
 /* A block of class c from heap, or, when the slow path says this
  * allocation is a sample, a sampled block (an ordinary one if there is no
  * memory for the sample). */
+static void *heap_block_sampled(ma_heap *heap, unsigned c, size_t size, size_t alignment)
+{
+    void *p = ma_prof_sample(size, alignment, ma_class_size(c), false);
+    if (p == NULL)
+        p = ma_heap_malloc_generic(heap, c);
+    return p == MA_PROF_DUE ? NULL : p;
+}
+
 static void *heap_block(ma_heap *heap, unsigned c, size_t size, size_t alignment)
 {
     void *p = ma_heap_malloc_generic(heap, c);
     if (ma_likely(p != MA_PROF_DUE))
         return p;
-    p = ma_prof_sample(size, alignment, ma_class_size(c), false);
-    if (p == NULL)
-        p = ma_heap_malloc_generic(heap, c);
-    return p == MA_PROF_DUE ? NULL : p;
+    return heap_block_sampled(heap, c, size, alignment);
 }
 
 /* ---- small and medium blocks ---- */
@@ -111,15 +116,34 @@ static void *malloc_small_once(size_t size)
     return heap_block(ma_tls_heap, ma_size_class(size), size, 0);
 }
 
-static void *ma_malloc_generic(size_t size)
+/* What a first try of the malloc slow path left to do: a sample, or memory
+ * given back and a second try. */
+static MA_NOINLINE void *malloc_small_rest(ma_heap *heap, unsigned c, size_t size, void *p)
 {
-    ma_init(); /* the profile is known from here on */
-    void *p = malloc_small_once(size);
-    if (ma_unlikely(p == NULL) && give_back())
+    if (p == MA_PROF_DUE)
+        p = heap_block_sampled(heap, c, size, 0);
+    if (p == NULL && give_back())
         p = malloc_small_once(size);
     if (p == NULL)
         errno = ENOMEM;
     return p;
+}
+
+/* The fast path's page is of the request's class unless it is the empty
+ * page (a heap's class not set up yet): its class saves computing it. */
+static void *ma_malloc_generic(size_t size, const ma_page *page)
+{
+    ma_init(); /* the profile is known from here on */
+    if (ma_unlikely(ma_secure)) {
+        void *p = malloc_small_once(size);
+        return p != NULL ? p : malloc_small_rest(ma_tls_heap, 0, size, NULL);
+    }
+    ma_heap *heap = ma_tls_heap;
+    unsigned c = page != &ma_empty_page ? page->class_idx : ma_size_class(size);
+    void *p = ma_heap_malloc_generic(heap, c);
+    if (ma_likely(p != NULL && p != MA_PROF_DUE))
+        return p;
+    return malloc_small_rest(heap, c, size, p);
 }
 
 /* ---- large blocks ---- */
