@@ -72,9 +72,8 @@ static void *large_block(ma_arena *a, size_t size, size_t alignment, bool zero)
     return p;
 }
 
-/* A block of class c from heap, or, when the slow path says this
- * allocation is a sample, a sampled block (an ordinary one if there is no
- * memory for the sample). */
+/* The block of an allocation that the slow path said is a sample: a
+ * sampled block (an ordinary one if there is no memory for the sample). */
 static void *heap_block_sampled(ma_heap *heap, unsigned c, size_t size, size_t alignment)
 {
     void *p = ma_prof_sample(size, alignment, ma_class_size(c), false);
@@ -83,6 +82,7 @@ static void *heap_block_sampled(ma_heap *heap, unsigned c, size_t size, size_t a
     return p == MA_PROF_DUE ? NULL : p;
 }
 
+/* A block of class c from heap, or a sampled one (above). */
 static void *heap_block(ma_heap *heap, unsigned c, size_t size, size_t alignment)
 {
     void *p = ma_heap_malloc_generic(heap, c);

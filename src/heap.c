@@ -489,8 +489,8 @@ static ma_page *heap_page_new(ma_heap *heap, unsigned c)
  * malloc hands out is one freed recently, still in the cache. Bounded only
  * by the count, pages of 1 KiB blocks cycled through all 64 of theirs, and
  * under larson 70% of malloc's time was the load of the head block's link
- * (perf); with the bound its peak RSS is 0.82x, the suite's 0.92x, for the
- * same time. */
+ * (perf); with the bound larson's peak RSS is 0.82x, the suite's 0.92x,
+ * for the same time. */
 #define CARVE_SMALL_BYTES ((size_t)16 << 10)
 static bool page_is_small(const ma_page *page)
 {
