@@ -175,6 +175,19 @@ uint64_t ma_region_old_dirty(const ma_region *r, uint32_t now_ms, uint32_t min_a
     return old;
 }
 
+uint64_t ma_region_huge_purgeable(const ma_region *r, uint64_t old, uint32_t now_ms,
+                                  uint32_t split_age_ms)
+{
+    enum { HALF = MA_HUGE_PAGE >> MA_SLICE_SHIFT };
+    uint64_t ok = old & ma_region_old_dirty(r, now_ms, split_age_ms);
+    for (unsigned h = 0; h < MA_REGION_SLICES; h += HALF) {
+        uint64_t m = run_mask(h, HALF);
+        if ((r->used_slices & m) == 0 && (r->dirty_slices & m & ~old) == 0)
+            ok |= old & m;
+    }
+    return ok;
+}
+
 void ma_region_claim_for_purge(ma_region *r, uint64_t slices)
 {
     r->dirty_slices &= ~slices;

@@ -111,6 +111,13 @@ void ma_region_set_page(ma_region *r, unsigned first, unsigned n);
  * made there meanwhile), purged, and put back clean. The purge marks the
  * slices that went with MADV_FREE in lazy_slices. */
 uint64_t ma_region_old_dirty(const ma_region *r, uint32_t now_ms, uint32_t min_age_ms);
+/* Of those, in a region of transparent huge pages (thp=1), the ones a
+ * purge takes without splitting a huge page: the slices of each 2 MiB half
+ * where no slice is used and none dirty but younger, whose purge gives the
+ * huge page back whole; the others only when they have waited split_age_ms
+ * as well (the program idle: a split costs it nothing then). */
+uint64_t ma_region_huge_purgeable(const ma_region *r, uint64_t old, uint32_t now_ms,
+                                  uint32_t split_age_ms);
 void ma_region_claim_for_purge(ma_region *r, uint64_t slices);
 void ma_region_purge_slices(ma_region *r, uint64_t slices); /* no lock */
 void ma_region_return_purged(ma_region *r, uint64_t slices);

@@ -11,7 +11,10 @@
  * large_thp=1, the default, madvises large blocks of 2 MiB and more (and
  * maps them 2 MiB aligned), and those that grow to that size.
  *
- * Usage: test_huge huge|thp|arena_huge|large_thp   with MAPALLOC_OPTIONS from meson
+ * thp_purge: with thp=1 a purge splits no huge page of a half in use until
+ * its empty pages have waited four decays (mincore).
+ *
+ * Usage: test_huge huge|thp|arena_huge|large_thp|thp_purge   with MAPALLOC_OPTIONS from meson
  */
 #include "burst.h"
 #include "mapalloc.h"
@@ -144,6 +147,87 @@ static void part_thp(void)
     burst_done(&b);
 }
 
+/* The OS pages of [p, p + len) that are resident (mincore). */
+static size_t resident_pages(const void *p, size_t len)
+{
+    static unsigned char vec[REGION / 4096];
+    CHECK(len <= REGION && ((uintptr_t)p & 4095) == 0);
+    CHECK(mincore((void *)p, len, vec) == 0);
+    size_t n = 0;
+    for (size_t i = 0; i < len / 4096; i++)
+        n += vec[i] & 1;
+    return n;
+}
+
+/* thp=1: a purge does not split a huge page of a region while the program
+ * may use it again. A region full of 1 KiB blocks is freed but for one
+ * block in its first 2 MiB half: after the decay the background purger
+ * gives back the second half (wholly free: its huge page goes back whole),
+ * but the first, where the header and that block live, stays resident
+ * until its free pages have waited four decays. With thp=0 both go after
+ * the decay. */
+static void part_thp_purge(void)
+{
+    enum { DECAY_MS = 200, BLOCK = 1024 };
+    mapalloc_free(mapalloc_malloc(1));
+    long on = mapalloc_option_get("thp");
+    CHECK(mapalloc_option_set("decay_ms", DECAY_MS) == 0);
+    size_t count = 12 * MiB / BLOCK;
+    uint8_t **p = mmap(NULL, count * sizeof *p, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED);
+    for (size_t i = 0; i < count; i++) {
+        p[i] = mapalloc_malloc(BLOCK);
+        CHECK(p[i] != NULL);
+        memset(p[i], 7, BLOCK);
+    }
+    /* A region that the blocks fill from its first page to its end. */
+    uintptr_t r = 0;
+    for (size_t i = count / 3; i < count && r == 0; i++) {
+        uintptr_t base = (uintptr_t)p[i] & ~(uintptr_t)(REGION - 1);
+        if ((uintptr_t)p[i] == base + 64 * KiB && i + REGION / BLOCK < count &&
+            (uintptr_t)p[i + REGION / BLOCK - 64 - 1] == base + REGION - BLOCK)
+            r = base;
+    }
+    CHECKF(r != 0, "no region filled by %zu blocks of %d B in order", count, BLOCK);
+    uint8_t *keep = (uint8_t *)r + MiB; /* a block of the first half */
+    for (size_t i = 0; i < count; i++)
+        if (p[i] != keep)
+            mapalloc_free(p[i]);
+    /* The first half past the header slice and the kept block's page. */
+    const uint8_t *first = (const uint8_t *)r + 64 * KiB;
+    size_t first_len = MiB - 64 * KiB, half = 2 * MiB;
+    double t0 = wl_now();
+    obs_sleep_ms(DECAY_MS * 3 / 2);
+    size_t second;
+    for (int i = 0; i < 60 && (second = resident_pages((uint8_t *)r + half, half)) > 16; i++)
+        obs_sleep_ms(DECAY_MS / 4);
+    size_t kept = resident_pages(first, first_len);
+    double t1 = wl_now() - t0;
+    printf("thp_purge: thp=%ld: %.0f ms after the free, resident OS pages: first half %zu of %zu, "
+           "second half %zu of %zu\n", on, t1 * 1000, kept, first_len / 4096, second, half / 4096);
+    CHECKF(second <= 16, "thp=%ld: the wholly free half holds %zu resident OS pages after %.0f ms",
+           on, second, t1 * 1000);
+    if (t1 * 1000 < 7 * DECAY_MS / 2) { /* else too late to tell on a busy machine */
+        if (on)
+            CHECKF(kept >= first_len / 4096 * 3 / 4,
+                   "thp=1: the half with a live block was purged (%zu of %zu OS pages resident)", kept,
+                   first_len / 4096);
+        else
+            CHECKF(kept <= first_len / 4096 / 4, "thp=0: %zu of %zu OS pages still resident", kept,
+                   first_len / 4096);
+    }
+    /* Idle long enough, the huge page is split and the free pages go. */
+    for (int i = 0; i < 40 && (kept = resident_pages(first, first_len)) > first_len / 4096 / 4; i++)
+        obs_sleep_ms(DECAY_MS / 2);
+    printf("thp_purge: thp=%ld: %.0f ms after the free, first half %zu OS pages resident\n", on,
+           (wl_now() - t0) * 1000, kept);
+    CHECKF(kept <= first_len / 4096 / 4, "thp=%ld: %zu of %zu OS pages resident after %.1f s", on, kept,
+           first_len / 4096, wl_now() - t0);
+    CHECK(keep[0] == 7 && keep[BLOCK - 1] == 7);
+    mapalloc_free(keep);
+    munmap(p, count * sizeof *p);
+}
+
 /* Whether the mapping that holds p carries MADV_HUGEPAGE ("hg"). */
 static bool advised_huge(const void *p)
 {
@@ -198,7 +282,7 @@ static void part_large_thp(void)
 
 int main(int argc, char **argv)
 {
-    CHECKF(argc == 2, "usage: %s huge|arena_huge|thp|large_thp", argv[0]);
+    CHECKF(argc == 2, "usage: %s huge|arena_huge|thp|large_thp|thp_purge", argv[0]);
     if (strcmp(argv[1], "huge") == 0)
         part_huge();
     else if (strcmp(argv[1], "arena_huge") == 0)
@@ -207,6 +291,8 @@ int main(int argc, char **argv)
         part_thp();
     else if (strcmp(argv[1], "large_thp") == 0)
         part_large_thp();
+    else if (strcmp(argv[1], "thp_purge") == 0)
+        part_thp_purge();
     else
         CHECKF(false, "no part %s", argv[1]);
     return 0;
