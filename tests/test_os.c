@@ -54,24 +54,6 @@ static size_t check_fill(const unsigned char *p, size_t n)
     return n;
 }
 
-/* Number of resident pages of [p, p+n) (mincore), or SIZE_MAX when any page
- * of the range is not mapped at all. */
-static size_t resident_pages(void *p, size_t n)
-{
-    size_t pages = n / page;
-    unsigned char vec[4096];
-    size_t count = 0;
-    for (size_t done = 0; done < pages;) {
-        size_t chunk = pages - done < sizeof vec ? pages - done : sizeof vec;
-        if (mincore((char *)p + done * page, chunk * page, vec) != 0)
-            return SIZE_MAX;
-        for (size_t i = 0; i < chunk; i++)
-            count += vec[i] & 1;
-        done += chunk;
-    }
-    return count;
-}
-
 static bool is_unmapped(void *p, size_t n)
 {
     unsigned char vec[1];
@@ -151,10 +133,10 @@ static void test_map_lazy(void)
     size_t size = 64 * MiB;
     unsigned char *p = ma_os_map(size, 4 * MiB, 0);
     CHECK(p != NULL);
-    CHECK(resident_pages(p, size) == 0);
+    CHECK(wl_resident_pages(p, size) == 0);
     p[0] = 1;
     p[size - 1] = 1;
-    CHECK(resident_pages(p, size) == 2);
+    CHECK(wl_resident_pages(p, size) == 2);
     CHECK(ma_os_unmap(p, size));
 }
 
@@ -257,7 +239,7 @@ static void test_purge(void)
     unsigned char *p = ma_os_map(size, 4 * MiB, 0);
     CHECK(p != NULL);
     fill(p, size);
-    CHECK(resident_pages(p, size) == size / page);
+    CHECK(wl_resident_pages(p, size) == size / page);
 
     struct ma_os_counters before, after;
     ma_os_counters(&before);

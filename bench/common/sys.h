@@ -1,7 +1,8 @@
-/* What tests/ and bench/ ask of the system: a monotonic clock and the one
- * reader of /proc files. Header only, C and C++; it lives in bench/common
- * beside rng.h (tests/meson.build declares the include directory once, as
- * common_inc, for both trees).
+/* What tests/ and bench/ ask of the system: a monotonic clock, the one
+ * reader of /proc files, and the one count of resident pages (mincore).
+ * Header only, C and C++; it lives in bench/common beside rng.h
+ * (tests/meson.build declares the include directory once, as common_inc,
+ * for both trees).
  *
  * Nothing here allocates: every file is read with open/read, a buffer on
  * the stack at a time, and handed out a line at a time (wl_proc_lines), so
@@ -15,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -170,6 +172,23 @@ static inline size_t wl_resident_anon(void)
 {
     size_t resident = wl_statm(1), shared = wl_statm(2);
     return resident > shared ? resident - shared : 0;
+}
+
+/* Resident OS pages of [p, p + n), p page-aligned (mincore), or SIZE_MAX
+ * when part of the range is not mapped at all. */
+static inline size_t wl_resident_pages(const void *p, size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = n / page, count = 0;
+    unsigned char vec[4096];
+    for (size_t done = 0; done < pages;) {
+        size_t chunk = pages - done < sizeof vec ? pages - done : sizeof vec;
+        if (mincore((char *)(uintptr_t)p + done * page, chunk * page, vec) != 0)
+            return SIZE_MAX;
+        for (size_t i = 0; i < chunk; i++)
+            count += vec[i] & 1;
+        done += chunk;
+    }
+    return count;
 }
 
 /* ---- mappings: /proc/self/maps and smaps ---- */

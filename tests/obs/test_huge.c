@@ -147,18 +147,6 @@ static void part_thp(void)
     burst_done(&b);
 }
 
-/* The OS pages of [p, p + len) that are resident (mincore). */
-static size_t resident_pages(const void *p, size_t len)
-{
-    static unsigned char vec[REGION / 4096];
-    CHECK(len <= REGION && ((uintptr_t)p & 4095) == 0);
-    CHECK(mincore((void *)p, len, vec) == 0);
-    size_t n = 0;
-    for (size_t i = 0; i < len / 4096; i++)
-        n += vec[i] & 1;
-    return n;
-}
-
 /* thp=1: a purge does not split a huge page of a region while the program
  * may use it again. A region full of 1 KiB blocks is freed but for one
  * block in its first 2 MiB half: after the decay the background purger
@@ -199,9 +187,9 @@ static void part_thp_purge(void)
     double t0 = wl_now();
     obs_sleep_ms(DECAY_MS * 3 / 2);
     size_t second;
-    for (int i = 0; i < 60 && (second = resident_pages((uint8_t *)r + half, half)) > 16; i++)
+    for (int i = 0; i < 60 && (second = wl_resident_pages((uint8_t *)r + half, half)) > 16; i++)
         obs_sleep_ms(DECAY_MS / 4);
-    size_t kept = resident_pages(first, first_len);
+    size_t kept = wl_resident_pages(first, first_len);
     double t1 = wl_now() - t0;
     printf("thp_purge: thp=%ld: %.0f ms after the free, resident OS pages: first half %zu of %zu, "
            "second half %zu of %zu\n", on, t1 * 1000, kept, first_len / 4096, second, half / 4096);
@@ -217,7 +205,7 @@ static void part_thp_purge(void)
                    first_len / 4096);
     }
     /* Idle long enough, the huge page is split and the free pages go. */
-    for (int i = 0; i < 40 && (kept = resident_pages(first, first_len)) > first_len / 4096 / 4; i++)
+    for (int i = 0; i < 40 && (kept = wl_resident_pages(first, first_len)) > first_len / 4096 / 4; i++)
         obs_sleep_ms(DECAY_MS / 2);
     printf("thp_purge: thp=%ld: %.0f ms after the free, first half %zu OS pages resident\n", on,
            (wl_now() - t0) * 1000, kept);
