@@ -5,11 +5,11 @@
  * malloc(small): one TLS load, one table load, one test that the head of
  * the page's free list is a block of the page's region (an empty list
  * fails it too), pop it (decode its link), clear its free tag, count.
- * free: two loads of the page map give the block's page (or no page: a
+ * free: one load of the page map gives the block's page (or no page: a
  * large block, or not ours); check the address is a block of the
  * page and is not already free (its tag); if the page's owner is this
  * thread, push on its local list and count down, else leave for the remote
- * path (heap.c). About 49 instructions for a pair (malloc's 18, free's 30),
+ * path (heap.c). About 44 instructions for a pair (malloc's 18, free's 25),
  * counted by bench/run.py --instructions. */
 #ifndef MA_ALLOC_H
 #define MA_ALLOC_H

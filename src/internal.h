@@ -312,7 +312,6 @@ typedef struct ma_region {
     /* First, so that a page's descriptor is region + index * 256. */
     ma_page pages[MA_REGION_SLICES];  /* descriptor per first slice; pages[0] never valid */
     /* Read by other threads' frees: apart from what changes below. */
-    struct ma_page **leaf;          /* its part of the page map (region.h) */
     struct ma_arena *arena;         /* its owner */
     unsigned map_flags;             /* MA_MAP_* it was mapped with */
     struct ma_region *next, *prev;  /* every region of the arena */

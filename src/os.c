@@ -34,6 +34,8 @@ static _Atomic uint64_t devzero_rdev; /* the device number of /dev/zero */
 /* Next address to suggest for an aligned mapping: asking the kernel for an
  * aligned address first saves the over-map and two trims almost always. */
 static _Atomic uintptr_t aligned_hint;
+/* The top of the window that hints are taken from: [hint_top / 2, hint_top). */
+static _Atomic uintptr_t hint_top = (uintptr_t)4 << 40;
 
 size_t ma_os_page_size(void)
 {
@@ -115,7 +117,7 @@ static int open_devzero(int stale)
 }
 
 /* A private mapping of /dev/zero, or NULL. */
-static void *map_devzero(void *hint, size_t size, int mflags)
+static void *map_devzero(void *hint, size_t size, int prot, int mflags)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         int fd = atomic_load_explicit(&devzero_fd, memory_order_acquire);
@@ -125,7 +127,7 @@ static void *map_devzero(void *hint, size_t size, int mflags)
             return NULL;
         COUNT(devzero_maps);
         COUNT(mmap_calls);
-        void *p = mmap(hint, size, PROT_READ | PROT_WRITE, mflags, fd, 0);
+        void *p = mmap(hint, size, prot, mflags, fd, 0);
         if (is_devzero(fd))
             return p == MAP_FAILED ? NULL : p;
         if (p != MAP_FAILED)
@@ -136,7 +138,7 @@ static void *map_devzero(void *hint, size_t size, int mflags)
 
 /* One mmap call (more when a /dev/zero descriptor must be opened again).
  * Returns NULL (not MAP_FAILED) on failure. */
-static void *map_at(void *hint, size_t size, unsigned flags)
+static void *map_prot(void *hint, size_t size, int prot, unsigned flags)
 {
     int mflags = MAP_PRIVATE;
     if (flags & MA_MAP_NORESERVE)
@@ -146,33 +148,48 @@ static void *map_at(void *hint, size_t size, unsigned flags)
         mflags |= MAP_HUGETLB;
 #endif
     if (flags & MA_MAP_DEVZERO)
-        return map_devzero(hint, size, mflags);
+        return map_devzero(hint, size, prot, mflags);
 #if MA_HAVE_ANON
     mflags |= MAP_ANONYMOUS;
 #endif
     COUNT(mmap_calls);
-    void *p = mmap(hint, size, PROT_READ | PROT_WRITE, mflags, -1, 0);
+    void *p = mmap(hint, size, prot, mflags, -1, 0);
     return p == MAP_FAILED ? NULL : p;
+}
+
+static void *map_at(void *hint, size_t size, unsigned flags)
+{
+    return map_prot(hint, size, PROT_READ | PROT_WRITE, flags);
 }
 
 static uintptr_t next_hint(size_t size, size_t alignment)
 {
+    uintptr_t top = atomic_load_explicit(&hint_top, memory_order_relaxed);
     uintptr_t start = atomic_load_explicit(&aligned_hint, memory_order_relaxed);
     if (start == 0) {
-        /* Between 2 TiB and 4 TiB, far from the heap, libraries and stacks,
-         * at a per-process random offset. */
-        uintptr_t base = ((uintptr_t)2 << 40) + ((ma_secret[3] % 4096) << 28);
+        /* In the upper half of the window (2 TiB to 4 TiB by default), far
+         * from the heap, libraries and stacks, at a per-process random
+         * offset within its first half. */
+        uintptr_t base = top / 2 + (ma_secret[3] % 4096) * (top / 2 / 8192);
         atomic_compare_exchange_strong(&aligned_hint, &start, base);
         start = atomic_load_explicit(&aligned_hint, memory_order_relaxed);
     }
     size_t step = (size + alignment - 1) & ~(alignment - 1);
     uintptr_t hint = atomic_fetch_add_explicit(&aligned_hint, step, memory_order_relaxed);
     hint = (hint + alignment - 1) & ~(uintptr_t)(alignment - 1);
-    if (hint + size > ((uintptr_t)4 << 40)) {
+    if (hint + size > top) {
         atomic_store_explicit(&aligned_hint, 0, memory_order_relaxed);
         return 0;
     }
     return hint;
+}
+
+void ma_os_hint_below(uintptr_t top)
+{
+    if (top < atomic_load_explicit(&hint_top, memory_order_relaxed)) {
+        atomic_store_explicit(&hint_top, top, memory_order_relaxed);
+        atomic_store_explicit(&aligned_hint, 0, memory_order_relaxed);
+    }
 }
 
 /* Maps size bytes aligned to alignment with exactly one flag set; NULL if
@@ -195,7 +212,7 @@ static void *map_aligned(size_t size, size_t alignment, unsigned flags)
     size_t over = size + alignment;
     if (over < size)
         return NULL;
-    uint8_t *raw = map_at(NULL, over, flags);
+    uint8_t *raw = map_at((void *)hint, over, flags);
     if (raw == NULL)
         return NULL;
     uintptr_t aligned = ((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1);
@@ -260,6 +277,21 @@ bool ma_os_unmap(void *addr, size_t size)
     }
     errno = saved;
     return ok;
+}
+
+void *ma_os_reserve(size_t size, unsigned flags)
+{
+    int saved = errno;
+    void *p = map_prot(NULL, size, PROT_READ, (flags & MA_MAP_DEVZERO) | MA_MAP_NORESERVE);
+    errno = saved;
+    return p;
+}
+
+void ma_os_unreserve(void *addr, size_t size)
+{
+    int saved = errno;
+    unmap_raw(addr, size);
+    errno = saved;
 }
 
 /* One mremap call; NULL (not MAP_FAILED) on failure. */

@@ -31,6 +31,19 @@ unsigned ma_os_default_flags(void);
 void *ma_os_map(size_t size, size_t alignment, unsigned flags);
 bool ma_os_unmap(void *addr, size_t size);
 
+/* Address space alone: a read-only mapping of size bytes that reads as
+ * zero and costs neither memory nor commit charge (not even under strict
+ * overcommit) until a part of it is made writable with ma_os_unguard;
+ * flags may ask for /dev/zero. Not counted as mapped: it holds no memory
+ * of the program's. NULL if the kernel refuses (RLIMIT_AS). */
+void *ma_os_reserve(size_t size, unsigned flags);
+void ma_os_unreserve(void *addr, size_t size);
+
+/* Aligned mappings are first asked for at addresses in [top / 2, top)
+ * (2 TiB to 4 TiB unless a lower top is given): a hint, which the kernel
+ * may ignore. */
+void ma_os_hint_below(uintptr_t top);
+
 /* Grows or shrinks a mapping, in place when the kernel can, else (when
  * move_align is not 0) by moving its page tables: no bytes are copied. A
  * move_align above the page asks for an address that is a multiple of it
@@ -61,7 +74,8 @@ bool ma_os_purge_now(void *addr, size_t size);
  * allows them (a hint; a refusal changes nothing). */
 void ma_os_advise_huge(void *addr, size_t size);
 
-/* Guard pages (the secure profile): no access at all, or read-write again. */
+/* Guard pages (the secure profile): no access at all, or read-write again
+ * (a guard, or part of a reservation). */
 bool ma_os_guard(void *addr, size_t size);
 bool ma_os_unguard(void *addr, size_t size);
 

@@ -2,70 +2,98 @@
  * header. See region.h. */
 #include "region.h"
 
-uintptr_t ma_page_map[MA_PAGE_MAP_SIZE];
+static uintptr_t no_map[1]; /* the length of the table that is not there yet */
+uintptr_t *ma_page_map = no_map + 1;
 ma_page ma_empty_page = {.free = MA_NO_BLOCKS};
 
 _Static_assert(sizeof(ma_region) <= MA_SLICE_SIZE - MA_GUARD_SIZE,
                "the region header fits in slice 0, before the secure profile's guard");
 _Static_assert(sizeof(ma_page) == 256, "a page descriptor is 256 bytes: the page index is a shift");
+_Static_assert(sizeof(ma_page) <= (MA_REGION_SIZE >> MA_SLICE_SHIFT) * sizeof(uintptr_t),
+               "the table's head, read as a page, is the entries of addresses where no region lies");
 
-#define LEAF_BYTES (MA_LEAF_SLOTS * sizeof(ma_page *))
+/* The table's reach, longest first: what the address space makes room for. */
+static const unsigned map_bits[] = {MA_ADDRESS_BITS, 42, 38, 34};
+#define CHUNK_BYTES ((size_t)64 << 10) /* made writable at once */
+#define CHUNK_SLOTS (CHUNK_BYTES / sizeof(uintptr_t))
+#define MAX_CHUNKS (((size_t)1 << (MA_ADDRESS_BITS - MA_SLICE_SHIFT)) / CHUNK_SLOTS)
+static _Atomic uint64_t writable[MAX_CHUNKS / 64]; /* bit c: chunk c is writable */
 
-/* A new leaf, every slot naming no page, whose biased address for top is
- * not 0 (which would read as no leaf); NULL when the kernel refuses. */
-static ma_page **leaf_new(uintptr_t top)
+/* A table in a reservation whose first OS page holds its length. */
+static uintptr_t *map_reserve(void)
 {
-    ma_page **fresh = ma_os_map(LEAF_BYTES, MA_OS_PAGE, 0);
-    if (fresh != NULL && (uintptr_t)fresh == ma_leaf_bias(top)) {
-        ma_page **other = ma_os_map(LEAF_BYTES, MA_OS_PAGE, 0); /* elsewhere: fresh is there */
-        ma_os_unmap(fresh, LEAF_BYTES);
-        fresh = other;
+    for (size_t i = 0; i < sizeof map_bits / sizeof map_bits[0]; i++) {
+        size_t slots = (size_t)1 << (map_bits[i] - MA_SLICE_SHIFT);
+        size_t bytes = MA_OS_PAGE + slots * sizeof(uintptr_t);
+        uint8_t *m = ma_os_reserve(bytes, ma_os_default_flags());
+        if (m == NULL)
+            continue;
+        if (!ma_os_unguard(m, MA_OS_PAGE)) {
+            ma_os_unreserve(m, bytes);
+            continue;
+        }
+        uintptr_t *map = (uintptr_t *)(m + MA_OS_PAGE);
+        map[-1] = slots;
+        ma_os_hint_below((uintptr_t)1 << map_bits[i]);
+        return map;
     }
-    if (fresh == NULL)
+    return NULL;
+}
+
+/* The table, made on the first call; NULL when the kernel refuses. Two
+ * threads may make one each: the second unmaps its own. */
+static uintptr_t *page_map(void)
+{
+    uintptr_t *map = __atomic_load_n(&ma_page_map, __ATOMIC_ACQUIRE);
+    if (map[-1] != 0)
+        return map;
+    uintptr_t *mine = map_reserve();
+    if (mine == NULL)
         return NULL;
-    for (size_t i = 0; i < MA_LEAF_SLOTS; i++)
-        fresh[i] = &ma_empty_page;
-    return fresh;
+    if (__atomic_compare_exchange_n(&ma_page_map, &map, mine, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return mine;
+    ma_os_unreserve((uint8_t *)mine - MA_OS_PAGE, MA_OS_PAGE + mine[-1] * sizeof(uintptr_t));
+    return map;
 }
 
-/* The leaf for the 512 MiB around u, made if it is not there yet; NULL
- * when the kernel refuses. Leaves are never unmapped: a stale lookup never
- * reads a wild one. */
-static ma_page **leaf_for(uintptr_t u)
+/* The entries of the region at u can be written: in the table, and their
+ * chunk writable. Chunks stay so: a stale lookup never faults. */
+static bool map_ready(uintptr_t *map, uintptr_t u)
 {
-    uintptr_t top = u >> MA_LEAF_SHIFT;
-    _Atomic uintptr_t *slot = (_Atomic uintptr_t *)&ma_page_map[top];
-    uintptr_t biased = atomic_load_explicit(slot, memory_order_acquire);
-    if (biased == 0) {
-        ma_page **fresh = leaf_new(top);
-        if (fresh == NULL)
-            return NULL;
-        uintptr_t mine = (uintptr_t)fresh - ma_leaf_bias(top);
-        if (atomic_compare_exchange_strong_explicit(slot, &biased, mine, memory_order_acq_rel,
-                                                    memory_order_acquire))
-            return fresh;
-        ma_os_unmap(fresh, LEAF_BYTES); /* another thread made it first */
-    }
-    return (ma_page **)(biased + ma_leaf_bias(top));
+    uintptr_t slice = u >> MA_SLICE_SHIFT;
+    if (slice + MA_REGION_SLICES > map[-1])
+        return false;
+    size_t c = slice / CHUNK_SLOTS;
+    uint64_t bit = (uint64_t)1 << (c % 64);
+    if (atomic_load_explicit(&writable[c / 64], memory_order_acquire) & bit)
+        return true;
+    if (!ma_os_unguard(map + c * CHUNK_SLOTS, CHUNK_BYTES))
+        return false;
+    atomic_fetch_or_explicit(&writable[c / 64], bit, memory_order_release);
+    return true;
 }
 
-static void set_slots(ma_region *r, unsigned first, unsigned n, ma_page *page)
+/* The slices first..first+n of r name page (NULL: no page). */
+static void set_slots(ma_region *r, unsigned first, unsigned n, const ma_page *page)
 {
-    _Atomic(ma_page *) *slot =
-        (_Atomic(ma_page *) *)&r->leaf[((uintptr_t)r >> MA_SLICE_SHIFT) & (MA_LEAF_SLOTS - 1)];
-    for (unsigned i = first; i < first + n; i++)
-        atomic_store_explicit(&slot[i], page, memory_order_release);
+    uintptr_t *map = ma_page_map;
+    uintptr_t entry = page ? (uintptr_t)page - (uintptr_t)map : 0;
+    _Atomic uintptr_t *slot = (_Atomic uintptr_t *)&map[((uintptr_t)r >> MA_SLICE_SHIFT) + first];
+    for (unsigned i = 0; i < n; i++)
+        atomic_store_explicit(&slot[i], entry, memory_order_release);
 }
 
 ma_region *ma_region_map_new(unsigned map_flags, ma_arena *arena)
 {
+    uintptr_t *map = page_map();
+    if (map == NULL)
+        return NULL;
     ma_region *r = ma_os_map(MA_REGION_SIZE, MA_REGION_SIZE, map_flags);
     if (r == NULL)
         return NULL;
     /* Above what the page map covers (5-level page tables, a kernel that
      * ignored our hint): not usable, free could not find it. */
-    ma_page **leaf = ma_page_map_covers((uintptr_t)r + MA_REGION_SIZE - 1) ? leaf_for((uintptr_t)r) : NULL;
-    if (leaf == NULL) {
+    if (!map_ready(map, (uintptr_t)r)) {
         ma_os_unmap(r, MA_REGION_SIZE);
         return NULL;
     }
@@ -75,17 +103,16 @@ ma_region *ma_region_map_new(unsigned map_flags, ma_arena *arena)
         ma_os_unmap(r, MA_REGION_SIZE);
         return NULL;
     }
-    /* The leaf's slots for the region name no page until pages claim them. */
+    /* The region's entries name no page until pages claim them. */
     r->used_slices = 1;
     r->map_flags = map_flags;
     r->arena = arena;
-    r->leaf = leaf;
     return r;
 }
 
 void ma_region_unmap(ma_region *r)
 {
-    set_slots(r, 0, MA_REGION_SLICES, &ma_empty_page); /* a destroyed arena's pages still named it */
+    set_slots(r, 0, MA_REGION_SLICES, NULL); /* a destroyed arena's pages still named it */
     ma_os_unmap(r, MA_REGION_SIZE);
 }
 
@@ -154,7 +181,7 @@ void ma_region_give_slices(ma_region *r, unsigned first, unsigned n, uint32_t no
     uint64_t m = run_mask(first, n);
     r->used_slices &= ~m;
     r->dirty_slices |= m;
-    set_slots(r, first, n, &ma_empty_page);
+    set_slots(r, first, n, NULL);
     for (unsigned i = first; i < first + n; i++)
         r->freed_ms[i] = now_ms;
 }

@@ -1,8 +1,8 @@
 /* Regions: 4 MiB mappings aligned to 4 MiB, cut into 64 slices of 64 KiB.
  * Slice 0 is the header (page descriptors, slice bitmaps). The page map
  * (below) names the page of every slice of every region, so free finds a
- * block's page, and tells a block of ours from any other address, with two
- * loads and without reading memory that may not exist.
+ * block's page, and tells a block of ours from any other address, with one
+ * load and without reading memory that may not exist.
  *
  * The slice functions change the header's bitmaps: their caller, the
  * region's arena, holds its lock. None of them makes a system call except
@@ -16,47 +16,41 @@
 
 /* ---- the page map ----
  *
- * Two levels over the 47-bit address space: a top table in .bss (2^18
- * entries, 2 MiB of address space, touched only where regions are) of
- * leaves, each a mapping of 8192 page pointers for 512 MiB, made when the
- * first region there is. A slice of a page names the page's descriptor;
- * any other slice of a leaf names ma_empty_page, whose block_div of 0 makes
- * it hold no block. A region the kernel places above the map is not used. */
-#define MA_LEAF_SHIFT 29
-#define MA_LEAF_SLOTS ((size_t)1 << (MA_LEAF_SHIFT - MA_SLICE_SHIFT))
-#define MA_PAGE_MAP_SIZE ((size_t)1 << (MA_ADDRESS_BITS - MA_LEAF_SHIFT))
-_Static_assert(MA_REGION_SHIFT < MA_LEAF_SHIFT, "a region lies within one leaf");
-/* An entry is its leaf's address less the offset that u >> MA_SLICE_SHIFT
- * adds for the leaf's top bits (ma_leaf_bias), so that the lookup indexes it
- * with the slice number itself, with no mask; 0: no leaf. */
-extern uintptr_t ma_page_map[MA_PAGE_MAP_SIZE];
+ * One table over the address space, an entry per 64 KiB slice, so that
+ * free finds a block's page with one load: 2^31 entries for 47 bits, a
+ * 16 GiB read-only reservation that holds no memory until written, made
+ * writable 64 KiB at a time (the entries of 512 MiB) as regions arrive
+ * there. Where the address space has no room for it (RLIMIT_AS), a shorter
+ * table covers the first 4 TiB, 256 GiB or 16 GiB, and aligned mappings
+ * are asked for below its end; a region the kernel places above the table
+ * is not used.
+ *
+ * An entry is its page's address less the table's, so that 0, what every
+ * entry reads until written, names the table's own first 256 bytes: the
+ * entries of the first 2 MiB of address space, where no region can lie, so
+ * they stay zero and read as a page that holds no block. How many entries
+ * there are is the word just below the table, read through the same
+ * pointer, so that a thread never pairs one table with another's length.
+ * Before the table is made, the pointer names a length of 0. Hidden, so
+ * that free loads it straight, not through the GOT. */
+extern __attribute__((visibility("hidden"))) uintptr_t *ma_page_map;
 
-static inline uintptr_t ma_leaf_bias(uintptr_t top)
-{
-    return (top << (MA_LEAF_SHIFT - MA_SLICE_SHIFT)) * sizeof(ma_page *);
-}
-
-/* No page: the slices of a leaf outside any page, and the empty heap's
+/* No page: what a lookup outside the table gives, and the empty heap's
  * every table entry (its free list, MA_NO_BLOCKS, fails every pop). */
 extern ma_page ma_empty_page;
 
-/* An address the page map covers. */
-static inline bool ma_page_map_covers(uintptr_t u)
-{
-    return (u >> MA_LEAF_SHIFT) < MA_PAGE_MAP_SIZE;
-}
-
-/* The descriptor of the page that u falls in, or ma_empty_page when u is
- * in no page (nor in a region, nor near one). */
+/* The descriptor of the page that u falls in, or a descriptor that holds
+ * no block (ma_empty_page or the table's head) when u is in no page: six
+ * instructions, one load of the pointer, the compare with the length, the
+ * entry added to the pointer. The entries are read plainly: a stale one
+ * names no page, or a page whose own checks turn the address away. */
 static inline ma_page *ma_page_lookup(uintptr_t u)
 {
-    uintptr_t top = u >> MA_LEAF_SHIFT;
-    if (ma_unlikely(top >= MA_PAGE_MAP_SIZE))
+    const uintptr_t *map = ma_page_map;
+    uintptr_t slice = u >> MA_SLICE_SHIFT;
+    if (ma_unlikely(slice >= map[-1]))
         return &ma_empty_page;
-    uintptr_t biased = ma_page_map[top];
-    if (ma_unlikely(biased == 0))
-        return &ma_empty_page;
-    return *(ma_page **)(biased + (u >> MA_SLICE_SHIFT) * sizeof(ma_page *));
+    return (ma_page *)((uintptr_t)map + map[slice]);
 }
 
 /* The page of a small or medium block at u, or NULL: a large block's

@@ -13,9 +13,9 @@
  *  - Randomised order: blocks are carved into the free list in random order.
  *
  * None of it is on the fast path: while the profile is on, heaps publish the
- * empty page (every malloc takes the generic path, api.c) and regions are
- * marked MA_MAP_CHECKED in the region map (every free takes the slow path,
- * which checks the block before it is pushed on a list). */
+ * empty page (every malloc takes the generic path, api.c) and pages are
+ * owned by MA_OWNER_CHECKED (every free takes the slow path, which checks
+ * the block before it is pushed on a list). */
 #include <string.h>
 
 #include "page.h"

@@ -351,6 +351,15 @@ static void free_above_map(void)
     mapalloc_free(p);
 }
 
+/* An address in the first 2 MiB, whose page-map entries are the table's
+ * head read as a page: no block there. */
+static void free_low_address(void)
+{
+    void *p = (void *)(uintptr_t)(192 * KiB + 16);
+    death_expect(p);
+    mapalloc_free(p);
+}
+
 static const struct death_case cases[] = {
     {"double_free_small", double_free_small, MSG_DOUBLE_FREE, NULL, 0},
     {"double_free_small_not_last", double_free_small_not_last, MSG_DOUBLE_FREE, NULL, 0},
@@ -374,6 +383,7 @@ static const struct death_case cases[] = {
     {"free_libc_block", free_libc_block, MSG_INVALID, NULL, 0},
     {"free_wild", free_wild, MSG_INVALID, NULL, 0},
     {"free_above_map", free_above_map, MSG_INVALID, NULL, 0},
+    {"free_low_address", free_low_address, MSG_INVALID, NULL, 0},
     {"free_sized_wrong_small", free_sized_wrong_small, MSG_BAD_SIZE, NULL, 0},
     {"free_sized_wrong_large", free_sized_wrong_large, MSG_BAD_SIZE, NULL, 0},
     {"free_sized_below_class", free_sized_below_class, MSG_BAD_SIZE, NULL, 0},
